@@ -1,0 +1,48 @@
+# Latent Explorer. The two commands a newcomer needs: `make run` and `make test`.
+# Both set everything up on a fresh machine: a virtual environment with requirements.txt and,
+# for the browser tests, Debian's chromium.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-requirements
+HOST ?= 127.0.0.1
+PORT ?= 8501
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.PHONY: setup run serve test chromium checkpoints bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -c "import torch, torchvision, streamlit, safetensors; print('torch', torch.__version__, '| torchvision', torchvision.__version__, '| streamlit', streamlit.__version__)"
+	touch $@
+
+# Playwright drives Debian's chromium (no browser download: the machine has no network but the registries).
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@/usr/bin/chromium --version
+
+run: setup
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+
+test: setup chromium
+	$(PY) -m pytest
+
+# The shipped models, rebuilt with the documented commands (see README: Shipped checkpoints).
+checkpoints: setup
+	$(PY) -m vae_core train --dataset digits --latent-dim 8 --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-vae.safetensors
+	$(PY) -m vae_core train --dataset digits --latent-dim 2 --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-vae-2d.safetensors
+	$(PY) -m vae_core train --dataset digits --latent-dim 8 --conditional --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-cvae.safetensors
+	$(PY) -m vae_core train --dataset shapes --arch conv --hidden 32 32 64 --latent-dim 6 --beta 4 --epochs 30 --quiet --force --out checkpoints/shapes-betavae.safetensors
+
+bench: setup
+	$(PY) bench/train_bench.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache tests/artifacts

@@ -1,0 +1,220 @@
+"""Checkpoints: one .safetensors file with the weights and JSON metadata. Loading never unpickles.
+
+Metadata keys (all JSON strings, as safetensors requires str -> str):
+  format="latent-explorer-vae", format_version, library_version,
+  config (VAEConfig), dataset ({name, label_names, factor_names}), history (per-epoch records),
+  metrics (test ELBO etc.), train_state (epoch, seed, train config: what resuming needs).
+Tensor keys: model weights as in state_dict(); optimizer moments under "optimizer.<i>.<name>".
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from . import __version__
+from .config import VAEConfig
+from .model import VAE
+
+FORMAT = "latent-explorer-vae"
+FORMAT_VERSION = 1
+MAX_HEADER_BYTES = 16 * 1024 * 1024  # a real header is a few KB; refuse absurd claims before reading
+MAX_CHECKPOINT_BYTES = 2 * 1024**3
+_OPTIMIZER_PREFIX = "optimizer."
+
+
+class CheckpointError(Exception):
+    """A file that is not a usable checkpoint; the message says why, for the person who chose it."""
+
+
+@dataclass
+class Checkpoint:
+    model: VAE
+    dataset: dict = field(default_factory=dict)  # {"name", "label_names", "factor_names"}
+    history: list = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    train_state: dict = field(default_factory=dict)
+    optimizer_state: dict | None = None  # torch optimizer state_dict, when saved for resuming
+    path: Path | None = None
+
+    @property
+    def config(self) -> VAEConfig:
+        return self.model.config
+
+
+def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=None, metrics=None,
+                    train_state=None, optimizer: torch.optim.Optimizer | None = None) -> Path:
+    """Write atomically: a temp file in the same folder, fsync, then os.replace over the target."""
+    path = Path(path)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "library_version": __version__,
+        "config": json.dumps(model.config.to_dict()),
+        "dataset": json.dumps(dataset or {}),
+        "history": json.dumps(history or []),
+        "metrics": json.dumps(metrics or {}),
+        "train_state": json.dumps(train_state or {}),
+    }
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        scalars = {}
+        for index, slots in state["state"].items():
+            for name, value in slots.items():
+                if torch.is_tensor(value) and value.dim() > 0:
+                    tensors[f"{_OPTIMIZER_PREFIX}{index}.{name}"] = value.detach().cpu().contiguous()
+                else:
+                    scalars[f"{index}.{name}"] = float(value)
+        meta["optimizer"] = json.dumps({"param_groups": state["param_groups"], "scalars": scalars})
+    data = st_save(tensors, metadata=meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _read_checked(path: Path) -> bytes:
+    """The file's bytes, after checking the safetensors framing by hand: size, header length, JSON."""
+    if not path.exists():
+        raise CheckpointError(f"{path.name}: no such file")
+    if not path.is_file():
+        raise CheckpointError(f"{path.name}: not a regular file")
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"{path.name}: the file is empty")
+    if size > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{path.name}: {size / 1e9:.1f} GB is larger than any VAE this app loads")
+    data = path.read_bytes()
+    if size < 8:
+        raise CheckpointError(f"{path.name}: too short to be a safetensors checkpoint ({size} bytes)")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
+        raise CheckpointError(
+            f"{path.name}: not a safetensors checkpoint, or truncated (header claims {header_len} bytes, file has {size})"
+        )
+    try:
+        header = json.loads(data[8:8 + header_len])
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CheckpointError(f"{path.name}: not a safetensors checkpoint (its header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path.name}: not a safetensors checkpoint (malformed header)")
+    return data
+
+
+def _json_field(meta: dict, key: str, name: str, default):
+    try:
+        return json.loads(meta[key]) if key in meta else default
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{name}: the '{key}' metadata is not valid JSON") from None
+
+
+def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a .safetensors checkpoint into an eval-mode VAE, or raise CheckpointError."""
+    path = Path(path)
+    data = _read_checked(path)
+    try:
+        tensors = st_load(data)
+    except Exception as exc:  # safetensors reports bad offsets, dtypes, overlaps... as its own errors
+        raise CheckpointError(f"{path.name}: damaged safetensors data ({exc})") from None
+    (header_len,) = struct.unpack("<Q", data[:8])
+    meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path.name}: a safetensors file, but not a Latent Explorer checkpoint (no config). "
+            "For weights trained elsewhere, see 'Bring your own model' in the README."
+        )
+    version = meta.get("format_version", "?")
+    if version != str(FORMAT_VERSION):
+        raise CheckpointError(f"{path.name}: checkpoint format version {version} is not supported "
+                              f"(this is version {FORMAT_VERSION}; upgrade Latent Explorer)")
+    try:
+        config = VAEConfig.from_dict(_json_field(meta, "config", path.name, {}))
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from None
+    weights = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
+    model = build_model(config, weights, path.name)
+    optimizer_state = None
+    if "optimizer" in meta:
+        optimizer_state = _optimizer_state(_json_field(meta, "optimizer", path.name, {}), tensors)
+    return Checkpoint(
+        model=model.to(device).eval(),
+        dataset=_json_field(meta, "dataset", path.name, {}),
+        history=_json_field(meta, "history", path.name, []),
+        metrics=_json_field(meta, "metrics", path.name, {}),
+        train_state=_json_field(meta, "train_state", path.name, {}),
+        optimizer_state=optimizer_state,
+        path=path,
+    )
+
+
+def build_model(config: VAEConfig, weights: dict[str, torch.Tensor], name: str) -> VAE:
+    """A VAE for `config` holding `weights`; a mismatch becomes a message naming the first few keys."""
+    model = VAE(config)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if k in weights and weights[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}")
+        if wrong:
+            parts.append(f"wrong shapes {'; '.join(wrong[:3])}")
+        raise CheckpointError(f"{name}: the weights do not fit the config ({config.architecture}, "
+                              f"latent {config.latent_dim}): {'; '.join(parts)}")
+    if not all(torch.is_floating_point(w) for w in weights.values()):
+        raise CheckpointError(f"{name}: weights must be floating-point tensors")
+    model.load_state_dict({k: w.float() for k, w in weights.items()})
+    return model
+
+
+def _optimizer_state(info: dict, tensors: dict) -> dict:
+    state: dict = {}
+    for key, value in tensors.items():
+        if key.startswith(_OPTIMIZER_PREFIX):
+            index, name = key[len(_OPTIMIZER_PREFIX):].split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+    for key, value in info.get("scalars", {}).items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = torch.tensor(value)
+    return {"state": state, "param_groups": info.get("param_groups", [])}
+
+
+def load_state_dict_pt(path, config: VAEConfig | dict, device="cpu") -> Checkpoint:
+    """A plain PyTorch state_dict saved with torch.save, read with weights_only=True (no code runs)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        raise CheckpointError(f"{path.name}: not a file, or empty")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for foreign classes, RuntimeError for damage
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path.name}: not a plain state_dict that loads safely ({first_line[:200]})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
+        raise CheckpointError(f"{path.name}: expected a state_dict (a dict of name -> tensor)")
+    try:
+        config = config if isinstance(config, VAEConfig) else VAEConfig.from_dict(config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config for {path.name}: {exc}") from None
+    return Checkpoint(model=build_model(config, obj, path.name).to(device).eval(), path=path)

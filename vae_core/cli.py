@@ -1,0 +1,193 @@
+"""Command line: python -m vae_core {train, eval, sample, datasets}. Errors print one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  python -m vae_core train --dataset digits --latent-dim 8 --epochs 50 --out checkpoints/x.safetensors
+  python -m vae_core train --dataset digits --conditional --out checkpoints/digits-cvae.safetensors
+  python -m vae_core train --dataset shapes --arch conv --beta 4 --out checkpoints/shapes-betavae.safetensors
+  torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
+  python -m vae_core eval checkpoints/digits-vae.safetensors --iwae-k 100
+  python -m vae_core sample checkpoints/digits-vae.safetensors --n 64 --out grid.png
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m vae_core",
+        description="Train, evaluate and sample Variational Autoencoders for Latent Explorer.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a VAE and save it as a .safetensors checkpoint",
+                       description="Train a (beta-, conditional) VAE. The checkpoint is written atomically "
+                                   "after every epoch, so an interrupted or diverging run keeps its last good epoch.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    t.add_argument("--dataset", default="digits", help="digits | shapes | mnist | fashion-mnist | kmnist | "
+                   "cifar10 | folder:PATH | npz:PATH (see `datasets`)")
+    t.add_argument("--data-root", help="where torchvision datasets live (default: $LATENT_EXPLORER_DATA "
+                   "or ~/.cache/latent-explorer/data)")
+    t.add_argument("--download", action="store_true", help="let torchvision download missing files (needs network)")
+    t.add_argument("--image-size", type=int, help="resize folder datasets / render shapes at this size")
+    t.add_argument("--holdout-class", type=int, help="leave this class out of training (anomaly experiments)")
+    t.add_argument("--latent-dim", type=int, default=8, help="size of z")
+    t.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="encoder/decoder body")
+    t.add_argument("--hidden", type=int, nargs="+", help="hidden widths (mlp) or channels per conv layer "
+                   "(default: 256 128 for mlp, 32 64 for conv)")
+    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="p(x|z)")
+    t.add_argument("--beta", type=float, default=1.0, help="KL weight; > 1 trades reconstruction for disentanglement")
+    t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
+    t.add_argument("--epochs", type=int, default=50)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    t.add_argument("--kl-warmup", type=int, default=0, help="epochs over which the KL weight ramps up from 0")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    t.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
+    t.add_argument("--resume", action="store_true", help="continue the run saved at --out up to --epochs")
+    t.add_argument("--force", action="store_true", help="overwrite an existing --out without --resume")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", help="test-set ELBO, reconstruction, KL, IWAE bound and active units")
+    e.add_argument("checkpoint")
+    e.add_argument("--iwae-k", type=int, default=50, help="importance samples for the IWAE bound (0 to skip)")
+    e.add_argument("--data-root")
+    e.add_argument("--limit", type=int, help="score only the first N test samples")
+
+    s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    s.add_argument("checkpoint")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (<1: safer, blander)")
+    s.add_argument("--label", type=int, help="class to sample from (conditional models; default: all classes)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default="samples.png")
+
+    sub.add_parser("datasets", help="list the dataset names")
+    return p
+
+
+def _train(args) -> int:
+    from tqdm import tqdm
+
+    from .checkpoint import load_checkpoint
+    from .config import TrainConfig, VAEConfig
+    from .datasets import load_dataset
+    from .model import VAE
+    from .trainer import Callback, Trainer, TrainingDiverged
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors":
+        raise UsageError(f"--out must end in .safetensors, got {out.name}")
+    if out.exists() and not (args.resume or args.force):
+        raise UsageError(f"{out} exists: pass --resume to continue it or --force to overwrite")
+    data = load_dataset(args.dataset, seed=args.seed, root=args.data_root, download=args.download,
+                        image_size=args.image_size)
+    if args.holdout_class is not None:
+        data = data.without_class(args.holdout_class)
+    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               kl_warmup_epochs=args.kl_warmup, device=args.device)
+    resume = None
+    if args.resume and out.exists():
+        resume = load_checkpoint(out)
+        model = resume.model
+    else:
+        hidden = args.hidden or ([256, 128] if args.arch == "mlp" else [32, 64])
+        model = VAE(VAEConfig(input_shape=data.image_shape, latent_dim=args.latent_dim, architecture=args.arch,
+                              hidden_sizes=hidden, likelihood=args.likelihood, beta=args.beta,
+                              num_classes=data.num_classes if args.conditional else 0))
+
+    class Progress(Callback):
+        def __init__(self, bar):
+            self.bar = bar
+
+        def on_epoch_end(self, trainer, record):
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{record['loss']:.2f}", test_elbo=f"{record.get('test_elbo', 0):.2f}",
+                                 kl=f"{record['kl']:.2f}")
+
+    trainer = Trainer(model, data, train_config, checkpoint_path=out, resume=resume)
+    if trainer.start_epoch >= args.epochs:
+        print(f"{out} already has {trainer.start_epoch} epochs; raise --epochs to train more")
+        return 0
+    quiet = args.quiet or not trainer.is_main
+    with tqdm(total=args.epochs, initial=trainer.start_epoch, desc=f"training on {data.name}", unit="epoch",
+              disable=quiet) as bar:
+        trainer.callbacks.append(Progress(bar))
+        try:
+            history = trainer.fit()
+        except TrainingDiverged as exc:
+            raise UsageError(str(exc)) from None
+    if trainer.is_main:
+        last = history[-1]
+        print(f"saved {out}: test ELBO {last.get('test_elbo', float('nan')):.2f} nats, "
+              f"KL {last['kl']:.2f}, active units {last.get('active_units', '?')}/{model.config.latent_dim}")
+    return 0
+
+
+def _eval(args) -> int:
+    from .checkpoint import load_checkpoint
+    from .datasets import load_dataset
+    from .metrics import evaluate
+
+    ckpt = load_checkpoint(args.checkpoint)
+    name = ckpt.dataset.get("name") or "digits"
+    data = load_dataset(name, root=args.data_root, seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
+    x, y = data.x_test[: args.limit], data.y_test[: args.limit]
+    result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k)
+    print(f"{Path(args.checkpoint).name} on {name} test ({len(x)} samples), nats per image:")
+    print(f"  ELBO          {result['elbo']:10.3f}")
+    print(f"  reconstruction{-result['recon']:10.3f}   (log p(x|z))")
+    print(f"  KL            {result['kl']:10.3f}")
+    if "iwae" in result:
+        print(f"  IWAE (k={args.iwae_k:<3}) {result['iwae']:10.3f}   (tighter bound on log p(x))")
+    print(f"  active units  {result['active_units']:>6} / {ckpt.config.latent_dim}")
+    return 0
+
+
+def _sample(args) -> int:
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .images import make_grid, png_bytes, upscale_factor
+
+    ckpt = load_checkpoint(args.checkpoint)
+    model, cfg = ckpt.model, ckpt.config
+    generator = torch.Generator().manual_seed(args.seed)
+    labels = None
+    if cfg.conditional:
+        labels = (torch.full((args.n,), args.label) if args.label is not None
+                  else torch.arange(args.n) % cfg.num_classes)
+    with torch.inference_mode():
+        images = model.sample(args.n, labels, temperature=args.temperature, generator=generator)
+    ncols = cfg.num_classes if cfg.conditional and args.label is None else int(args.n ** 0.5 + 0.999)
+    Path(args.out).write_bytes(png_bytes(make_grid(images, ncols), upscale_factor(cfg.input_shape[1], 48)))
+    print(f"wrote {args.n} samples to {args.out}")
+    return 0
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .datasets import DATASETS, DatasetError
+
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "datasets":
+            for name, about in DATASETS.items():
+                print(f"  {name:14} {about}")
+            return 0
+        return {"train": _train, "eval": _eval, "sample": _sample}[args.command](args)
+    except (UsageError, CheckpointError, DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last completed epoch's checkpoint is intact", file=sys.stderr)
+        return 130

@@ -1,0 +1,78 @@
+"""Model configuration: everything needed to rebuild a VAE from a checkpoint's JSON metadata."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+ARCHITECTURES = ("mlp", "conv")
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+@dataclass
+class VAEConfig:
+    input_shape: tuple[int, int, int] = (1, 8, 8)  # (channels, height, width)
+    latent_dim: int = 8
+    architecture: str = "mlp"  # "mlp" | "conv"
+    # MLP: widths of the hidden layers. conv: channels of each stride-2 conv layer.
+    hidden_sizes: tuple[int, ...] = (256, 128)
+    likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (BCE) or "gaussian" (fixed obs_sigma)
+    beta: float = 1.0  # weight of the KL term; beta > 1 is a beta-VAE (Higgins et al., 2017)
+    num_classes: int = 0  # > 0 makes a conditional VAE: q(z|x,y), p(x|z,y)
+    obs_sigma: float = 0.1  # std of the Gaussian likelihood; unused for Bernoulli
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(s) for s in self.input_shape)
+        self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        problems = []
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            problems.append(f"input_shape must be (channels, height, width), got {self.input_shape}")
+        if int(self.latent_dim) < 1:
+            problems.append(f"latent_dim must be at least 1, got {self.latent_dim}")
+        if self.architecture not in ARCHITECTURES:
+            problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
+            problems.append(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
+        if self.likelihood not in LIKELIHOODS:
+            problems.append(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if not float(self.beta) >= 0:
+            problems.append(f"beta must be >= 0, got {self.beta}")
+        if int(self.num_classes) < 0 or int(self.num_classes) == 1:
+            problems.append(f"num_classes must be 0 (unconditional) or >= 2, got {self.num_classes}")
+        if not float(self.obs_sigma) > 0:
+            problems.append(f"obs_sigma must be > 0, got {self.obs_sigma}")
+        if problems:
+            raise ValueError("invalid VAE config: " + "; ".join(problems))
+        self.latent_dim, self.num_classes = int(self.latent_dim), int(self.num_classes)
+        self.beta, self.obs_sigma = float(self.beta), float(self.obs_sigma)
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "VAEConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"invalid VAE config: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    kl_warmup_epochs: int = 0  # KL weight ramps linearly 0 -> beta over these epochs (Bowman et al., 2016)
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu
+    grad_clip: float = 0.0  # 0 disables clipping
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if not self.lr > 0:
+            raise ValueError(f"learning rate must be > 0, got {self.lr}")

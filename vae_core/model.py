@@ -1,0 +1,182 @@
+"""The VAE (Kingma & Welling, 2014, https://arxiv.org/abs/1312.6114), plain, beta and conditional.
+
+encode -> (mu, logvar); reparameterize -> z = mu + sigma * eps; decode -> p(x|z).
+MLP and convolutional bodies share the same heads, so every method below works for both.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .config import VAEConfig
+from . import losses
+
+
+class _ConvEncoder(nn.Module):
+    """Stride-2 3x3 convs: each halves the size, rounding up (ceil(H/2)), for any image size."""
+
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        channels, height, width = config.input_shape
+        layers, self.sizes = [], [(height, width)]
+        for out_channels in config.hidden_sizes:
+            layers += [nn.Conv2d(channels, out_channels, 3, stride=2, padding=1), nn.SiLU()]
+            channels = out_channels
+            height, width = (height + 1) // 2, (width + 1) // 2
+            self.sizes.append((height, width))
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.out_features = channels * height * width
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class _ConvDecoder(nn.Module):
+    """Mirror of _ConvEncoder; output_padding picks 2h or 2h-1 so the exact input size comes back."""
+
+    def __init__(self, config: VAEConfig, sizes: list[tuple[int, int]], in_features: int):
+        super().__init__()
+        channels = list(reversed(config.hidden_sizes))
+        self.start = (channels[0], *sizes[-1])
+        self.project = nn.Sequential(nn.Linear(in_features, math.prod(self.start)), nn.SiLU())
+        layers = []
+        targets = list(reversed(sizes[:-1]))
+        outs = channels[1:] + [config.input_shape[0]]
+        for i, (c_in, c_out) in enumerate(zip(channels, outs)):
+            (h_in, w_in), (h_out, w_out) = ([self.start[1:]] + targets)[i], targets[i]
+            pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad))
+            if i < len(channels) - 1:
+                layers.append(nn.SiLU())
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, h):
+        return self.body(self.project(h).view(-1, *self.start))
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), nn.SiLU()]
+    return nn.Sequential(*layers)
+
+
+class VAE(nn.Module):
+    def __init__(self, config: VAEConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        n_pixels = math.prod(c.input_shape)
+        if c.architecture == "mlp":
+            self.encoder_body = nn.Sequential(nn.Flatten(), _mlp([n_pixels, *c.hidden_sizes]))
+            features = c.hidden_sizes[-1]
+        else:
+            self.encoder_body = _ConvEncoder(c)
+            features = self.encoder_body.out_features
+        # The label enters after the body (encoder) and before it (decoder): one-hot concatenation.
+        self.to_mu = nn.Linear(features + c.num_classes, c.latent_dim)
+        self.to_logvar = nn.Linear(features + c.num_classes, c.latent_dim)
+        decoder_in = c.latent_dim + c.num_classes
+        if c.architecture == "mlp":
+            widths = list(reversed(c.hidden_sizes))
+            self.decoder_body = nn.Sequential(
+                _mlp([decoder_in, *widths]), nn.Linear(widths[-1], n_pixels), nn.Unflatten(1, c.input_shape)
+            )
+        else:
+            self.decoder_body = _ConvDecoder(c, self.encoder_body.sizes, decoder_in)
+
+    # -- the four functions of pytorch/examples vae/main.py -------------------------------------
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z|x[,y]) = N(mu, diag(exp(logvar)))."""
+        h = self._with_label(self.encoder_body(x), y)
+        return self.to_mu(h), self.to_logvar(h)
+
+    @staticmethod
+    def reparameterize(mu, logvar, eps: torch.Tensor | None = None):
+        # z = mu + sigma * eps keeps z differentiable in (mu, logvar): the reparameterisation trick.
+        if eps is None:
+            eps = torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decoder_output(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Parameters of p(x|z[,y]): logits (Bernoulli) or pre-sigmoid means (Gaussian)."""
+        return self.decoder_body(self._with_label(z, y))
+
+    def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean image E[x|z] in [0, 1], shape (N, C, H, W)."""
+        return torch.sigmoid(self.decoder_output(z, y))
+
+    def forward(self, x, y=None, eps=None):
+        mu, logvar = self.encode(x, y)
+        z = self.reparameterize(mu, logvar, eps)
+        return self.decoder_output(z, y), mu, logvar
+
+    # -- objective -----------------------------------------------------------------------------
+    def loss(self, x, y=None, eps=None, beta: float | None = None) -> dict[str, torch.Tensor]:
+        """Batch-mean negative ELBO (recon + beta * KL) and its parts."""
+        return self.loss_terms(x, *self(x, y, eps), beta=beta)
+
+    def loss_terms(self, x, decoder_output, mu, logvar, beta: float | None = None) -> dict[str, torch.Tensor]:
+        """The loss from forward()'s outputs; separate so a DDP wrapper's forward can feed it."""
+        recon = -losses.log_likelihood(x, decoder_output, self.config.likelihood, self.config.obs_sigma)
+        kl_per_dim = losses.gaussian_kl(mu, logvar)
+        kl = kl_per_dim.sum(1)
+        beta = self.config.beta if beta is None else beta
+        return {
+            "loss": (recon + beta * kl).mean(),
+            "recon": recon.mean(),
+            "kl": kl.mean(),
+            "elbo": -(recon + kl).mean(),  # the true ELBO, whatever beta trains with
+            "kl_per_dim": kl_per_dim.mean(0).detach(),
+        }
+
+    # -- what the app and pythae-style users call ---------------------------------------------
+    def embed(self, x, y=None) -> torch.Tensor:
+        """Posterior means: the point each input sits at in latent space."""
+        return self.encode(x, y)[0]
+
+    def reconstruct(self, x, y=None) -> torch.Tensor:
+        """Decode the posterior mean (no sampling noise): what the model 'sees' in x."""
+        return self.decode(self.embed(x, y), y)
+
+    def sample(self, n: int, y=None, temperature: float = 1.0, generator: torch.Generator | None = None):
+        """Decode n draws from the prior N(0, temperature^2 I); y is a label or n labels."""
+        device = next(self.parameters()).device
+        z = temperature * torch.randn(n, self.config.latent_dim, generator=generator).to(device)
+        return self.decode(z, self._labels(y, n))
+
+    def iwae_bound(self, x, y=None, k: int = 50) -> torch.Tensor:
+        """Per-sample importance-weighted bound on log p(x) (Burda et al., 2016); k=1 gives the ELBO."""
+        mu, logvar = self.encode(x, y)
+        std = torch.exp(0.5 * logvar)
+        log_weights = []
+        for _ in range(k):
+            z = mu + std * torch.randn_like(mu)
+            out = self.decoder_output(z, y)
+            log_px_z = losses.log_likelihood(x, out, self.config.likelihood, self.config.obs_sigma)
+            log_weights.append(log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mu, logvar))
+        return torch.logsumexp(torch.stack(log_weights), 0) - math.log(k)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _labels(self, y, n: int):
+        if not self.config.conditional:
+            return None
+        if y is None:
+            raise ValueError("a conditional model needs a label y")
+        y = torch.as_tensor(y, dtype=torch.long, device=next(self.parameters()).device)
+        return y.expand(n) if y.dim() == 0 else y
+
+    def _with_label(self, h: torch.Tensor, y) -> torch.Tensor:
+        if not self.config.conditional:
+            return h
+        if y is None:
+            raise ValueError("a conditional model needs a label y")
+        y = torch.as_tensor(y, dtype=torch.long, device=h.device)
+        if y.dim() == 0:
+            y = y.expand(h.shape[0])
+        if y.min() < 0 or y.max() >= self.config.num_classes:
+            raise ValueError(f"labels must lie in [0, {self.config.num_classes}), got {y.min().item()}..{y.max().item()}")
+        return torch.cat([h, F.one_hot(y, self.config.num_classes).to(h.dtype)], 1)

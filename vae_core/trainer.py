@@ -1,0 +1,209 @@
+"""Training: minibatches sliced from in-memory tensors, callbacks, KL warm-up, divergence guard,
+atomic per-epoch checkpoints, resume, and DistributedDataParallel under torchrun.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .checkpoint import Checkpoint, save_checkpoint
+from .config import TrainConfig
+from .datasets import ImageDataset
+from .model import VAE
+
+EVAL_LIMIT = 2000  # test samples scored per epoch: enough for a stable curve, cheap on CPU
+
+
+class TrainingDiverged(Exception):
+    """The loss or its gradient became NaN/inf. The model holds the last good weights."""
+
+
+class Callback:
+    """Hooks the CLI (progress bar) and the app (live curves) attach to a run."""
+
+    def on_step(self, trainer: "Trainer", step: int, loss: float) -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", record: dict) -> None: ...
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def distributed_context() -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun with several processes."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+class Trainer:
+    def __init__(self, model: VAE, data: ImageDataset, config: TrainConfig, *, callbacks=(),
+                 checkpoint_path: str | Path | None = None, resume: Checkpoint | None = None,
+                 stop_event: threading.Event | None = None):
+        self.config = config
+        self.data = data
+        self.callbacks = list(callbacks)
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.stop_event = stop_event or threading.Event()
+        self.rank, self.world = distributed_context()
+        if self.world > 1 and torch.cuda.is_available():
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        else:
+            self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.model.train()
+        torch.manual_seed(config.seed)
+        self.network = self.model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.network = DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        if resume is not None:
+            self.history = list(resume.history)
+            self.start_epoch = int(resume.train_state.get("epoch", len(self.history)))
+            if resume.optimizer_state:
+                self.optimizer.load_state_dict(resume.optimizer_state)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = config.lr
+        self.x = data.x_train.to(self.device)
+        self.y = data.y_train.to(self.device) if model.config.conditional else None
+        self.stopped = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def kl_weight(self, epoch: int, step_fraction: float) -> float:
+        beta = self.model.config.beta
+        warmup = self.config.kl_warmup_epochs
+        return beta if warmup <= 0 else beta * min(1.0, (epoch + step_fraction) / warmup)
+
+    def fit(self) -> list[dict]:
+        """Train from start_epoch to config.epochs; returns the full history (earlier runs included)."""
+        good_state = copy.deepcopy(self.model.state_dict())
+        for epoch in range(self.start_epoch, self.config.epochs):
+            record = self._train_epoch(epoch, good_state)
+            if record is None:  # stopped by the user mid-epoch
+                self.stopped = True
+                break
+            good_state = copy.deepcopy(self.model.state_dict())
+            self.history.append(record)
+            if self.is_main and self.checkpoint_path:
+                self.save(epoch + 1)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, record)
+            if self.stop_event.is_set():
+                self.stopped = True
+                break
+        self.model.eval()
+        return self.history
+
+    def _train_epoch(self, epoch: int, good_state: dict) -> dict | None:
+        cfg, n = self.config, len(self.x)
+        # One generator per epoch, seeded from (seed, epoch): every process draws the same order and
+        # the same noise, and a resumed run draws exactly what the uninterrupted one would have.
+        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator)
+        sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, samples
+        kl_per_dim = torch.zeros(self.model.config.latent_dim, dtype=torch.float64)
+        self.model.train()
+        started = time.perf_counter()
+        n_batches = math.ceil(n / cfg.batch_size)
+        for step in range(n_batches):
+            if self.stop_event.is_set():
+                return None
+            batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
+            eps = torch.randn(len(batch), self.model.config.latent_dim, generator=generator)
+            if len(batch) < self.world:
+                continue
+            # Each process takes its slice of the global batch; weighting by slice size makes the
+            # DDP gradient average equal to the single-process gradient of the whole batch.
+            mine = batch.tensor_split(self.world)[self.rank].to(self.device)
+            eps = eps.tensor_split(self.world)[self.rank].to(self.device)
+            share = len(mine) * self.world / len(batch)
+            x, y = self.x[mine], None if self.y is None else self.y[mine]
+            # Through self.network (the DDP wrapper when distributed): its forward arms the all-reduce.
+            parts = self.model.loss_terms(x, *self.network(x, y, eps), beta=self.kl_weight(epoch, step / n_batches))
+            self.optimizer.zero_grad(set_to_none=True)
+            (parts["loss"] * share).backward()
+            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+            # The gradient norm is identical on every process after DDP's all-reduce, so all of them
+            # take this branch together; a NaN loss always yields a NaN gradient.
+            if not torch.isfinite(grad_norm) or not torch.isfinite(parts["loss"]):
+                self.model.load_state_dict(good_state)
+                kept = f"; the checkpoint from epoch {epoch} was kept" if self.checkpoint_path and epoch else ""
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch + 1}, step {step + 1}: the loss became "
+                    f"{parts['loss'].item()} (learning rate {cfg.lr:g} too high? try {cfg.lr / 10:g}){kept}"
+                )
+            self.optimizer.step()
+            b = len(mine)
+            sums += torch.tensor([parts["loss"].item() * b, parts["recon"].item() * b, parts["kl"].item() * b, b],
+                                 dtype=torch.float64)
+            kl_per_dim += parts["kl_per_dim"].double().cpu() * b
+            for cb in self.callbacks:
+                cb.on_step(self, step, parts["loss"].item())
+        if self.world > 1:
+            for t in (sums, kl_per_dim):
+                dist.all_reduce(t)
+        seconds = time.perf_counter() - started
+        count = sums[3].item()
+        record = {
+            "epoch": epoch + 1,
+            "loss": sums[0].item() / count,
+            "recon": sums[1].item() / count,
+            "kl": sums[2].item() / count,
+            "elbo": -(sums[1].item() + sums[2].item()) / count,
+            "kl_per_dim": (kl_per_dim / count).tolist(),
+            "kl_weight": self.kl_weight(epoch, 1.0),
+            "seconds": seconds,
+            "samples_per_second": count / seconds,
+        }
+        record.update(self._test_metrics())
+        return record
+
+    @torch.inference_mode()
+    def _test_metrics(self) -> dict:
+        from .metrics import evaluate
+
+        x, y = self.data.x_test[:EVAL_LIMIT], self.data.y_test[:EVAL_LIMIT]
+        if len(x) == 0:
+            return {}
+        self.model.eval()
+        result = evaluate(self.model, x, y, seed=0)
+        self.model.train()
+        return {"test_elbo": result["elbo"], "test_recon": result["recon"], "test_kl": result["kl"],
+                "active_units": result["active_units"]}
+
+    def save(self, epoch: int) -> Path:
+        last = self.history[-1] if self.history else {}
+        return save_checkpoint(
+            self.checkpoint_path, self.model,
+            dataset={"name": self.data.name, "label_names": self.data.label_names,
+                     "factor_names": self.data.factor_names},
+            history=self.history,
+            metrics={k: last[k] for k in ("test_elbo", "test_recon", "test_kl", "active_units") if k in last},
+            train_state={"epoch": epoch, "train_config": vars(self.config)},
+            optimizer=self.optimizer,
+        )
