@@ -25,7 +25,7 @@ $(STAMP): requirements.txt
 chromium:
 	@test -x /usr/bin/chromium || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@/usr/bin/chromium --version
 
 run: setup
@@ -35,11 +35,14 @@ test: setup chromium
 	$(PY) -m pytest
 
 # The shipped models, rebuilt with the documented commands (see README: Shipped checkpoints).
+DIGITS := --dataset digits --likelihood gaussian --obs-sigma 0.2 --kl-warmup 30 --epochs 200 --batch-size 32 --quiet --force
+SHAPES := --dataset shapes --arch conv --hidden 32 32 64 --latent-dim 6 --kl-warmup 5 --epochs 30 --quiet --force
 checkpoints: setup
-	$(PY) -m vae_core train --dataset digits --latent-dim 8 --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-vae.safetensors
-	$(PY) -m vae_core train --dataset digits --latent-dim 2 --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-vae-2d.safetensors
-	$(PY) -m vae_core train --dataset digits --latent-dim 8 --conditional --epochs 300 --batch-size 64 --quiet --force --out checkpoints/digits-cvae.safetensors
-	$(PY) -m vae_core train --dataset shapes --arch conv --hidden 32 32 64 --latent-dim 6 --beta 4 --epochs 30 --quiet --force --out checkpoints/shapes-betavae.safetensors
+	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --out checkpoints/digits-vae.safetensors
+	$(PY) -m vae_core train $(DIGITS) --latent-dim 2 --out checkpoints/digits-vae-2d.safetensors
+	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --conditional --out checkpoints/digits-cvae.safetensors
+	$(PY) -m vae_core train $(SHAPES) --beta 4 --out checkpoints/shapes-betavae.safetensors
+	$(PY) -m vae_core train $(SHAPES) --beta 1 --out checkpoints/shapes-vae.safetensors
 
 bench: setup
 	$(PY) bench/train_bench.py

@@ -8,6 +8,8 @@ Tensor keys: model weights as in state_dict(); optimizer moments under "optimize
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import struct
@@ -75,9 +77,14 @@ def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=No
                     scalars[f"{index}.{name}"] = float(value)
         meta["optimizer"] = json.dumps({"param_groups": state["param_groups"], "scalars": scalars})
     data = st_save(tensors, metadata=meta)
+    meta["sha256"] = _digest(*_split(data))  # the tensor bytes do not move when the metadata grows
+    data = st_save(tensors, metadata=meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -89,83 +96,122 @@ def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=No
     return path
 
 
-def _read_checked(path: Path) -> bytes:
-    """The file's bytes, after checking the safetensors framing by hand: size, header length, JSON."""
+def _split(data: bytes) -> tuple[dict, bytes]:
+    """(header, tensor bytes) of well-framed safetensors data."""
+    (header_len,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + header_len]), data[8 + header_len:]
+
+
+def _digest(header: dict, region: bytes) -> str:
+    """sha256 of the header (keys sorted, the digest itself left out) and the tensor bytes.
+
+    safetensors has no checksum: a flipped bit in the weights would load silently as other weights.
+    """
+    meta = {k: v for k, v in (header.get("__metadata__") or {}).items() if k != "sha256"}
+    canonical = json.dumps({**header, "__metadata__": meta}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode() + region).hexdigest()
+
+
+def _read_file(path: Path) -> bytes:
     if not path.exists():
         raise CheckpointError(f"{path.name}: no such file")
     if not path.is_file():
         raise CheckpointError(f"{path.name}: not a regular file")
     size = path.stat().st_size
-    if size == 0:
-        raise CheckpointError(f"{path.name}: the file is empty")
     if size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(f"{path.name}: {size / 1e9:.1f} GB is larger than any VAE this app loads")
-    data = path.read_bytes()
+    return path.read_bytes()
+
+
+def _check_framing(data: bytes, name: str) -> dict:
+    """The safetensors header, after checking the framing by hand: size, header length, JSON."""
+    size = len(data)
+    if size == 0:
+        raise CheckpointError(f"{name}: the file is empty")
     if size < 8:
-        raise CheckpointError(f"{path.name}: too short to be a safetensors checkpoint ({size} bytes)")
+        raise CheckpointError(f"{name}: too short to be a safetensors checkpoint ({size} bytes)")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > MAX_HEADER_BYTES or 8 + header_len > size:
         raise CheckpointError(
-            f"{path.name}: not a safetensors checkpoint, or truncated (header claims {header_len} bytes, file has {size})"
+            f"{name}: not a safetensors checkpoint, or truncated (header claims {header_len} bytes, file has {size})"
         )
     try:
         header = json.loads(data[8:8 + header_len])
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise CheckpointError(f"{path.name}: not a safetensors checkpoint (its header is not JSON)") from None
+        raise CheckpointError(f"{name}: not a safetensors checkpoint (its header is not JSON)") from None
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path.name}: not a safetensors checkpoint (malformed header)")
-    return data
+        raise CheckpointError(f"{name}: not a safetensors checkpoint (malformed header)")
+    return header
 
 
 def _json_field(meta: dict, key: str, name: str, default):
+    """The JSON in meta[key], of the same type as default (a dict or a list: what the callers index)."""
     try:
-        return json.loads(meta[key]) if key in meta else default
+        value = json.loads(meta[key]) if key in meta else default
     except json.JSONDecodeError:
         raise CheckpointError(f"{name}: the '{key}' metadata is not valid JSON") from None
+    if not isinstance(value, type(default)):
+        kind = "an object" if isinstance(default, dict) else "a list"
+        raise CheckpointError(f"{name}: the '{key}' metadata is not {kind} but {type(value).__name__}")
+    return value
 
 
 def load_checkpoint(path, device: str | torch.device = "cpu") -> Checkpoint:
     """Load a .safetensors checkpoint into an eval-mode VAE, or raise CheckpointError."""
     path = Path(path)
-    data = _read_checked(path)
+    checkpoint = parse_checkpoint(_read_file(path), path.name, device)
+    checkpoint.path = path
+    return checkpoint
+
+
+def parse_checkpoint(data: bytes, name: str, device: str | torch.device = "cpu") -> Checkpoint:
+    """A checkpoint from bytes (an upload): the same checks as load_checkpoint, nothing unpickled."""
+    header = _check_framing(data, name)
     try:
         tensors = st_load(data)
     except Exception as exc:  # safetensors reports bad offsets, dtypes, overlaps... as its own errors
-        raise CheckpointError(f"{path.name}: damaged safetensors data ({exc})") from None
-    (header_len,) = struct.unpack("<Q", data[:8])
-    meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
+        raise CheckpointError(f"{name}: damaged safetensors data ({exc})") from None
+    meta = header.get("__metadata__") or {}
     if meta.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path.name}: a safetensors file, but not a Latent Explorer checkpoint (no config). "
+            f"{name}: a safetensors file, but not a Latent Explorer checkpoint (no config). "
             "For weights trained elsewhere, see 'Bring your own model' in the README."
         )
     version = meta.get("format_version", "?")
     if version != str(FORMAT_VERSION):
-        raise CheckpointError(f"{path.name}: checkpoint format version {version} is not supported "
+        raise CheckpointError(f"{name}: checkpoint format version {version} is not supported "
                               f"(this is version {FORMAT_VERSION}; upgrade Latent Explorer)")
+    if "sha256" in meta and meta["sha256"] != _digest(header, _split(data)[1]):  # older files have none
+        raise CheckpointError(f"{name}: damaged: the contents do not match the checksum saved with them "
+                              "(corrupted on disk or in transfer?)")
     try:
-        config = VAEConfig.from_dict(_json_field(meta, "config", path.name, {}))
+        config = VAEConfig.from_dict(_json_field(meta, "config", name, {}))
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path.name}: {exc}") from None
+        raise CheckpointError(f"{name}: {exc}") from None
     weights = {k: v for k, v in tensors.items() if not k.startswith(_OPTIMIZER_PREFIX)}
-    model = build_model(config, weights, path.name)
+    model = build_model(config, weights, name)
     optimizer_state = None
     if "optimizer" in meta:
-        optimizer_state = _optimizer_state(_json_field(meta, "optimizer", path.name, {}), tensors)
+        try:
+            optimizer_state = _optimizer_state(_json_field(meta, "optimizer", name, {}), tensors)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{name}: malformed optimizer state ({exc})") from None
     return Checkpoint(
         model=model.to(device).eval(),
-        dataset=_json_field(meta, "dataset", path.name, {}),
-        history=_json_field(meta, "history", path.name, []),
-        metrics=_json_field(meta, "metrics", path.name, {}),
-        train_state=_json_field(meta, "train_state", path.name, {}),
+        dataset=_json_field(meta, "dataset", name, {}),
+        history=_json_field(meta, "history", name, []),
+        metrics=_json_field(meta, "metrics", name, {}),
+        train_state=_json_field(meta, "train_state", name, {}),
         optimizer_state=optimizer_state,
-        path=path,
     )
 
 
 def build_model(config: VAEConfig, weights: dict[str, torch.Tensor], name: str) -> VAE:
     """A VAE for `config` holding `weights`; a mismatch becomes a message naming the first few keys."""
-    model = VAE(config)
+    try:
+        model = VAE(config)
+    except ValueError as exc:  # a config VAEConfig accepts but VAE cannot build ("external")
+        raise CheckpointError(f"{name}: {exc}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(weights))
     unexpected = sorted(set(weights) - set(expected))
@@ -199,22 +245,35 @@ def _optimizer_state(info: dict, tensors: dict) -> dict:
     return {"state": state, "param_groups": info.get("param_groups", [])}
 
 
-def load_state_dict_pt(path, config: VAEConfig | dict, device="cpu") -> Checkpoint:
-    """A plain PyTorch state_dict saved with torch.save, read with weights_only=True (no code runs)."""
-    path = Path(path)
-    if not path.is_file() or path.stat().st_size == 0:
-        raise CheckpointError(f"{path.name}: not a file, or empty")
+def read_state_dict(source, name: str | None = None) -> dict[str, torch.Tensor]:
+    """A plain PyTorch state_dict from a path or an upload's bytes, via torch.load(weights_only=True):
+    tensors and containers only, so a pickle that would run code or build a foreign class is refused.
+    """
+    if isinstance(source, (bytes, bytearray)):
+        label, data = name or "upload.pt", bytes(source)
+    else:
+        label, data = Path(source).name, _read_file(Path(source))
+    if not data:
+        raise CheckpointError(f"{label}: the file is empty")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for foreign classes, RuntimeError for damage
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path.name}: not a plain state_dict that loads safely ({first_line[:200]})") from None
+        raise CheckpointError(f"{label}: not a plain state_dict that loads safely ({first_line[:200]})") from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
-        raise CheckpointError(f"{path.name}: expected a state_dict (a dict of name -> tensor)")
+        raise CheckpointError(f"{label}: expected a state_dict (a dict of name -> tensor)")
+    return obj
+
+
+def load_state_dict_pt(source, config: VAEConfig | dict, device="cpu", name: str | None = None) -> Checkpoint:
+    """A .pt state_dict (path or upload bytes, see read_state_dict) plus the config it was trained with."""
+    label = name or ("upload.pt" if isinstance(source, (bytes, bytearray)) else Path(source).name)
+    weights = read_state_dict(source, label)
     try:
         config = config if isinstance(config, VAEConfig) else VAEConfig.from_dict(config)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"config for {path.name}: {exc}") from None
-    return Checkpoint(model=build_model(config, obj, path.name).to(device).eval(), path=path)
+        raise CheckpointError(f"config for {label}: {exc}") from None
+    path = None if isinstance(source, (bytes, bytearray)) else Path(source)
+    return Checkpoint(model=build_model(config, weights, label).to(device).eval(), path=path)

@@ -16,6 +16,15 @@ examples:
 """
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Option defaults shown, description and examples printed as written."""
+
+
+def _examples(command: str) -> str:
+    """The lines of EXAMPLES that run `command`, as a subcommand's epilog."""
+    return "\n".join(["examples:"] + [line for line in EXAMPLES.splitlines() if f" vae_core {command} " in line])
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m vae_core",
@@ -25,9 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a VAE and save it as a .safetensors checkpoint",
-                       description="Train a (beta-, conditional) VAE. The checkpoint is written atomically "
-                                   "after every epoch, so an interrupted or diverging run keeps its last good epoch.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       description="Train a (beta-, conditional) VAE. The checkpoint is written atomically after\n"
+                                   "every epoch, so an interrupted or diverging run keeps its last good epoch.",
+                       epilog=_examples("train"), formatter_class=_HelpFormatter)
     t.add_argument("--dataset", default="digits", help="digits | shapes | mnist | fashion-mnist | kmnist | "
                    "cifar10 | folder:PATH | npz:PATH (see `datasets`)")
     t.add_argument("--data-root", help="where torchvision datasets live (default: $LATENT_EXPLORER_DATA "
@@ -40,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=int, nargs="+", help="hidden widths (mlp) or channels per conv layer "
                    "(default: 256 128 for mlp, 32 64 for conv)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="p(x|z)")
+    t.add_argument("--obs-sigma", type=float, default=0.1, help="std of the gaussian likelihood (smaller: sharper, "
+                   "more information in z)")
     t.add_argument("--beta", type=float, default=1.0, help="KL weight; > 1 trades reconstruction for disentanglement")
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
     t.add_argument("--epochs", type=int, default=50)
@@ -53,13 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="overwrite an existing --out without --resume")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    e = sub.add_parser("eval", help="test-set ELBO, reconstruction, KL, IWAE bound and active units")
+    e = sub.add_parser("eval", help="test-set ELBO, reconstruction, KL, IWAE bound and active units",
+                       description="Score a checkpoint on its dataset's test split (nats per image).",
+                       epilog=_examples("eval"), formatter_class=_HelpFormatter)
     e.add_argument("checkpoint")
     e.add_argument("--iwae-k", type=int, default=50, help="importance samples for the IWAE bound (0 to skip)")
     e.add_argument("--data-root")
     e.add_argument("--limit", type=int, help="score only the first N test samples")
 
-    s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid")
+    s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid",
+                       description="Decode draws from the prior N(0, temperature^2 I) into a PNG grid.",
+                       epilog=_examples("sample"), formatter_class=_HelpFormatter)
     s.add_argument("checkpoint")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (<1: safer, blander)")
@@ -72,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
+    import torch
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
@@ -96,9 +112,10 @@ def _train(args) -> int:
         resume = load_checkpoint(out)
         model = resume.model
     else:
+        torch.manual_seed(args.seed)  # the initial weights too: same --seed, same run (and same on every rank)
         hidden = args.hidden or ([256, 128] if args.arch == "mlp" else [32, 64])
         model = VAE(VAEConfig(input_shape=data.image_shape, latent_dim=args.latent_dim, architecture=args.arch,
-                              hidden_sizes=hidden, likelihood=args.likelihood, beta=args.beta,
+                              hidden_sizes=hidden, likelihood=args.likelihood, beta=args.beta, obs_sigma=args.obs_sigma,
                               num_classes=data.num_classes if args.conditional else 0))
 
     class Progress(Callback):
@@ -134,6 +151,8 @@ def _eval(args) -> int:
     from .datasets import load_dataset
     from .metrics import evaluate
 
+    if (args.limit is not None and args.limit < 1) or args.iwae_k < 0:
+        raise UsageError("--limit must be at least 1 and --iwae-k at least 0")
     ckpt = load_checkpoint(args.checkpoint)
     name = ckpt.dataset.get("name") or "digits"
     data = load_dataset(name, root=args.data_root, seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
@@ -155,6 +174,8 @@ def _sample(args) -> int:
     from .checkpoint import load_checkpoint
     from .images import make_grid, png_bytes, upscale_factor
 
+    if args.n < 1:
+        raise UsageError(f"--n must be at least 1, got {args.n}")
     ckpt = load_checkpoint(args.checkpoint)
     model, cfg = ckpt.model, ckpt.config
     generator = torch.Generator().manual_seed(args.seed)
@@ -185,7 +206,7 @@ def main(argv=None) -> int:
                 print(f"  {name:14} {about}")
             return 0
         return {"train": _train, "eval": _eval, "sample": _sample}[args.command](args)
-    except (UsageError, CheckpointError, DatasetError, ValueError) as exc:
+    except (UsageError, CheckpointError, DatasetError, ValueError, OSError) as exc:  # OSError: unwritable --out, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "conv", "external")  # external: a user's own module (external.py)
 LIKELIHOODS = ("bernoulli", "gaussian")
 
 
@@ -12,7 +13,7 @@ LIKELIHOODS = ("bernoulli", "gaussian")
 class VAEConfig:
     input_shape: tuple[int, int, int] = (1, 8, 8)  # (channels, height, width)
     latent_dim: int = 8
-    architecture: str = "mlp"  # "mlp" | "conv"
+    architecture: str = "mlp"  # "mlp" | "conv" | "external"
     # MLP: widths of the hidden layers. conv: channels of each stride-2 conv layer.
     hidden_sizes: tuple[int, ...] = (256, 128)
     likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (BCE) or "gaussian" (fixed obs_sigma)
@@ -34,12 +35,12 @@ class VAEConfig:
             problems.append(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
         if self.likelihood not in LIKELIHOODS:
             problems.append(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
-        if not float(self.beta) >= 0:
-            problems.append(f"beta must be >= 0, got {self.beta}")
+        if not 0 <= float(self.beta) < math.inf:
+            problems.append(f"beta must be finite and >= 0, got {self.beta}")
         if int(self.num_classes) < 0 or int(self.num_classes) == 1:
             problems.append(f"num_classes must be 0 (unconditional) or >= 2, got {self.num_classes}")
-        if not float(self.obs_sigma) > 0:
-            problems.append(f"obs_sigma must be > 0, got {self.obs_sigma}")
+        if not 0 < float(self.obs_sigma) < math.inf:
+            problems.append(f"obs_sigma must be finite and > 0, got {self.obs_sigma}")
         if problems:
             raise ValueError("invalid VAE config: " + "; ".join(problems))
         self.latent_dim, self.num_classes = int(self.latent_dim), int(self.num_classes)

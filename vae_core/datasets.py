@@ -6,6 +6,7 @@ on CPU than a DataLoader assembling it sample by sample.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,7 +184,13 @@ DATASETS = {
 
 
 def load_dataset(spec: str, **options) -> ImageDataset:
-    """Load a dataset by registry name (see DATASETS). Options: seed, root, download, image_size, limit."""
+    """Load a dataset by registry name (see DATASETS). Options: seed, root, download, image_size, limit.
+
+    NAME-without-K (the name a --holdout-class run records) is NAME with class K left out of training.
+    """
+    held_out = re.fullmatch(r"(.+)-without-(\d+)", spec)
+    if held_out and not Path(spec.partition(":")[2] or spec).exists():
+        return load_dataset(held_out[1], **options).without_class(int(held_out[2]))
     if spec == "digits":
         return load_digits(**options)
     if spec == "shapes":

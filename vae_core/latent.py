@@ -43,7 +43,9 @@ def slerp(a: torch.Tensor, b: torch.Tensor, steps: int, eps: float = 1e-7) -> to
     if na < eps or nb < eps:
         return lerp(a, b, steps)
     ua, ub = a / na, b / nb
-    omega = torch.arccos((ua @ ub).clamp(-1.0, 1.0))
+    # The angle as 2 atan2(|ua - ub|, |ua + ub|) (Kahan): exact at 0 and pi, where arccos of a
+    # rounded dot product is off by ~3e-4 in float32 and would miss the (anti)parallel fallback.
+    omega = 2 * torch.atan2((ua - ub).norm(), (ua + ub).norm())
     if omega.abs() < 1e-4 or (torch.pi - omega).abs() < 1e-4:
         return lerp(a, b, steps)
     so = torch.sin(omega)

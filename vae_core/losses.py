@@ -10,8 +10,12 @@ _LOG_2PI = math.log(2 * math.pi)
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, sigma^2) || N(0, 1)) per latent dimension, in closed form (their Appendix B)."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+    """KL(N(mu, sigma^2) || N(0, 1)) per latent dimension, in closed form (their Appendix B).
+
+    expm1(lv) - lv rather than exp(lv) - 1 - lv: near the prior the latter cancels to rounding
+    noise, even below zero; expm1(lv) >= lv holds in floating point too, so the KL stays >= 0.
+    """
+    return 0.5 * (mu.pow(2) + torch.expm1(logvar) - logvar)
 
 
 def log_likelihood(x: torch.Tensor, decoder_output: torch.Tensor, likelihood: str, obs_sigma: float) -> torch.Tensor:

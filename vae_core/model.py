@@ -67,6 +67,8 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
+        if config.architecture == "external":
+            raise ValueError("an 'external' model is the user's own code; open it with vae_core.external")
         self.config = config
         c = config
         n_pixels = math.prod(c.input_shape)

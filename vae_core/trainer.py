@@ -49,7 +49,8 @@ def distributed_context() -> tuple[int, int]:
     if world <= 1:
         return 0, 1
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # The epoch's loss sums are all-reduced as CPU tensors, which NCCL cannot carry: gloo takes those.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     return dist.get_rank(), dist.get_world_size()
 
 
@@ -204,6 +205,6 @@ class Trainer:
                      "factor_names": self.data.factor_names},
             history=self.history,
             metrics={k: last[k] for k in ("test_elbo", "test_recon", "test_kl", "active_units") if k in last},
-            train_state={"epoch": epoch, "train_config": vars(self.config)},
+            train_state={"epoch": epoch, "train_config": vars(self.config), "world_size": self.world},
             optimizer=self.optimizer,
         )

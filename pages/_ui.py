@@ -1,0 +1,362 @@
+"""What every page shares: the model picker, caches, per-user state and the URL that mirrors it.
+
+Models and datasets are shared, read-only objects (st.cache_resource, eval mode, used only under
+torch.inference_mode); encodings and maps are cached data keyed by a token naming the exact
+weights. A student's own upload lives in their session only. Nothing per-user is a module global.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from vae_core.catalog import CHECKPOINT_DIR, DEFAULT_MODEL, list_checkpoints, model_card
+from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_state_dict_pt, parse_checkpoint
+from vae_core.datasets import DatasetError, ImageDataset, load_dataset
+from vae_core.images import make_grid, png_bytes, upscale_factor
+from vae_core.metrics import encode_all
+from vae_core.projection import ProjectionParams, project
+
+
+
+# -- command line: `streamlit run app.py -- --model my_vae.py:VAE --weights w.pt --dataset digits` --
+def cli_options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
+    parser.add_argument("--model", help="your own model: path/to/file.py:ClassName")
+    parser.add_argument("--weights", help="its weights (.pt state_dict or .safetensors)")
+    parser.add_argument("--dataset", default="digits", help="dataset its inputs come from")
+    parser.add_argument("--decoder-outputs", default="logits", choices=["logits", "probabilities"])
+    parser.add_argument("--checkpoint", help="open this .safetensors checkpoint first")
+    return parser.parse_known_args(sys.argv[1:])[0]
+
+
+# -- shared caches ---------------------------------------------------------------------------
+@st.cache_resource(max_entries=16, show_spinner="Loading model…")
+def _file_checkpoint(path: str, mtime: float) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading your model…")
+def _external_checkpoint(spec: str, weights: str, dataset: str, decoder_outputs: str) -> Checkpoint:
+    from vae_core.external import load_external
+
+    data = shared_dataset(dataset)
+    return load_external(spec, weights, data.image_shape, decoder_outputs, dataset, data.label_names)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading dataset…")
+def shared_dataset(name: str) -> ImageDataset:
+    return load_dataset(name)
+
+
+@st.cache_data(max_entries=64, show_spinner="Encoding the dataset…")
+def encodings(model_token: str, dataset_name: str, split: str, _model) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means of a split and its labels; `_model` is not hashed, model_token names it."""
+    data = shared_dataset(dataset_name)
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    mu, _ = encode_all(_model, x, y if _model.config.conditional else None)
+    return mu.numpy(), y.numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def latent_map(model_token: str, dataset_name: str, split: str, params: tuple, _z: np.ndarray) -> np.ndarray:
+    return project(_z, ProjectionParams(*params))
+
+
+# -- the model the session is looking at ------------------------------------------------------
+@dataclass
+class Active:
+    key: str  # "file:<name>", "upload:<sha>" or "external"
+    token: str  # names the exact weights, for the caches
+    ckpt: Checkpoint
+    dataset_name: str
+
+    @property
+    def model(self):
+        return self.ckpt.model
+
+    @property
+    def config(self):
+        return self.ckpt.config
+
+    @property
+    def data(self) -> ImageDataset:
+        return shared_dataset(self.dataset_name)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.ckpt.dataset.get("label_names") or self.data.label_names
+
+    def encodings(self, split: str = "test"):
+        return encodings(self.token, self.dataset_name, split, self.model)
+
+    def images(self, indices, split: str = "test") -> torch.Tensor:
+        x = self.data.x_test if split == "test" else self.data.x_train
+        return x[torch.as_tensor(indices, dtype=torch.long)]
+
+    def labels(self, indices, split: str = "test") -> torch.Tensor:
+        y = self.data.y_test if split == "test" else self.data.y_train
+        return y[torch.as_tensor(indices, dtype=torch.long)]
+
+
+def _resolve(key: str) -> tuple[str, Checkpoint]:
+    if key.startswith("file:"):
+        name = key.removeprefix("file:")
+        path = list_checkpoints().get(name)
+        if path is None:
+            raise CheckpointError(f"no checkpoint named {name!r} in checkpoints/")
+        return f"{path}:{path.stat().st_mtime}", _file_checkpoint(str(path), path.stat().st_mtime)
+    if key.startswith("upload:"):
+        upload = st.session_state.get("uploads", {}).get(key)
+        if upload is None:
+            raise CheckpointError("that upload is no longer in this session; upload it again")
+        return key, upload
+    if key == "external":
+        opts = cli_options()
+        weights = Path(opts.weights)
+        return (f"external:{opts.model}:{weights}:{weights.stat().st_mtime if weights.exists() else 0}",
+                _external_checkpoint(opts.model, opts.weights, opts.dataset, opts.decoder_outputs))
+    raise CheckpointError(f"unknown model {key!r}")
+
+
+def model_choices() -> dict[str, str]:
+    """key -> label for the picker: shipped/user checkpoints, this session's uploads, a CLI model."""
+    choices = {f"file:{name}": name for name in list_checkpoints()}
+    for key, ckpt in st.session_state.get("uploads", {}).items():
+        choices[key] = f"⬆ {ckpt.path.name if ckpt.path else key[7:15]}"
+    if cli_options().model:
+        choices["external"] = f"🐍 {cli_options().model}"
+    return choices
+
+
+def _default_key(choices: dict[str, str]) -> str:
+    opts = cli_options()
+    if opts.model:
+        return "external"
+    if opts.checkpoint and f"file:{Path(opts.checkpoint).stem}" in choices:
+        return f"file:{Path(opts.checkpoint).stem}"
+    return f"file:{DEFAULT_MODEL}" if f"file:{DEFAULT_MODEL}" in choices else next(iter(choices))
+
+
+def init_state() -> None:
+    """First run of a session: defaults, then whatever the URL says (a shared link)."""
+    state = st.session_state
+    if state.get("_initialised"):
+        return
+    state._initialised = True
+    state.setdefault("uploads", {})
+    choices = model_choices()
+    state.model_key = _default_key(choices)
+    state.sample = 0
+    state.seed = 0
+    params = st.query_params
+    if params.get("model") in choices:
+        state.model_key = params["model"]
+    for key in ("sample", "seed"):
+        try:
+            state[key] = max(0, int(params.get(key, state[key])))
+        except ValueError:
+            pass
+    try:  # the traversal's latent vector, as "z=0.10,-1.25,..."
+        z = [float(v) for v in params.get("z", "").split(",") if v]
+        state.current_z = [min(4.0, max(-4.0, v)) for v in z if np.isfinite(v)] if z else None
+    except ValueError:
+        state.current_z = None
+
+
+def sync_url() -> None:
+    """Mirror the shareable view into the query string on every run (page switches clear it)."""
+    state = st.session_state
+    wanted = {"model": state.model_key, "sample": str(state.sample), "seed": str(state.seed)}
+    if state.model_key.startswith("upload:"):
+        wanted.pop("model")  # an upload cannot be reopened from a link
+    for key, value in wanted.items():
+        if st.query_params.get(key) != value:
+            st.query_params[key] = value
+
+
+def persistent(key: str) -> str:
+    """A widget key mirroring st.session_state[key], which must outlive pages that lack the widget
+    (Streamlit drops a widget's own key on a run that does not draw it). Pair with on_change=store."""
+    widget_key = f"_w_{key}"
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state[key]
+    return widget_key
+
+
+def store(key: str) -> None:
+    st.session_state[key] = st.session_state[f"_w_{key}"]
+
+
+def _accept_upload() -> None:
+    """on_click of "Open upload": runs before the script, so it may switch the model picker."""
+    file, config_text = st.session_state.get("upload_file"), st.session_state.get("upload_config", "")
+    if file is None:
+        return
+    data = file.getvalue()
+    key = "upload:" + hashlib.sha256(data).hexdigest()[:16]
+    try:
+        if file.name.endswith(".pt"):
+            if not config_text.strip():
+                raise CheckpointError("a .pt state_dict needs its config: paste the JSON below the uploader")
+            try:
+                config = json.loads(config_text)
+            except json.JSONDecodeError as exc:
+                raise CheckpointError(f"the config is not valid JSON ({exc})") from None
+            dataset = config.pop("dataset", "digits") if isinstance(config, dict) else "digits"
+            ckpt = load_state_dict_pt(data, config, name=file.name)
+            ckpt.dataset = {"name": dataset}
+        else:
+            ckpt = parse_checkpoint(data, file.name)
+        ckpt.path = Path(file.name)
+    except CheckpointError as exc:
+        st.session_state.upload_error = str(exc)
+        return
+    st.session_state.uploads[key] = ckpt
+    st.session_state.model_key = key
+    st.session_state.upload_error = None
+
+
+def sidebar() -> Active | None:
+    """The model picker, upload and dataset choice; returns the session's active model."""
+    init_state()
+    state = st.session_state
+    choices = model_choices()
+    if state.get("fallback_model"):  # a model that failed to open sends us back to the last good one
+        state.model_key = state.pop("fallback_model")
+    if state.model_key not in choices:
+        state.model_key = _default_key(choices)
+    with st.sidebar:
+        st.selectbox("Model", list(choices), format_func=choices.get, key="model_key",
+                     help=f"Checkpoints in {CHECKPOINT_DIR.name}/ and your uploads")
+        with st.expander("Upload a model"):
+            file = st.file_uploader("Checkpoint (.safetensors, or .pt state_dict)", type=["safetensors", "pt"],
+                                    key="upload_file")
+            st.text_area("Config JSON for a .pt", key="upload_config", height=80,
+                         placeholder='{"input_shape": [1, 8, 8], "latent_dim": 8, "dataset": "digits"}')
+            st.button("Open upload", disabled=file is None, on_click=_accept_upload)
+            if state.get("upload_error"):
+                st.error(f"Could not open the upload: {state.upload_error}. The current model stays loaded.")
+        if state.get("model_error"):
+            st.error(state.pop("model_error"))
+        try:
+            token, ckpt = _resolve(state.model_key)
+        except (CheckpointError, OSError) as exc:
+            message = f"Could not open {choices.get(state.model_key, state.model_key)}: {exc}"
+            previous = state.get("last_good_model")
+            if previous and previous != state.model_key:
+                state.model_error = f"{message}. Back on {choices.get(previous, previous)}."
+                state.fallback_model = previous
+                st.rerun()
+            st.error(message)
+            return None
+        state.last_good_model = state.model_key
+        own = ckpt.dataset.get("name") or "digits"
+        options = [own] + [d for d in ("digits", "shapes") if d != own]
+        dataset = st.selectbox("Dataset to encode", options, key=f"dataset_for_{state.model_key}",
+                               help="The model's own dataset, or another with the same image shape")
+        try:
+            data = shared_dataset(dataset)
+        except DatasetError as exc:
+            st.error(str(exc))
+            return None
+        if data.image_shape != tuple(ckpt.config.input_shape):
+            st.warning(f"{dataset} images are {data.image_shape}, the model takes {ckpt.config.input_shape}: "
+                       f"using {own}.")
+            dataset = own
+        card = model_card(ckpt)
+        st.caption(" · ".join(f"**{k}** {v}" for k, v in card.items()))
+    sync_url()
+    return Active(state.model_key, token, ckpt, dataset)
+
+
+def require_model() -> Active:
+    if "active" not in st.session_state:
+        # This page ran without app.py's frame: a fresh server treats pages/ as a legacy multipage
+        # app until a session reaches st.navigation. Start from the frame instead.
+        st.switch_page("app.py")
+    active = st.session_state.get("active")
+    if active is None:
+        st.info("Choose a model in the sidebar to begin.")
+        st.stop()
+    return active
+
+
+# -- pictures ---------------------------------------------------------------------------------
+def show_images(images: torch.Tensor, ncols: int | None = None, caption: str | None = None, height: int = 96,
+                width: str | int = "content") -> bytes:
+    """Show a (N, C, H, W) batch as one crisp grid; returns the PNG so pages can offer it for download."""
+    ncols = ncols or len(images)
+    png = png_bytes(make_grid(images, ncols), upscale_factor(images.shape[-2], height))
+    st.image(png, caption=caption, width=width, output_format="PNG")  # PNG: crisp pixels, no JPEG blur
+    return png
+
+
+def latent_order(active: Active) -> tuple[list[int], np.ndarray]:
+    """Dimensions by KL (most informative first) and the KL per dimension, from the test set."""
+    kl = kl_per_dimension(active.token, active.dataset_name, active.model)
+    return [int(i) for i in np.argsort(-kl)], kl
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def kl_per_dimension(model_token: str, dataset_name: str, _model) -> np.ndarray:
+    from vae_core.metrics import evaluate
+
+    data = shared_dataset(dataset_name)
+    return np.asarray(evaluate(_model, data.x_test[:1000], data.y_test[:1000])["kl_per_dim"])
+
+
+# -- the latent map, shared by the map, traversal and interpolation pages ----------------------
+def current_map(active: Active):
+    """(coords, z, labels) of the map this session computed for the active model, else None.
+    A latent of at most 3 dimensions is its own map, so it is always there."""
+    spec = st.session_state.get("map_spec")
+    if spec and spec[:2] == (active.token, active.dataset_name):
+        split, params = spec[2], spec[3]
+    elif active.config.latent_dim <= 3:
+        split, params = "test", astuple(ProjectionParams("pca", max(2, active.config.latent_dim)))
+    else:
+        return None
+    z, y = active.encodings(split)
+    return latent_map(active.token, active.dataset_name, split, params, z), z, y
+
+
+def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], marks=(), height: int = 520):
+    """Scatter (WebGL in 2-D) coloured by label; each point's customdata is its dataset index.
+
+    marks: (name, coords (M, d), colour, mode) drawn on top — a current point or a path."""
+    import plotly.graph_objects as go
+
+    index = np.arange(len(coords))
+    figure = go.Figure()
+    three_d = coords.shape[1] == 3
+    for label in sorted(set(labels.tolist())):
+        sel = labels == label
+        name = label_names[label] if label < len(label_names) else str(label)
+        common = dict(mode="markers", name=name, customdata=index[sel],
+                      hovertemplate=f"#%{{customdata}} · {name}<extra></extra>")
+        if three_d:
+            figure.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
+                                          marker=dict(size=2.5), **common))
+        else:
+            figure.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], marker=dict(size=5, opacity=0.75),
+                                          **common))
+    for name, points, colour, mode in marks:
+        points = np.atleast_2d(points)
+        style = dict(name=name, mode=mode, marker=dict(size=12 if mode == "markers" else 6, color=colour,
+                                                       line=dict(width=1.5, color="black")),
+                     line=dict(color=colour, width=3), hoverinfo="name")
+        if three_d:
+            figure.add_trace(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], **style))
+        else:
+            figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], **style))
+    figure.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), legend=dict(itemsizing="constant"),
+                         dragmode="lasso" if not three_d else "orbit")
+    return figure

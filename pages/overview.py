@@ -1,0 +1,104 @@
+"""Overview: the model card, reconstructions, prior samples, training curves, KL per dimension."""
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+import torch
+
+from pages._ui import latent_order, persistent, require_model, show_images, store
+from vae_core.catalog import model_card
+from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
+
+active = require_model()
+cfg = active.config
+st.title("Overview")
+st.caption(f"{active.ckpt.path.name if active.ckpt.path else active.key} — what this VAE has learned at a glance.")
+
+card = model_card(active.ckpt)
+headline = ("dataset", "architecture", "latent size", "β", "test ELBO")
+for col, name in zip(st.columns(len(headline)), headline):
+    col.metric(name, card[name])
+st.caption(" · ".join(f"{k}: **{v}**" for k, v in card.items() if k not in headline))
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Originals and reconstructions")
+    n = 12
+    x = active.data.x_test[:n]
+    y = active.data.y_test[:n] if cfg.conditional else None
+    with torch.inference_mode():
+        recon = active.model.reconstruct(x, y)
+    show_images(x, n, "originals (test set)", height=56)
+    show_images(recon, n, "reconstructions: decode(μ(x)) — smoother, blurrier", height=56)
+with right:
+    st.subheader("Samples from the prior")
+    c1, c2 = st.columns(2)
+    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="overview_temperature",
+                            help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
+    seed = c2.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",))
+    generator = torch.Generator().manual_seed(int(seed))
+    labels = torch.arange(24) % cfg.num_classes if cfg.conditional else None
+    with torch.inference_mode():
+        samples = active.model.sample(24, labels, temperature=temperature, generator=generator)
+    show_images(samples, 12, "decoded prior draws" + (" (one class per column)" if cfg.conditional else ""),
+                height=56)
+
+left, right = st.columns(2)
+with left:
+    st.subheader("Training history")
+    history = active.ckpt.history
+    if history:
+        frame = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
+        curves = [c for c in ("elbo", "test_elbo", "recon", "kl") if c in frame]
+        figure = px.line(frame, x="epoch", y=curves, labels={"value": "nats per image", "variable": ""})
+        figure.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
+        st.plotly_chart(figure, width="stretch")
+    else:
+        st.info("This model carries no training history.")
+with right:
+    st.subheader("KL per latent dimension")
+    order, kl = latent_order(active)
+    mu, _ = active.encodings("test")
+    variance = mu.var(0)
+    active_mask = variance > ACTIVE_UNIT_THRESHOLD
+    frame = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], "KL (nats)": kl,
+                          "status": np.where(active_mask, "active", "inactive (collapsed)")})
+    figure = px.bar(frame, x="dimension", y="KL (nats)", color="status",
+                    color_discrete_map={"active": "#4C78A8", "inactive (collapsed)": "#BBBBBB"})
+    figure.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(figure, width="stretch")
+    st.write(f"**{int(active_mask.sum())} of {len(kl)}** dimensions are active "
+             f"(Var over the data of μ > {ACTIVE_UNIT_THRESHOLD}).")
+    if active_mask.sum() < len(kl):
+        st.warning(f"{len(kl) - int(active_mask.sum())} dimension(s) collapsed to the prior: the decoder ignores "
+                   "them and they carry no information (posterior collapse). A smaller β, KL warm-up or a "
+                   "smaller latent helps.")
+
+st.subheader("How a VAE works")
+with st.expander("The ELBO: what the model is trained to maximise"):
+    st.markdown(r"""
+A VAE cannot compute how likely an image is, $\log p(x)$, directly. It maximises a lower bound instead,
+the **evidence lower bound**:
+
+$$\text{ELBO}(x) = \underbrace{\mathbb{E}_{q(z|x)}[\log p(x|z)]}_{\text{reconstruction}} - \underbrace{\mathrm{KL}(q(z|x)\,\|\,p(z))}_{\text{regulariser}} \le \log p(x)$$
+
+The first term rewards decoding the image back well; the second keeps each code close to the prior
+$\mathcal{N}(0, I)$, so the whole latent space stays filled and smooth. The curves on the left are the ELBO
+per image, in nats. The **IWAE bound** (`python -m vae_core eval`) uses several samples of $z$ and is tighter.
+Reconstructions are blurry because the decoder predicts the *average* image for a region of latent space.
+""")
+with st.expander("KL divergence and β: the price of information"):
+    st.markdown(r"""
+For a Gaussian posterior $q(z|x)=\mathcal{N}(\mu, \sigma^2)$ the KL to the prior has a closed form, per dimension:
+$\tfrac12(\mu^2 + \sigma^2 - 1 - \log\sigma^2)$. A dimension whose KL is near zero says the same thing for every
+image: it is **inactive**, and moving it changes nothing (try it on the Traversal page).
+A **β-VAE** multiplies the KL by β > 1: fewer nats get through, and the ones that do tend to line up
+with separate factors of variation (disentanglement), at the cost of blurrier reconstructions.
+""")
+with st.expander("The reparameterisation trick: how gradients get through sampling"):
+    st.markdown(r"""
+Sampling $z \sim \mathcal{N}(\mu, \sigma^2)$ is random, and you cannot backpropagate through a random draw.
+The trick writes the same draw as $z = \mu + \sigma \odot \varepsilon$ with $\varepsilon \sim \mathcal{N}(0, I)$:
+the randomness moves into $\varepsilon$, and $z$ becomes a smooth function of $\mu$ and $\sigma$, so the
+encoder learns from the decoder's error (Kingma & Welling, 2014).
+""")

@@ -1,0 +1,103 @@
+"""Traversal: move one latent dimension at a time and watch the decoded image change."""
+import numpy as np
+import streamlit as st
+import torch
+
+from pages._ui import current_map, latent_order, map_figure, persistent, require_model, show_images, store
+from vae_core.images import gif_bytes, upscale_factor
+from vae_core.latent import traversal_grid, traverse
+from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
+from vae_core.projection import place_on_map
+
+active = require_model()
+cfg = active.config
+state = st.session_state
+st.title("Traversal")
+st.caption("Start from a point in latent space, then move one dimension at a time. "
+           "Dimensions are ordered by how much information they carry (KL); inactive ones barely change anything.")
+
+order, kl = latent_order(active)
+z_test, y_test = active.encodings("test")
+dead = set(np.flatnonzero(z_test.var(0) <= ACTIVE_UNIT_THRESHOLD).tolist())
+
+c1, c2, c3 = st.columns([2, 1, 1])
+base_kind = c1.radio("Start from", ["sample", "prior", "zero"], horizontal=True, key="traversal_base",
+                     format_func={"sample": "a test image's μ", "prior": "a random prior draw", "zero": "the origin"}.get)
+if base_kind == "sample":
+    state.sample = min(state.sample, len(z_test) - 1)
+    c2.number_input("Test image #", 0, len(z_test) - 1, key=persistent("sample"), on_change=store, args=("sample",))
+    base = torch.as_tensor(z_test[state.sample])
+elif base_kind == "prior":
+    c2.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",))
+    base = torch.randn(cfg.latent_dim, generator=torch.Generator().manual_seed(int(state.seed)))
+else:
+    base = torch.zeros(cfg.latent_dim)
+label = None
+if cfg.conditional:
+    default = int(y_test[state.sample]) if base_kind == "sample" else 0
+    label = c3.selectbox("Class", range(cfg.num_classes), index=default, format_func=lambda i: active.label_names[i])
+
+# New base, model or start point: the sliders jump to it. Otherwise they keep the student's moves.
+signature = (active.token, base_kind, state.sample if base_kind == "sample" else state.seed)
+if state.get("traversal_signature") != signature:
+    state.traversal_signature = signature
+    for d in range(cfg.latent_dim):
+        state[f"slider_z{d}"] = round(float(base[d]), 2)
+else:
+    saved = state.get("current_z") or []
+    for d in range(cfg.latent_dim):
+        if f"slider_z{d}" not in state:  # back from another page: restore where the student left them
+            state[f"slider_z{d}"] = saved[d] if len(saved) == cfg.latent_dim else round(float(base[d]), 2)
+
+show_map = current_map(active) is not None
+if not show_map and cfg.latent_dim > 3:
+    st.caption("Compute a map on the Latent map page to see the current point on it here.")
+
+
+@st.fragment
+def slider_panel():
+    """Only this panel reruns when a slider moves: one decode, one picture."""
+    left, right = st.columns([3, 2])
+    with left:
+        columns = st.columns(2)
+        for i, d in enumerate(order):
+            status = " · inactive" if d in dead else ""
+            columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -4.0, 4.0, step=0.05, key=f"slider_z{d}")
+    z = torch.tensor([[state[f"slider_z{d}"] for d in range(cfg.latent_dim)]], dtype=torch.float32)
+    state.current_z = z[0].tolist()
+    st.query_params["z"] = ",".join(f"{v:.2f}" for v in state.current_z)
+    with torch.inference_mode():
+        image = active.model.decode(z, None if label is None else torch.tensor([label]))
+    with right:
+        show_images(image, 1, "decode(z)", height=220)
+        if show_map:
+            coords, z_map, labels = current_map(active)
+            here = place_on_map(z.numpy(), z_map, coords)
+            st.plotly_chart(map_figure(coords, labels, active.label_names, [("current z", here, "#FF4B4B", "markers")],
+                                       height=300), key="traversal_map")
+
+
+slider_panel()
+
+st.subheader("Traversal grid")
+g1, g2, g3 = st.columns([3, 1, 1])
+default_rows = [d for d in order if d not in dead][:8] or order[:8]
+rows = g1.multiselect("Dimensions (rows)", order, default=default_rows, format_func=lambda d: f"z{d}")
+span = g2.slider("Span ±kσ", 0.5, 4.0, 3.0, 0.5)
+steps = g3.slider("Columns", 3, 15, 9, 2)
+if rows:
+    start = torch.tensor(state.current_z, dtype=torch.float32)
+    latents = traversal_grid(start, rows, span, steps)
+    labels_for_grid = None if label is None else torch.full((len(latents),), label)
+    with torch.inference_mode():
+        grid_images = active.model.decode(latents, labels_for_grid)
+    grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}σ … +{span}σ",
+                           height=64)
+    e1, e2, e3 = st.columns(3)
+    e1.download_button("Download grid (PNG)", grid_png, "traversal-grid.png", "image/png")
+    gif_dim = e2.selectbox("Animate dimension", rows, format_func=lambda d: f"z{d}")
+    with torch.inference_mode():
+        frames = active.model.decode(traverse(start, gif_dim, torch.linspace(-span, span, 24)),
+                                     None if label is None else torch.full((24,), label))
+    e3.download_button("Download animation (GIF)", gif_bytes(frames, upscale_factor(cfg.input_shape[1], 128)),
+                       f"traversal-z{gif_dim}.gif", "image/gif")

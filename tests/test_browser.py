@@ -1,0 +1,83 @@
+"""The app as a person uses it: a real `streamlit run`, driven by headless Debian Chromium.
+
+Screenshots of every page land in tests/artifacts/ (ignored by git) to be looked at.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+PAGES = {"Overview": "", "Latent map": "map", "Traversal": "traversal", "Interpolation": "interpolation"}
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with streamlit_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()
+
+
+def wait_until_idle(page, timeout=60_000):
+    """The status widget ("Running…") is on screen only while a script runs: wait for it to go."""
+    page.wait_for_timeout(300)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
+    page.wait_for_timeout(300)
+
+
+def open_page(browser, url: str, title: str):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    page.locator("h1", has_text=title).wait_for(timeout=60_000)
+    wait_until_idle(page)
+    return page
+
+
+def decoded_image_src(page) -> str:
+    figure = page.locator('[data-testid="stImage"]', has_text="decode(z)")
+    figure.wait_for(timeout=30_000)
+    return figure.locator("img").evaluate("e => e.src")
+
+
+def test_every_page_renders_and_is_screenshotted(app_url, browser):
+    for name, path in PAGES.items():
+        page = open_page(browser, f"{app_url}/{path}", name)
+        assert page.locator('[data-testid="stException"]').count() == 0, f"{name} shows a traceback"
+        page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
+        page.close()
+
+
+def test_moving_a_traversal_slider_changes_the_image(app_url, browser):
+    page = open_page(browser, f"{app_url}/traversal", "Traversal")
+    before = decoded_image_src(page)
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(20):  # 20 keyboard steps of 0.05: z moves by 1
+        slider.press("ArrowRight")
+    page.wait_for_function(
+        "(old) => { const f = [...document.querySelectorAll('[data-testid=\"stImage\"]')]"
+        ".find(e => e.innerText.includes('decode(z)')); return f && f.querySelector('img').src !== old; }",
+        arg=before, timeout=30_000)
+    after = decoded_image_src(page)
+    assert after != before
+    assert "z=" in page.url, "the current latent vector is mirrored into the shareable URL"
+    wait_until_idle(page)
+    page.screenshot(path=str(ARTIFACTS / "traversal-after-slider.png"), full_page=True)
+    page.close()
