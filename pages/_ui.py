@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import sys
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -17,12 +16,16 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vae_core.catalog import CHECKPOINT_DIR, DEFAULT_MODEL, list_checkpoints, model_card
-from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint, load_state_dict_pt, parse_checkpoint
+from vae_core.catalog import DEFAULT_MODEL, checkpoint_dir, list_checkpoints, model_card, open_uploaded
+from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import DatasetError, ImageDataset, load_dataset
 from vae_core.images import make_grid, png_bytes, upscale_factor
 from vae_core.metrics import encode_all
 from vae_core.projection import ProjectionParams, project
+
+# Decoding a small VAE takes far below a millisecond; extra threads only contend when a classroom
+# of sessions decode at once, so each decode runs on one thread.
+torch.set_num_threads(1)
 
 
 
@@ -182,12 +185,14 @@ def sync_url() -> None:
             st.query_params[key] = value
 
 
-def persistent(key: str) -> str:
-    """A widget key mirroring st.session_state[key], which must outlive pages that lack the widget
-    (Streamlit drops a widget's own key on a run that does not draw it). Pair with on_change=store."""
+def persistent(key: str, default=None) -> str:
+    """A widget key that mirrors st.session_state[key]. Streamlit forgets a widget's own state
+    when a run (another page, or a page switch) does not draw it; the mirrored key outlives that.
+    Call before drawing the widget, with on_change=store, args=(key,)."""
+    if key not in st.session_state:
+        st.session_state[key] = default
     widget_key = f"_w_{key}"
-    if widget_key not in st.session_state:
-        st.session_state[widget_key] = st.session_state[key]
+    st.session_state[widget_key] = st.session_state[key]
     return widget_key
 
 
@@ -197,28 +202,16 @@ def store(key: str) -> None:
 
 def _accept_upload() -> None:
     """on_click of "Open upload": runs before the script, so it may switch the model picker."""
-    file, config_text = st.session_state.get("upload_file"), st.session_state.get("upload_config", "")
+    file = st.session_state.get("upload_file")
     if file is None:
         return
     data = file.getvalue()
-    key = "upload:" + hashlib.sha256(data).hexdigest()[:16]
     try:
-        if file.name.endswith(".pt"):
-            if not config_text.strip():
-                raise CheckpointError("a .pt state_dict needs its config: paste the JSON below the uploader")
-            try:
-                config = json.loads(config_text)
-            except json.JSONDecodeError as exc:
-                raise CheckpointError(f"the config is not valid JSON ({exc})") from None
-            dataset = config.pop("dataset", "digits") if isinstance(config, dict) else "digits"
-            ckpt = load_state_dict_pt(data, config, name=file.name)
-            ckpt.dataset = {"name": dataset}
-        else:
-            ckpt = parse_checkpoint(data, file.name)
-        ckpt.path = Path(file.name)
+        ckpt = open_uploaded(file.name, data, st.session_state.get("upload_config", ""))
     except CheckpointError as exc:
         st.session_state.upload_error = str(exc)
         return
+    key = "upload:" + hashlib.sha256(data).hexdigest()[:16]
     st.session_state.uploads[key] = ckpt
     st.session_state.model_key = key
     st.session_state.upload_error = None
@@ -234,8 +227,8 @@ def sidebar() -> Active | None:
     if state.model_key not in choices:
         state.model_key = _default_key(choices)
     with st.sidebar:
-        st.selectbox("Model", list(choices), format_func=choices.get, key="model_key",
-                     help=f"Checkpoints in {CHECKPOINT_DIR.name}/ and your uploads")
+        st.selectbox("Model", list(choices), format_func=choices.get, key=persistent("model_key"),
+                     on_change=store, args=("model_key",), help=f"Checkpoints in {checkpoint_dir()} and your uploads")
         with st.expander("Upload a model"):
             file = st.file_uploader("Checkpoint (.safetensors, or .pt state_dict)", type=["safetensors", "pt"],
                                     key="upload_file")
@@ -260,8 +253,9 @@ def sidebar() -> Active | None:
         state.last_good_model = state.model_key
         own = ckpt.dataset.get("name") or "digits"
         options = [own] + [d for d in ("digits", "shapes") if d != own]
-        dataset = st.selectbox("Dataset to encode", options, key=f"dataset_for_{state.model_key}",
-                               help="The model's own dataset, or another with the same image shape")
+        dataset_key = f"dataset_for_{state.model_key}"
+        dataset = st.selectbox("Dataset to encode", options, key=persistent(dataset_key, own), on_change=store,
+                               args=(dataset_key,), help="The model's own dataset, or another with the same image shape")
         try:
             data = shared_dataset(dataset)
         except DatasetError as exc:
@@ -277,12 +271,14 @@ def sidebar() -> Active | None:
     return Active(state.model_key, token, ckpt, dataset)
 
 
-def require_model() -> Active:
-    if "active" not in st.session_state:
-        # This page ran without app.py's frame: a fresh server treats pages/ as a legacy multipage
-        # app until a session reaches st.navigation. Start from the frame instead.
-        st.switch_page("app.py")
-    active = st.session_state.get("active")
+def frame() -> Active:
+    """Every page starts here: page config, the sidebar's model picker, the active model.
+
+    Pages call it themselves rather than rely on app.py having run first: with a pages/ folder,
+    Streamlit runs page files directly (its legacy multipage mode) until a session reaches
+    st.navigation, and AppTest does so on every run."""
+    st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
+    active = sidebar()
     if active is None:
         st.info("Choose a model in the sidebar to begin.")
         st.stop()

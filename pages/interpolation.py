@@ -5,12 +5,12 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages._ui import current_map, map_figure, require_model, show_images
+from pages._ui import current_map, map_figure, frame, show_images
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
 from vae_core.latent import lerp, prior_log_density, slerp
 from vae_core.projection import place_on_map
 
-active = require_model()
+active = frame()
 cfg = active.config
 state = st.session_state
 st.title("Interpolation")
@@ -56,9 +56,9 @@ for name, images in decoded.items():
 left, right = st.columns(2)
 with left:
     st.subheader("How typical is each point?")
-    frame = pd.DataFrame({"step": np.tile(np.arange(steps), 2), "path": np.repeat(list(paths), steps),
+    table = pd.DataFrame({"step": np.tile(np.arange(steps), 2), "path": np.repeat(list(paths), steps),
                           "log p(z)": torch.cat([prior_log_density(p) for p in paths.values()]).numpy()})
-    figure = px.line(frame, x="step", y="log p(z)", color="path", markers=True)
+    figure = px.line(table, x="step", y="log p(z)", color="path", markers=True)
     figure.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, width="stretch")
     st.caption("In many dimensions, prior draws sit on a shell of radius about √d, not at the centre. "

@@ -6,10 +6,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._ui import latent_map, map_figure, require_model, show_images
+from pages._ui import latent_map, map_figure, frame, show_images
 from vae_core.projection import ProjectionParams, cluster_scores, nearest_neighbours, warm_up_umap
 
-active = require_model()
+active = frame()
 cfg = active.config
 state = st.session_state
 st.title("Latent map")

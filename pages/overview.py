@@ -5,11 +5,11 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages._ui import latent_order, persistent, require_model, show_images, store
+from pages._ui import latent_order, persistent, frame, show_images, store
 from vae_core.catalog import model_card
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 
-active = require_model()
+active = frame()
 cfg = active.config
 st.title("Overview")
 st.caption(f"{active.ckpt.path.name if active.ckpt.path else active.key} — what this VAE has learned at a glance.")
@@ -48,9 +48,9 @@ with left:
     st.subheader("Training history")
     history = active.ckpt.history
     if history:
-        frame = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
-        curves = [c for c in ("elbo", "test_elbo", "recon", "kl") if c in frame]
-        figure = px.line(frame, x="epoch", y=curves, labels={"value": "nats per image", "variable": ""})
+        table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
+        curves = [c for c in ("elbo", "test_elbo", "recon", "kl") if c in table]
+        figure = px.line(table, x="epoch", y=curves, labels={"value": "nats per image", "variable": ""})
         figure.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(figure, width="stretch")
     else:
@@ -61,9 +61,9 @@ with right:
     mu, _ = active.encodings("test")
     variance = mu.var(0)
     active_mask = variance > ACTIVE_UNIT_THRESHOLD
-    frame = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], "KL (nats)": kl,
+    table = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], "KL (nats)": kl,
                           "status": np.where(active_mask, "active", "inactive (collapsed)")})
-    figure = px.bar(frame, x="dimension", y="KL (nats)", color="status",
+    figure = px.bar(table, x="dimension", y="KL (nats)", color="status",
                     color_discrete_map={"active": "#4C78A8", "inactive (collapsed)": "#BBBBBB"})
     figure.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, width="stretch")

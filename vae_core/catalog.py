@@ -1,17 +1,25 @@
 """The models the app can open: shipped checkpoints, user checkpoints, and their cards."""
 from __future__ import annotations
 
+import json
+import os
 import re
 from pathlib import Path
 
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, CheckpointError, load_state_dict_pt, parse_checkpoint
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_MODEL = "digits-vae"
 
 
-def list_checkpoints(folder: Path = CHECKPOINT_DIR) -> dict[str, Path]:
+def checkpoint_dir() -> Path:
+    """The shipped checkpoints/ folder, or $LATENT_EXPLORER_CHECKPOINTS."""
+    default = Path(__file__).resolve().parent.parent / "checkpoints"
+    return Path(os.environ.get("LATENT_EXPLORER_CHECKPOINTS", default))
+
+
+def list_checkpoints(folder: Path | None = None) -> dict[str, Path]:
     """name -> path for every .safetensors under folder (sub-folders too), sorted, default first."""
+    folder = folder or checkpoint_dir()
     found = {p.relative_to(folder).with_suffix("").as_posix(): p for p in sorted(folder.rglob("*.safetensors"))
              if not p.name.startswith(".")}
     return dict(sorted(found.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0])))
@@ -25,8 +33,9 @@ def safe_name(name: str, fallback: str = "model") -> str:
     return stem or fallback
 
 
-def unique_path(name: str, folder: Path = CHECKPOINT_DIR) -> Path:
+def unique_path(name: str, folder: Path | None = None) -> Path:
     """folder/<safe name>.safetensors, with -2, -3, ... appended rather than overwrite anything."""
+    folder = folder or checkpoint_dir()
     stem = safe_name(name)
     path, n = folder / f"{stem}.safetensors", 2
     while path.exists():
@@ -48,3 +57,25 @@ def model_card(ckpt: Checkpoint) -> dict:
         "epochs": len(ckpt.history),
         "test ELBO": round(ckpt.metrics["test_elbo"], 1) if "test_elbo" in ckpt.metrics else "—",
     }
+
+
+def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
+    """A checkpoint from an upload's bytes: .safetensors as is, or a .pt state_dict with its config
+    as JSON (which may also name the "dataset"). Never unpickles; raises CheckpointError."""
+    if name.endswith(".pt"):
+        if not config_json.strip():
+            raise CheckpointError(f"{name}: a .pt state_dict needs its config as JSON, e.g. "
+                                  '{"input_shape": [1, 8, 8], "latent_dim": 8, "dataset": "digits"}')
+        try:
+            config = json.loads(config_json)
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"the config is not valid JSON ({exc})") from None
+        if not isinstance(config, dict):
+            raise CheckpointError("the config must be a JSON object")
+        dataset = str(config.pop("dataset", "digits"))
+        ckpt = load_state_dict_pt(data, config, name=name)
+        ckpt.dataset = {"name": dataset}
+    else:
+        ckpt = parse_checkpoint(data, name)
+    ckpt.path = Path(safe_name(name) + Path(name).suffix)
+    return ckpt

@@ -1,0 +1,171 @@
+"""Every page through Streamlit's AppTest: renders with each shipped checkpoint, reacts to its
+controls, and survives bad input with a message instead of a traceback."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.safetensors"))
+PAGES = ["pages/overview.py", "pages/latent_map.py", "pages/traversal.py", "pages/interpolation.py"]
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    """A private copy of the shipped checkpoints, so tests can add broken files beside them."""
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(ROOT / "checkpoints", folder)
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(folder))
+    return folder
+
+
+def start(page: str = "pages/overview.py", pick: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    at.run()
+    if pick:
+        at.sidebar.selectbox(key="_w_model_key").set_value(f"file:{pick}").run()
+    if page != "pages/overview.py":
+        at.switch_page(page).run()
+    return at
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """Media URLs of every picture on the page; Streamlit names them by a hash of their bytes."""
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def query(at: AppTest, key: str) -> str:
+    value = at.query_params[key]
+    return value if isinstance(value, str) else value[0]
+
+
+def assert_clean(at: AppTest):
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_there_are_shipped_checkpoints():
+    assert {"digits-vae", "digits-vae-2d", "digits-cvae", "shapes-betavae"} <= set(SHIPPED)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_with_every_shipped_checkpoint(checkpoints, page, model):
+    at = start(page, model)
+    assert_clean(at)
+    assert at.title, "each page has a title"
+    if page != "pages/latent_map.py":
+        assert image_urls(at), f"{page} shows decoded images"
+
+
+def test_default_model_is_digits_vae(checkpoints):
+    at = start()
+    assert at.sidebar.selectbox(key="_w_model_key").value == "file:digits-vae"
+    assert "digits-vae" in at.caption[0].value
+
+
+def test_traversal_slider_changes_the_decoded_image(checkpoints):
+    at = start("pages/traversal.py")
+    before = image_urls(at)[0]
+    slider = at.slider(key="slider_z0")
+    slider.set_value(min(4.0, slider.value + 1.5)).run()
+    assert_clean(at)
+    assert image_urls(at)[0] != before
+    assert at.session_state.current_z[0] == pytest.approx(slider.value)
+    assert query(at, "z").startswith(f"{slider.value:.2f},")
+
+
+def test_traversal_base_choices_give_different_starts(checkpoints):
+    at = start("pages/traversal.py")
+    from_sample = list(at.session_state.current_z)
+    at.radio(key="traversal_base").set_value("zero").run()
+    assert_clean(at)
+    assert at.session_state.current_z == [0.0] * len(from_sample)
+    assert at.session_state.current_z != from_sample
+
+
+def test_overview_temperature_changes_the_samples(checkpoints):
+    at = start()
+    before = image_urls(at)
+    at.slider(key="overview_temperature").set_value(0.0).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert before[:2] == after[:2], "originals and reconstructions do not depend on the temperature"
+    assert before[2] != after[2], "the prior samples do"
+
+
+def test_overview_warns_about_collapsed_dimensions_only_when_there_are_some(checkpoints):
+    at = start()
+    text = " ".join(m.value for m in at.markdown)
+    active, total = [int(t) for t in text.split("**")[1].split(" of ")]
+    assert (len(at.warning) > 0) == (active < total)
+
+
+def test_latent_map_computes_pca_and_selects_a_sample(checkpoints):
+    at = start("pages/latent_map.py")
+    assert_clean(at)
+    assert not at.get("plotly_chart"), "nothing heavy runs before it is asked for"
+    at.button[0].click().run()  # the form's "Compute map"
+    assert_clean(at)
+    assert at.get("plotly_chart"), "the map is drawn"
+    at.number_input[0].set_value(7).run()
+    assert_clean(at)
+    assert at.session_state.sample == 7 and at.session_state.selected == [7]
+
+
+def test_two_d_latent_is_mapped_without_projection(checkpoints):
+    at = start("pages/latent_map.py", "digits-vae-2d")
+    assert_clean(at)
+    assert any("plotted as it is" in i.value for i in at.info)
+    assert at.get("plotly_chart")
+
+
+def test_latent_map_kmeans_scores_are_shown(checkpoints):
+    at = start("pages/latent_map.py", "digits-vae-2d")
+    next(b for b in at.button if b.label == "Run k-means").click().run()
+    assert_clean(at)
+    values = {m.label: float(m.value) for m in at.metric}
+    assert 0.0 <= values["NMI"] <= 1.0 and -1.0 <= values["ARI"] <= 1.0
+
+
+def test_interpolation_steps_slider_changes_the_strips(checkpoints):
+    at = start("pages/interpolation.py")
+    before = image_urls(at)
+    at.slider[0].set_value(5).run()
+    assert_clean(at)
+    assert image_urls(at)[:2] != before[:2]
+
+
+def test_interpolation_prior_endpoints(checkpoints):
+    at = start("pages/interpolation.py")
+    at.radio[0].set_value("prior").run()
+    assert_clean(at)
+    assert len(image_urls(at)) >= 2
+
+
+def test_shared_link_reopens_the_same_view(checkpoints):
+    at = start("pages/traversal.py", model="file:digits-vae-2d", sample=5, seed=3)
+    assert_clean(at)
+    assert at.session_state.model_key == "file:digits-vae-2d"
+    assert at.session_state.sample == 5 and at.session_state.seed == 3
+    assert query(at, "sample") == "5"
+
+
+def test_broken_checkpoint_gives_a_message_and_keeps_the_previous_model(checkpoints):
+    (checkpoints / "broken.safetensors").write_bytes(b"\x00" * 100)
+    at = start()
+    at.sidebar.selectbox(key="_w_model_key").set_value("file:broken").run()
+    assert not at.exception
+    assert any("broken" in e.value for e in at.sidebar.error)
+    assert at.session_state.model_key == "file:digits-vae"
+    assert image_urls(at), "the page still shows the previous model's pictures"
+
+
+def test_unknown_model_in_the_url_falls_back_to_the_default(checkpoints):
+    at = start(model="file:../../etc/passwd")
+    assert_clean(at)
+    assert at.session_state.model_key == "file:digits-vae"
