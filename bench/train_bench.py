@@ -33,7 +33,6 @@ Usage (from the repository root):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics
@@ -150,7 +149,11 @@ def run_dataloader(make_model, data, args, device, *, seconds, with_eval=False):
 RUNNERS = {OURS: run_trainer, BASELINE: run_dataloader}
 
 
-def machine_line(device: torch.device) -> str:
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def machine_line(device: torch.device, loads: tuple) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -161,7 +164,7 @@ def machine_line(device: torch.device) -> str:
     where = f"device {device}"
     if device.type == "cuda":
         where += f" ({torch.cuda.get_device_name(device)})"
-    load = f", load average {os.getloadavg()[0]:.1f} at the end" if hasattr(os, "getloadavg") else ""
+    load = "" if None in loads else f", 1-min load average {loads[0]:.1f} at start / {loads[1]:.1f} at end"
     return (f"**Machine:** {cpu}, {os.cpu_count()} CPUs ({usable} usable), torch {torch.__version__}, "
             f"torch threads {torch.get_num_threads()}, {where}, Python {platform.python_version()}{load}")
 
@@ -190,6 +193,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    load_at_start = load_average()
 
     log(f"loading {args.dataset} ...")
     data = load_dataset(args.dataset, seed=args.seed)
@@ -202,7 +206,6 @@ def main(argv=None) -> int:
         return VAE(vae_config)
 
     n_train = len(data.x_train)
-    steps_per_epoch = math.ceil(n_train / args.batch_size)
 
     log("warm-up ...")
     for run in RUNNERS.values():
@@ -215,21 +218,31 @@ def main(argv=None) -> int:
             _, seconds, _, samples = RUNNERS[name](make_model, data, args, device, seconds=args.repeat_seconds)
             rates[name].append(samples / seconds)
     medians = {name: statistics.median(v) for name, v in rates.items()}
+    # Speedup: the median of the per-repeat ratios (each pair ran back to back, so load that drifts
+    # over the run cancels out better than in a ratio of the two medians).
+    speedups = {name: statistics.median(a / b for a, b in zip(v, rates[BASELINE])) for name, v in rates.items()}
 
     results = {}
     for name, run in RUNNERS.items():
         log(f"budget: {name}, {args.seconds:g} s ...")
-        model, seconds, steps, _ = run(make_model, data, args, device, seconds=args.seconds,
+        model, seconds, steps, samples = run(make_model, data, args, device, seconds=args.seconds,
                                     with_eval=args.eval_each_epoch)
         model.eval()
         elbo = evaluate(model, data.x_test, data.y_test, seed=0)["elbo"]
-        results[name] = (elbo, steps / steps_per_epoch, seconds, steps)
+        results[name] = (elbo, samples / n_train, seconds, steps, samples)
 
     eval_note = ("per-epoch test evaluation INCLUDED in both budgets (Trainer's own; the baseline runs the "
                  f"same metrics.evaluate on the first {EVAL_LIMIT} test samples after each epoch)"
                  if args.eval_each_epoch else
                  "per-epoch test evaluation EXCLUDED from both budgets (Trainer's _test_metrics is a no-op)")
-    print(machine_line(device))
+    loads = (load_at_start, load_average())
+    print(machine_line(device, loads))
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if None not in loads and max(loads) > usable and device.type == "cpu":
+        print()
+        print(f"> **Warning:** the load average exceeded the {usable} usable CPUs during this run: other processes "
+              "competed for the cores and the numbers below are unreliable (torch's intra-op threads collapse "
+              "under oversubscription). Rerun on a quiet machine, or try `--threads 1`.")
     print()
     print(f"Dataset `{args.dataset}` ({n_train} train / {len(data.x_test)} test, {tuple(data.image_shape)}), "
           f"{args.arch} {tuple(hidden)}, latent {args.latent_dim}, batch {args.batch_size}, Adam lr {args.lr:g}")
@@ -238,19 +251,24 @@ def main(argv=None) -> int:
           "| epochs done |")
     print("|---|---:|---:|---:|---:|")
     for name in RUNNERS:
-        elbo, done, _, _ = results[name]
-        print(f"| {name} | {medians[name]:,.0f} | {medians[name] / medians[BASELINE]:.2f} | {elbo:.2f} "
+        elbo, done, *_ = results[name]
+        print(f"| {name} | {medians[name]:,.0f} | {speedups[name]:.2f} | {elbo:.2f} "
               f"| {done:.1f} |")
     print()
     print(f"- samples/s: training only, no evaluation; {args.repeat_seconds:g} s from fresh weights per repeat, "
-          "the two trainers interleaved; speedup is relative to the DataLoader loop. Per repeat:")
+          "the two trainers interleaved; speedup is the median of the per-repeat ratios to the DataLoader loop. "
+          "Per repeat:")
     for name in RUNNERS:
         print(f"  - {name}: " + ", ".join(f"{v:,.0f}" for v in rates[name]))
     print(f"- test ELBO (nats per image, higher is better): whole test split, metrics.evaluate(seed=0), computed "
           f"after the budget; {eval_note}.")
+    print("  Each budget is a single run, so load on the machine shows up here first: compare its rate with the "
+          "median above.")
     for name in RUNNERS:
-        _, _, seconds, steps = results[name]
-        print(f"  - {name}: {steps} steps in {seconds:.2f} s")
+        _, _, seconds, steps, samples = results[name]
+        rate = samples / seconds
+        print(f"  - {name}: {steps} steps in {seconds:.2f} s, {rate:,.0f} samples/s "
+              f"({rate / medians[name]:.0%} of its median)")
     return 0
 
 

@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages._ui import current_map, map_figure, frame, show_images
+from pages.ui import current_map, map_figure, frame, show_images
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
 from vae_core.latent import lerp, prior_log_density, slerp
 from vae_core.projection import place_on_map

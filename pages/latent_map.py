@@ -6,7 +6,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._ui import latent_map, map_figure, frame, show_images
+from pages.ui import latent_map, map_figure, frame, show_images
+from vae_core.images import data_uris
 from vae_core.projection import ProjectionParams, cluster_scores, nearest_neighbours, warm_up_umap
 
 active = frame()
@@ -68,7 +69,12 @@ with st.status(f"Building the map ({params[0].upper()})…", expanded=False) as 
 
 selected = [i for i in state.get("selected", []) if i < len(z)]
 marks = [("selected", coords[selected], "#FFD700", "markers")] if selected else []
-event = st.plotly_chart(map_figure(coords, labels, active.label_names, marks), key="map_chart",
+thumbnails = None
+if params[1] == 2 and st.toggle("Show images on the map", help="Plotly's hover cannot show pictures, so a "
+                                "random sample of points carries its image on the map instead"):
+    shown = np.random.default_rng(0).choice(len(z), min(150, len(z)), replace=False)
+    thumbnails = (shown, data_uris(active.images(shown, split)))
+event = st.plotly_chart(map_figure(coords, labels, active.label_names, marks, thumbnails=thumbnails), key="map_chart",
                         on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch")
 picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p})
 if picked and picked != selected:

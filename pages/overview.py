@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages._ui import latent_order, persistent, frame, show_images, store
+from pages.ui import latent_order, persistent, frame, show_images, store
 from vae_core.catalog import model_card
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 

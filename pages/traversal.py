@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._ui import current_map, latent_order, map_figure, persistent, frame, show_images, store
+from pages.ui import current_map, latent_order, map_figure, persistent, frame, show_images, store
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD

@@ -13,7 +13,7 @@ from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-PAGES = {"Overview": "", "Latent map": "map", "Traversal": "traversal", "Interpolation": "interpolation"}
+PAGES = {"Overview": "", "Latent map": "latent_map", "Traversal": "traversal", "Interpolation": "interpolation"}
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
 """Pictures of tensors: image grids, PNG/GIF bytes, thumbnails. No Streamlit here."""
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -53,3 +54,8 @@ def gif_bytes(frames: torch.Tensor, scale: int = 4, duration_ms: int = 80, bounc
 def upscale_factor(height: int, target: int = 160) -> int:
     """An integer zoom that makes an image about `target` pixels tall (8x8 digits need 20x)."""
     return max(1, round(target / height))
+
+
+def data_uris(images: torch.Tensor, scale: int = 1) -> list[str]:
+    """Each (C, H, W) image as a PNG data: URI, for pictures placed inside a plotly figure."""
+    return ["data:image/png;base64," + base64.b64encode(png_bytes(a, scale)).decode() for a in to_uint8(images)]

@@ -324,10 +324,12 @@ def current_map(active: Active):
     return latent_map(active.token, active.dataset_name, split, params, z), z, y
 
 
-def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], marks=(), height: int = 520):
+def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], marks=(), height: int = 520,
+               thumbnails: tuple[np.ndarray, list[str]] | None = None):
     """Scatter (WebGL in 2-D) coloured by label; each point's customdata is its dataset index.
 
-    marks: (name, coords (M, d), colour, mode) drawn on top — a current point or a path."""
+    marks: (name, coords (M, d), colour, mode) drawn on top — a current point or a path.
+    thumbnails: (indices, data URIs) of images drawn at their points (2-D maps only)."""
     import plotly.graph_objects as go
 
     index = np.arange(len(coords))
@@ -353,6 +355,12 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
             figure.add_trace(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], **style))
         else:
             figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], **style))
+    if thumbnails is not None and not three_d:
+        indices, uris = thumbnails
+        size = 0.03 * float(np.ptp(coords[:, :2], axis=0).max() or 1.0)
+        figure.update_layout(images=[dict(source=uri, xref="x", yref="y", x=coords[i, 0], y=coords[i, 1], sizex=size,
+                                          sizey=size, xanchor="center", yanchor="middle", layer="above")
+                                     for i, uri in zip(indices, uris)])
     figure.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), legend=dict(itemsizing="constant"),
                          dragmode="lasso" if not three_d else "orbit")
     return figure

@@ -1,0 +1,592 @@
+#!/usr/bin/env python
+"""App benchmark: what a student waits for in Latent Explorer, measured on a real `streamlit run`.
+
+Three measurements, printed as Markdown tables from one run:
+
+1. Slider -> new image latency (browser). On /traversal, --changes keyboard steps of the first latent
+   slider (ArrowRight / ArrowLeft alternating, so the value stays in range), each timed in the page's
+   own clock (performance.now()) from the keydown event to the decode(z) <img> src changing (a
+   MutationObserver), and to that new image's load event. WebSocket send/receive times are recorded
+   too (the page's WebSocket is wrapped by an init script; the app is not touched) to split the
+   latency into browser-side, server round trip and render. Two warm-up steps come first, unreported.
+2. Cold start. Subprocess start of `streamlit run app.py` (the same command line as
+   tests/streamlit_server.py) to the Overview page usable in a fresh browser context: h1 "Overview"
+   visible, the script-run state "notRunning" and no status widget. Repeated --cold-starts times
+   (each a new server). After the page is usable, /proc/<pid>/maps of the server shows whether
+   numba/llvmlite (=> umap) or sklearn.manifold's compiled modules were loaded at start-up.
+3. Latent map of 10k points. 10,000 prior draws from checkpoints/digits-vae.safetensors, decoded,
+   their mean images re-encoded (vae_core.metrics.encode_all, posterior means). UMAP via
+   vae_core.projection.project in fresh subprocesses: once with an empty NUMBA_CACHE_DIR (true cold:
+   import + numba JIT) then a second call in that process, and once more with the cache that first
+   process wrote (warm cache). Then pages._ui.latent_map (st.cache_data, outside a Streamlit
+   runtime) called twice with the same arguments: a miss, then the cached revisit. PCA and t-SNE on
+   the same 10k points; t-SNE is run in a subprocess capped at --tsne-timeout seconds, falling back to
+   a 5k subsample if the cap is hit (the table says which).
+
+Usage (from the repository root):
+    .venv/bin/python bench/app_bench.py                      # everything (~4-5 min on 2 cores)
+    .venv/bin/python bench/app_bench.py --skip-map           # browser parts only
+    .venv/bin/python bench/app_bench.py --skip-browser --changes 50
+
+Loopback only: servers listen on 127.0.0.1 and are always stopped; every wait has a timeout.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+
+CHECKPOINT = ROOT / "checkpoints" / "digits-vae.safetensors"
+N_MAP = 10_000
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# -- statistics and tables --------------------------------------------------------------------
+def percentile(values, q: float) -> float:
+    """Linear-interpolated percentile (numpy's default), q in [0, 100]."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def summary(values) -> dict:
+    return {"n": len(values), "median": statistics.median(values) if values else float("nan"),
+            "p95": percentile(values, 95), "min": min(values, default=float("nan")),
+            "max": max(values, default=float("nan"))}
+
+
+def table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def fmt(v: float, digits: int = 1) -> str:
+    return "–" if v != v else f"{v:,.{digits}f}"
+
+
+# -- the machine ------------------------------------------------------------------------------
+def chromium_version() -> str:
+    try:
+        out = subprocess.run([CHROMIUM, "--version"], capture_output=True, text=True, timeout=20).stdout
+        return out.strip().splitlines()[0] if out.strip() else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        return "missing"
+
+
+def machine_block() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    mem = ""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        with open("/proc/meminfo") as f:
+            kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
+            mem = f", {kb / 2**20:.1f} GiB RAM"
+    versions = []
+    for name in ("streamlit", "torch", "numpy", "scikit-learn", "umap-learn", "numba", "pynndescent", "playwright"):
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} missing")
+    load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+    return (f"**Machine:** {cpu}, {os.cpu_count()} CPUs ({usable} usable){mem}, {platform.system()} "
+            f"{platform.release()}, Python {platform.python_version()}, load average (1 min) {load}  \n"
+            f"**Versions:** {', '.join(versions)}, {chromium_version()}")
+
+
+# -- a real `streamlit run` -------------------------------------------------------------------
+@contextlib.contextmanager
+def launch_server(timeout: float = 120.0):
+    """Start `streamlit run app.py` (tests/streamlit_server.py's command line, polled every 20 ms rather
+    than 200 ms) and yield (url, proc, t_launch, t_healthy); always stop it. Loopback only."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    logdir = ROOT / "tests" / "artifacts"
+    logdir.mkdir(parents=True, exist_ok=True)
+    logfile = open(logdir / f"bench-streamlit-{port}.log", "w")
+    url = f"http://127.0.0.1:{port}"
+    t_launch = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        deadline = t_launch + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode} (log: {logfile.name})")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.perf_counter() > deadline:
+                raise TimeoutError("streamlit did not become healthy in time")
+            time.sleep(0.02)
+        yield url, proc, t_launch, time.perf_counter()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        logfile.close()
+
+
+def mapped_libraries(pid: int) -> dict:
+    """What the process has loaded, judged from its memory map (no change to the app needed)."""
+    with open(f"/proc/{pid}/maps") as f:
+        paths = {line.split(None, 5)[5].strip() for line in f if len(line.split(None, 5)) == 6}
+    return {
+        "numba/llvmlite (umap)": any("libllvmlite" in p or "numba/_helperlib" in p for p in paths),
+        "sklearn.manifold (t-SNE)": any("sklearn/manifold/" in p for p in paths),
+    }
+
+
+SCRIPT_IDLE = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
+               " return a && a.getAttribute('data-test-script-state') === 'notRunning'"
+               " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }")
+
+
+def wait_idle(page, timeout_ms: int = 60_000) -> None:
+    page.wait_for_function(SCRIPT_IDLE, timeout=timeout_ms, polling="raf")
+
+
+# -- 2. cold start ----------------------------------------------------------------------------
+def bench_cold_start(browser, runs: int) -> list[dict]:
+    results = []
+    for i in range(runs):
+        log(f"cold start {i + 1}/{runs}…")
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        try:
+            with launch_server() as (url, proc, t_launch, t_healthy):
+                page.goto(url, timeout=60_000)
+                page.locator("h1", has_text="Overview").wait_for(state="visible", timeout=90_000)
+                t_h1 = time.perf_counter()
+                wait_idle(page, 90_000)
+                t_usable = time.perf_counter()
+                libs = mapped_libraries(proc.pid)
+                errors = page.locator('[data-testid="stException"]').count()
+                results.append({"healthy": t_healthy - t_launch, "h1": t_h1 - t_launch,
+                                "usable": t_usable - t_launch, "libs": libs, "exceptions": errors})
+        finally:
+            context.close()
+    return results
+
+
+# -- 1. slider -> image latency -----------------------------------------------------------------
+WS_HOOK = """
+(() => {
+  const Orig = window.WebSocket;
+  const log = window.__wslog = {sends: [], recvs: []};
+  const send = Orig.prototype.send;
+  Orig.prototype.send = function (data) { if (log.sends.length < 1000) log.sends.push(performance.now()); return send.call(this, data); };
+  window.WebSocket = class extends Orig {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', () => { if (log.recvs.length < 1000) log.recvs.push(performance.now()); });
+    }
+  };
+})();
+"""
+
+INSTALL_PROBE = """
+() => {
+  const findImg = () => {
+    const f = [...document.querySelectorAll('[data-testid="stImage"]')].find(e => e.textContent.includes('decode(z)'));
+    return f ? f.querySelector('img') : null;
+  };
+  const b = window.__bench = {findImg, armed: false, keyT: null, srcT: null, loadT: null, oldSrc: null, newSrc: null,
+                              mutations: 0};
+  document.addEventListener('keydown', () => { if (b.armed && b.keyT === null) b.keyT = performance.now(); }, true);
+  const check = () => {
+    if (!b.armed || b.srcT !== null) return;
+    const img = findImg();
+    if (!img || !img.getAttribute('src') || img.src === b.oldSrc) return;
+    b.srcT = performance.now();
+    b.newSrc = img.src;
+    const loaded = () => { if (b.loadT === null) b.loadT = performance.now(); };
+    if (img.complete && img.naturalWidth > 0) loaded(); else {
+      img.addEventListener('load', loaded, {once: true});
+      img.addEventListener('error', () => { b.loadT = -1; }, {once: true});
+    }
+  };
+  new MutationObserver(() => { b.mutations++; check(); }).observe(document.body,
+      {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+  return findImg() ? findImg().src : null;
+}
+"""
+
+ARM = """
+() => { const b = window.__bench; const img = b.findImg();
+  b.oldSrc = img.src; b.keyT = b.srcT = b.loadT = b.newSrc = null; b.mutations = 0;
+  window.__wslog.sends.length = 0; window.__wslog.recvs.length = 0; b.armed = true; }
+"""
+
+READ = """
+() => { const b = window.__bench; b.armed = false;
+  return {keyT: b.keyT, srcT: b.srcT, loadT: b.loadT, sends: [...window.__wslog.sends], recvs: [...window.__wslog.recvs],
+          mutations: b.mutations}; }
+"""
+
+
+def bench_slider(browser, url: str, changes: int, warmups: int = 2) -> dict:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.add_init_script(WS_HOOK)
+    page = context.new_page()
+    try:
+        t0 = time.perf_counter()
+        page.goto(f"{url}/traversal", timeout=60_000)
+        page.locator("h1", has_text="Traversal").wait_for(timeout=90_000)
+        wait_idle(page, 90_000)
+        page_load = time.perf_counter() - t0
+        page.locator('[data-testid="stImage"]', has_text="decode(z)").wait_for(timeout=30_000)
+        if page.evaluate(INSTALL_PROBE) is None:
+            raise RuntimeError("no decode(z) image on /traversal")
+        slider = page.get_by_role("slider").first
+        label = slider.get_attribute("aria-label") or "?"
+        lo = float(slider.get_attribute("min") or slider.get_attribute("aria-valuemin") or -4)
+        hi = float(slider.get_attribute("max") or slider.get_attribute("aria-valuemax") or 4)
+        samples, misses, values = [], 0, []
+        for i in range(warmups + changes):
+            value = float(slider.evaluate("e => e.value ?? e.getAttribute('aria-valuenow')"))
+            values.append(value)
+            key = "ArrowRight" if (i % 2 == 0 and value + 0.05 <= hi + 1e-9) or value - 0.05 < lo - 1e-9 else "ArrowLeft"
+            page.evaluate(ARM)
+            slider.press(key)
+            try:
+                page.wait_for_function("() => { const b = window.__bench; return b.srcT !== null && b.loadT !== null; }",
+                                       timeout=15_000, polling="raf")
+            except Exception:  # playwright TimeoutError: the picture did not change
+                page.evaluate(READ)
+                misses += i >= warmups
+                wait_idle(page)
+                continue
+            r = page.evaluate(READ)
+            wait_idle(page)
+            if i < warmups:
+                continue
+            key_t = r["keyT"]
+            sends = [t for t in r["sends"] if t >= key_t]
+            before_src = [t for t in r["recvs"] if t <= r["srcT"]]
+            samples.append({
+                "src": r["srcT"] - key_t,
+                "load": (r["loadT"] - key_t) if r["loadT"] and r["loadT"] > 0 else float("nan"),
+                "to_send": (sends[0] - key_t) if sends else float("nan"),
+                "round_trip": (before_src[-1] - sends[0]) if sends and before_src and before_src[-1] >= sends[0]
+                else float("nan"),
+                "render": (r["srcT"] - before_src[-1]) if before_src else float("nan"),
+                "messages": len([t for t in r["recvs"] if t >= key_t]),
+            })
+        url_has_z = "z=" in page.url
+        return {"samples": samples, "misses": misses, "label": label, "page_load": page_load,
+                "values": (min(values), max(values)) if values else None, "url_has_z": url_has_z}
+    finally:
+        context.close()
+
+
+def decode_step_cost(repeats: int = 200) -> dict:
+    """What the server computes per slider step, in this process: decode one z, PNG it (show_images' path)."""
+    import torch
+
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.images import make_grid, png_bytes, upscale_factor
+
+    torch.set_num_threads(1)  # as pages/_ui.py does
+    model = load_checkpoint(CHECKPOINT).model
+    z = torch.zeros(1, model.config.latent_dim)
+    dec, png = [], []
+    for i in range(repeats):
+        z[0, 0] = -2 + 4 * i / repeats
+        t = time.perf_counter()
+        with torch.inference_mode():
+            image = model.decode(z)
+        t1 = time.perf_counter()
+        png_bytes(make_grid(image, 1), upscale_factor(image.shape[-2], 220))
+        t2 = time.perf_counter()
+        dec.append((t1 - t) * 1e3)
+        png.append((t2 - t1) * 1e3)
+    return {"decode": summary(dec[10:]), "png": summary(png[10:])}
+
+
+# -- 3. latent map ----------------------------------------------------------------------------
+def build_latents(path: Path) -> dict:
+    import numpy as np
+    import torch
+
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.metrics import encode_all
+
+    t = time.perf_counter()
+    model = load_checkpoint(CHECKPOINT).model
+    with torch.inference_mode():
+        images = model.sample(N_MAP, generator=torch.Generator().manual_seed(0))  # decode(z), z ~ N(0, I)
+    mu, _ = encode_all(model, images)
+    z = mu.numpy().astype(np.float32)
+    np.save(path, z)
+    return {"shape": z.shape, "seconds": time.perf_counter() - t, "latent_dim": model.config.latent_dim}
+
+
+def worker(mode: str, z_path: str) -> dict:
+    """Runs in a fresh subprocess; prints one JSON line."""
+    import warnings
+
+    import numpy as np
+
+    warnings.filterwarnings("ignore")
+    z = np.load(z_path)
+    out = {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR")}
+    from vae_core.projection import ProjectionParams, project
+
+    if mode in ("umap-cold", "umap-warm"):
+        params = ProjectionParams("umap", 2)
+        t = time.perf_counter()
+        import umap  # noqa: F401  (project() imports it too; timed apart to split import from JIT)
+        out["import"] = time.perf_counter() - t
+        t = time.perf_counter()
+        project(z, params)
+        out["first"] = time.perf_counter() - t
+        if mode == "umap-cold":
+            t = time.perf_counter()
+            project(z, params)
+            out["second"] = time.perf_counter() - t
+        else:
+            import logging
+            from dataclasses import astuple
+
+            import streamlit.logger
+
+            streamlit.logger.set_log_level(logging.ERROR)
+            logging.getLogger("streamlit").setLevel(logging.ERROR)
+            from pages._ui import latent_map
+
+            args = ("bench-token", "digits", "test", astuple(params))
+            t = time.perf_counter()
+            latent_map(*args, z)
+            out["cache_miss"] = time.perf_counter() - t
+            t = time.perf_counter()
+            again = latent_map(*args, z)
+            out["cache_hit"] = time.perf_counter() - t
+            out["cache_hit_shape"] = list(again.shape)
+    elif mode == "pca":
+        t = time.perf_counter()
+        from sklearn.decomposition import PCA  # noqa: F401
+        out["import"] = time.perf_counter() - t
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            project(z, ProjectionParams("pca", 2))
+            times.append(time.perf_counter() - t)
+        out["first"], out["rest"] = times[0], times[1:]
+    elif mode.startswith("tsne"):
+        n = int(mode.split(":")[1])
+        t = time.perf_counter()
+        from sklearn.manifold import TSNE  # noqa: F401
+        out["import"] = time.perf_counter() - t
+        t = time.perf_counter()
+        project(z[:n], ProjectionParams("tsne", 2))
+        out["first"] = time.perf_counter() - t
+        out["n"] = n
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def run_worker(mode: str, z_path: Path, env: dict, timeout: float) -> dict | None:
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--z", str(z_path)],
+                              cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:  # subprocess.run kills the child it started
+        return None
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {mode} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["process"] = time.perf_counter() - t
+    return result
+
+
+def bench_map(tsne_timeout: float) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="app-bench-"))
+    try:
+        z_path = work / "z.npy"
+        log(f"building {N_MAP} latent codes…")
+        built = build_latents(z_path)
+        cache = work / "numba-cache"
+        cache.mkdir()
+        log("UMAP, empty numba cache…")
+        cold = run_worker("umap-cold", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
+        files = sum(1 for _ in cache.rglob("*") if _.is_file())
+        log("UMAP, warm numba cache + latent_map cache…")
+        warm = run_worker("umap-warm", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
+        log("PCA…")
+        pca = run_worker("pca", z_path, {}, 120)
+        log(f"t-SNE on {N_MAP} (cap {tsne_timeout:.0f} s)…")
+        tsne = run_worker(f"tsne:{N_MAP}", z_path, {}, tsne_timeout)
+        tsne_note = f"all {N_MAP:,} points"
+        if tsne is None:
+            tsne_note = f"{N_MAP:,} points did not finish in {tsne_timeout:.0f} s (killed); 5,000-point subsample"
+            log("t-SNE on 5000…")
+            tsne = run_worker("tsne:5000", z_path, {}, tsne_timeout)
+        return {"built": built, "cold": cold, "warm": warm, "cache_files": files, "pca": pca, "tsne": tsne,
+                "tsne_note": tsne_note}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- report -----------------------------------------------------------------------------------
+def report_slider(res: dict, step: dict, changes: int) -> str:
+    s = res["samples"]
+    cols = [("key → decode(z) src changed", "src"), ("key → new image loaded (load event)", "load"),
+            ("  browser: key → WebSocket send", "to_send"),
+            ("  server round trip: send → last message before src change", "round_trip"),
+            ("  render: that message → src change", "render")]
+    rows = []
+    for name, k in cols:
+        vals = [x[k] for x in s if x[k] == x[k]]
+        st_ = summary(vals)
+        rows.append([name, st_["n"], fmt(st_["median"]), fmt(st_["p95"]), fmt(st_["min"]), fmt(st_["max"])])
+    for name, k in (("server-side compute alone (this process): model.decode(1 z)", "decode"),
+                    ("  + PNG of the 8x8 picture at 220 px (show_images)", "png")):
+        st_ = step[k]
+        rows.append([name, st_["n"], fmt(st_["median"], 3), fmt(st_["p95"], 3), fmt(st_["min"], 3), fmt(st_["max"], 3)])
+    msgs = statistics.median([x["messages"] for x in s]) if s else float("nan")
+    lo_hi = res["values"]
+    text = (f"### 1. Slider → new image (browser, /traversal)\n\n"
+            f"{len(s)} of {changes} keyboard steps timed (±0.05 on the first slider, \"{res['label']}\", values "
+            f"{lo_hi[0]:.2f}…{lo_hi[1]:.2f}; 2 warm-up steps not counted; {res['misses']} steps whose picture did not "
+            f"change within 15 s). Page clock (performance.now()), ms. The page itself took "
+            f"{res['page_load']:.2f} s to load (first visit, this server).\n\n")
+    text += table(["ms", "n", "median", "p95", "min", "max"], rows)
+    text += (f"\n\nMedian {msgs:g} WebSocket messages received per step; URL mirrors z: "
+             f"{'yes' if res['url_has_z'] else 'no'}.")
+    return text
+
+
+def report_cold(results: list[dict]) -> str:
+    rows = []
+    for key, name in (("healthy", "launch → /_stcore/health 200"), ("h1", "launch → h1 \"Overview\" visible"),
+                      ("usable", "launch → page usable (script idle, no status widget)")):
+        vals = [r[key] for r in results]
+        st_ = summary(vals)
+        rows.append([name, *(f"{v:.2f}" for v in vals), f"{st_['median']:.2f}", f"{st_['p95']:.2f}"])
+    headers = ["seconds", *(f"run {i + 1}" for i in range(len(results))), "median", "p95"]
+    text = ("### 2. Cold start (`streamlit run` subprocess start → Overview usable, default model digits-vae)\n\n"
+            "Each run: a new server and a new browser context (browser launched beforehand, not timed). "
+            "Python's and the OS's file caches are warm after the first run, so run 1 may be the slowest.\n\n")
+    text += table(headers, rows)
+    libs = [(name, [r["libs"][name] for r in results]) for name in ("numba/llvmlite (umap)", "sklearn.manifold (t-SNE)")]
+    text += "\n\n" + table(["imported at start-up? (/proc/<pid>/maps once the page is usable)", "answer"],
+                           [[name, ", ".join("yes" if v else "no" for v in vals)] for name, vals in libs])
+    exc = sum(r["exceptions"] for r in results)
+    text += f"\n\nTracebacks on the Overview page: {exc}."
+    return text
+
+
+def report_map(m: dict) -> str:
+    c, w, p, t = m["cold"], m["warm"], m["pca"], m["tsne"]
+    b = m["built"]
+    rows = [
+        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)", f"{c['import'] + c['first']:.2f}",
+         f"import umap {c['import']:.2f} + project {c['first']:.2f} (numba JIT + fit)"],
+        ["UMAP second call, same process (compiled, no st.cache)", f"{c['second']:.2f}", "the fit itself"],
+        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", f"{w['import'] + w['first']:.2f}",
+         f"import umap {w['import']:.2f} + project {w['first']:.2f}; cache had {m['cache_files']} files"],
+        ["pages._ui.latent_map, 1st call (cache miss, compiled)", f"{w['cache_miss']:.2f}", "st.cache_data outside a runtime"],
+        ["pages._ui.latent_map, 2nd call, same arguments (cached revisit)", f"{w['cache_hit'] * 1e3:.2f} ms",
+         f"returns {tuple(w['cache_hit_shape'])}"],
+        ["PCA, first call (new process)", f"{p['first'] * 1e3:.1f} ms",
+         f"import sklearn.decomposition {p['import']:.2f} s; next 4 calls median {statistics.median(p['rest']) * 1e3:.1f} ms"],
+        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)", f"{t['first']:.2f}",
+         f"{m['tsne_note']}; import sklearn.manifold {t['import']:.2f} s"],
+    ]
+    text = (f"### 3. Latent map of {N_MAP:,} points (2-D)\n\n"
+            f"Codes: {N_MAP:,} prior draws of digits-vae (latent {b['latent_dim']}), decoded, re-encoded to posterior means "
+            f"({b['seconds']:.2f} s to build). UMAP: vae_core.projection.project(z, ProjectionParams(\"umap\", 2)); each "
+            "row's process is a fresh `python` (whole-process times: cold {:.1f} s, warm {:.1f} s).\n\n"
+            .format(c["process"], w["process"]))
+    text += table(["", "seconds", "notes"], rows)
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--changes", type=int, default=30, help="slider steps timed (default 30)")
+    p.add_argument("--cold-starts", type=int, default=3, help="cold starts of the server (default 3)")
+    p.add_argument("--skip-map", action="store_true", help="skip the 10k-point latent map timings")
+    p.add_argument("--skip-browser", action="store_true", help="skip the slider and cold-start timings")
+    p.add_argument("--tsne-timeout", type=float, default=120.0, help="cap on t-SNE of 10k points, seconds")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--z", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.z)
+        return 0
+
+    started = time.perf_counter()
+    sections = []
+    if not args.skip_browser:
+        if not os.access(CHROMIUM, os.X_OK):
+            log(f"{CHROMIUM} is missing (`make chromium`)")
+            return 2
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                cold = bench_cold_start(browser, max(1, args.cold_starts))
+                log("slider latency…")
+                with launch_server() as (url, proc, _, _):
+                    slider = bench_slider(browser, url, args.changes)
+                    libs_after = mapped_libraries(proc.pid)
+            finally:
+                browser.close()
+        step = decode_step_cost()
+        sections.append(report_slider(slider, step, args.changes))
+        sections.append(report_cold(cold) + "\n\nAfter the slider run on that server: numba/llvmlite mapped: "
+                        f"{'yes' if libs_after['numba/llvmlite (umap)'] else 'no'}, sklearn.manifold mapped: "
+                        f"{'yes' if libs_after['sklearn.manifold (t-SNE)'] else 'no'}.")
+    if not args.skip_map:
+        sections.append(report_map(bench_map(args.tsne_timeout)))
+    print("## Latent Explorer app benchmark\n")
+    print(machine_block() + "\n")
+    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    shown = argv if argv is not None else sys.argv[1:]
+    print(f"Command: `{' '.join([exe, 'bench/app_bench.py', *shown])}`")
+    for s in sections:
+        print("\n" + s)
+    print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""Latent maps (PCA, UMAP, t-SNE), latent neighbours, clustering scores and placing new points on a map."""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vae_core import projection
+from vae_core.projection import ProjectionParams, cluster_scores, nearest_neighbours, place_on_map, project
+
+# UMAP with a seed runs single-threaded and says so; that is what the app wants.
+pytestmark = pytest.mark.filterwarnings("ignore:n_jobs value:UserWarning")
+
+N_PER_BLOB, LATENT = 50, 6
+
+
+def _blobs(seed=0, spread=0.3, distance=10.0):
+    """3 well-separated Gaussian blobs in 6-D: (150, 6) float32 points and their blob labels."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((3, LATENT))
+    centres[0, 0] = centres[1, 1] = centres[2, 2] = distance
+    labels = np.repeat(np.arange(3), N_PER_BLOB)
+    z = centres[labels] + spread * rng.normal(size=(len(labels), LATENT))
+    return z.astype(np.float32), labels
+
+
+def _assert_blobs_stay_apart(coords, labels):
+    """On the map, every point is nearer its own blob's centre than any other's, and its nearest
+    neighbour is from its own blob."""
+    centres = np.stack([coords[labels == b].mean(0) for b in range(3)])
+    to_centres = np.linalg.norm(coords[:, None, :] - centres[None], axis=2)
+    assert np.array_equal(to_centres.argmin(1), labels)
+    d = np.linalg.norm(coords[:, None, :] - coords[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    assert np.array_equal(labels[d.argmin(1)], labels)
+    same = labels[:, None] == labels[None]
+    np.fill_diagonal(same, False)
+    different = labels[:, None] != labels[None]
+    assert d[same].mean() < 0.5 * d[different].mean()
+
+
+# -- parameters ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_valid_params(method, dims):
+    params = ProjectionParams(method, dims)
+    assert (params.method, params.dims) == (method, dims)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"method": "mds"}, "method"),
+    ({"method": "PCA"}, "method"),
+    ({"method": ""}, "method"),
+    ({"dims": 4}, "4-D"),
+    ({"dims": 1}, "1-D"),
+    ({"dims": 0}, "0-D"),
+], ids=["unknown", "upper-case", "empty", "dims-4", "dims-1", "dims-0"])
+def test_invalid_params(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        ProjectionParams(**kwargs)
+
+
+# -- project -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return _blobs()
+
+
+@pytest.fixture(scope="module")
+def umap_map(blobs):
+    """One real single-call UMAP map of the blobs (the first UMAP call compiles numba: share it)."""
+    return project(blobs[0], ProjectionParams("umap", 2, seed=3))
+
+
+def test_umap_from_two_threads_at_once_matches_a_single_call(blobs, request):
+    # The first real-UMAP test: in a fresh process both threads arrive while numba has still to compile.
+    results, errors = [None, None], []
+    start = threading.Barrier(2)
+
+    def worker(i):
+        try:
+            start.wait()
+            results[i] = project(blobs[0], ProjectionParams("umap", 2, seed=3))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    umap_map = request.getfixturevalue("umap_map")
+    for result in results:
+        assert result is not None and result.shape == (len(blobs[0]), 2)
+        np.testing.assert_allclose(result, umap_map, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+def test_project_keeps_blobs_apart(blobs, umap_map, method):
+    z, labels = blobs
+    coords = umap_map if method == "umap" else project(z, ProjectionParams(method, 2, perplexity=15))
+    assert coords.shape == (len(z), 2) and coords.dtype == np.float32
+    assert np.isfinite(coords).all()
+    _assert_blobs_stay_apart(coords, labels)
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_project_to_3d(blobs, method):
+    z, labels = blobs
+    coords = project(z[::3], ProjectionParams(method, 3, perplexity=10))
+    assert coords.shape == (len(z[::3]), 3) and coords.dtype == np.float32
+    assert np.isfinite(coords).all()
+
+
+def test_pca_is_the_top_principal_plane(blobs):
+    """PCA keeps the directions of largest variance: the map's variance is that of the top 2 components."""
+    z = blobs[0].astype(np.float64)
+    coords = project(z, ProjectionParams("pca", 2)).astype(np.float64)
+    eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(z.T)))[::-1]
+    np.testing.assert_allclose(np.sort(np.var(coords, axis=0, ddof=1))[::-1], eigenvalues[:2], rtol=1e-4)
+    np.testing.assert_allclose(coords.mean(0), 0, atol=1e-4)
+
+
+@pytest.mark.parametrize("n", [4, 12])
+def test_tsne_on_a_handful_of_points(n):
+    """t-SNE needs perplexity < N; a default perplexity of 30 must still work on a few points."""
+    z = np.random.default_rng(1).normal(size=(n, LATENT)).astype(np.float32)
+    coords = project(z, ProjectionParams("tsne", 2))
+    assert coords.shape == (n, 2) and np.isfinite(coords).all()
+
+
+@pytest.mark.parametrize("method", ["pca", "umap", "tsne"])
+@pytest.mark.parametrize("latent, dims", [(2, 2), (3, 3), (2, 3), (1, 2), (1, 3)])
+def test_small_latents_are_returned_as_they_are(method, latent, dims):
+    z = np.random.default_rng(2).normal(size=(20, latent))  # float64 in: float32 out
+    coords = project(z, ProjectionParams(method, dims))
+    assert coords.shape == (20, dims) and coords.dtype == np.float32
+    np.testing.assert_array_equal(coords[:, :latent], z.astype(np.float32))
+    np.testing.assert_array_equal(coords[:, latent:], 0)
+
+
+class _FakeUMAP:
+    """Stands in for umap.UMAP: records how many fits run at the same time."""
+    active = 0
+    most = 0
+    guard = threading.Lock()
+    kwargs: list = []
+
+    def __init__(self, **kwargs):
+        type(self).kwargs.append(kwargs)
+        self.n_components = kwargs["n_components"]
+
+    def fit_transform(self, z):
+        cls = type(self)
+        with cls.guard:
+            cls.active += 1
+            cls.most = max(cls.most, cls.active)
+        time.sleep(0.02)
+        with cls.guard:
+            cls.active -= 1
+        return np.zeros((len(z), self.n_components), dtype=np.float64)
+
+
+@pytest.fixture
+def fake_umap(monkeypatch):
+    fake = types.ModuleType("umap")
+
+    class UMAP(_FakeUMAP):
+        active, most, kwargs = 0, 0, []
+
+    fake.UMAP = UMAP
+    monkeypatch.setitem(sys.modules, "umap", fake)
+    return UMAP
+
+
+def test_umap_calls_are_serialised(fake_umap):
+    z = np.random.default_rng(0).normal(size=(30, LATENT)).astype(np.float32)
+    threads = [threading.Thread(target=project, args=(z, ProjectionParams("umap", 2))) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(fake_umap.kwargs) == 6
+    assert fake_umap.most == 1, "two UMAP fits ran at once: numba is not thread-safe"
+
+
+def test_umap_neighbours_fit_small_data(fake_umap):
+    z = np.random.default_rng(0).normal(size=(8, LATENT)).astype(np.float32)
+    coords = project(z, ProjectionParams("umap", 3, n_neighbors=15))
+    assert coords.shape == (8, 3) and coords.dtype == np.float32
+    (kwargs,) = fake_umap.kwargs
+    assert kwargs["n_components"] == 3 and kwargs["n_neighbors"] <= 7
+
+
+def test_umap_points_numba_at_a_writable_cache(fake_umap, monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    z = np.zeros((10, LATENT), dtype=np.float32)
+    project(z, ProjectionParams("umap"))
+    cache = Path(os.environ["NUMBA_CACHE_DIR"])
+    assert cache.is_relative_to(tmp_path)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/chosen")  # a person's own choice wins
+    project(z, ProjectionParams("umap"))
+    assert os.environ["NUMBA_CACHE_DIR"] == "/somewhere/chosen"
+
+
+def test_pca_and_tsne_never_import_umap(monkeypatch):
+    """umap-learn pulls in numba and compiles for seconds: PCA and t-SNE maps must not pay for it."""
+    monkeypatch.setitem(sys.modules, "umap", None)  # any `import umap` now raises ImportError
+    z = _blobs()[0][::5]
+    for method in ("pca", "tsne"):
+        assert project(z, ProjectionParams(method, 2, perplexity=5)).shape == (len(z), 2)
+
+
+# -- nearest neighbours --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    return np.random.default_rng(4).normal(size=(60, 5)).astype(np.float32)
+
+
+@pytest.mark.parametrize("index", [0, 17, 59])
+@pytest.mark.parametrize("k", [1, 5, 8, 20])
+def test_nearest_neighbours_match_brute_force(cloud, index, k):
+    found = nearest_neighbours(cloud, index, k)
+    d = np.linalg.norm(cloud - cloud[index], axis=1)
+    expected = [i for i in np.argsort(d) if i != index][:k]
+    assert list(found) == expected
+    assert index not in found
+    assert np.all(np.diff(d[found]) >= 0)
+
+
+def test_nearest_neighbours_k_larger_than_the_data(cloud):
+    small = cloud[:6]
+    found = nearest_neighbours(small, 2, k=50)
+    assert sorted(found) == [0, 1, 3, 4, 5]
+    d = np.linalg.norm(small - small[2], axis=1)
+    assert np.all(np.diff(d[found]) >= 0)
+
+
+def test_nearest_neighbours_keeps_duplicates_of_the_point(cloud):
+    """A second copy of the same code is a neighbour (distance 0); only the point itself is left out."""
+    z = np.concatenate([cloud, cloud[[10]]])
+    found = nearest_neighbours(z, 10, k=3)
+    assert found[0] == len(cloud) and 10 not in found
+
+
+def test_nearest_neighbours_do_not_change_the_input(cloud):
+    before = cloud.copy()
+    nearest_neighbours(cloud, 3, 4)
+    np.testing.assert_array_equal(cloud, before)
+
+
+# -- clustering scores ---------------------------------------------------------------------------
+
+
+def test_cluster_scores_on_separated_blobs(blobs):
+    z, labels = blobs
+    scores = cluster_scores(z, labels)
+    assert scores["k"] == 3
+    assert scores["nmi"] == pytest.approx(1.0, abs=1e-6)
+    assert scores["ari"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cluster_scores_do_not_depend_on_label_names(blobs):
+    z, labels = blobs
+    renamed = np.array([7, 2, 40])[labels]
+    scores = cluster_scores(z, renamed)
+    assert scores["k"] == 3 and scores["nmi"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cluster_scores_on_random_labels(blobs):
+    z, _ = blobs
+    labels = np.random.default_rng(5).integers(0, 3, size=len(z))
+    scores = cluster_scores(z, labels)
+    assert scores["k"] == 3
+    assert 0 <= scores["nmi"] < 0.1
+    assert abs(scores["ari"]) < 0.1
+
+
+def test_cluster_scores_k_follows_the_labels(blobs):
+    """k is the number of distinct labels: with two blobs moved next to each other and labelled as one,
+    k = 2 and the two groups are found; labelled apart, k = 3 still finds all three."""
+    z, labels = blobs
+    z = z.copy()
+    z[labels == 2] -= np.float32(9.0) * (np.eye(LATENT)[2] - np.eye(LATENT)[1])  # blob 2 now 1.0 from blob 1
+    two = cluster_scores(z, np.minimum(labels, 1))
+    assert two["k"] == 2 and two["nmi"] == pytest.approx(1.0, abs=1e-6)
+    three = cluster_scores(z, labels)
+    assert three["k"] == 3 and three["nmi"] == pytest.approx(1.0, abs=1e-6)
+
+
+# -- placing new points on a map -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def a_map(blobs):
+    """Any map works for place_on_map; a fixed random projection keeps this test free of UMAP."""
+    z, _ = blobs
+    coords = z @ np.random.default_rng(6).normal(size=(LATENT, 2)).astype(np.float32)
+    return z, coords
+
+
+@pytest.mark.parametrize("index", [0, 51, 149])
+def test_a_data_point_lands_on_its_own_position(a_map, index):
+    z, coords = a_map
+    placed = place_on_map(z[index], z, coords)
+    assert placed.shape == (1, 2)
+    np.testing.assert_allclose(placed[0], coords[index], atol=1e-3)
+
+
+def test_many_points_at_once(a_map):
+    z, coords = a_map
+    indices = [3, 70, 120, 8]
+    placed = place_on_map(z[indices], z, coords)
+    assert placed.shape == (4, 2)
+    np.testing.assert_allclose(placed, coords[indices], atol=1e-3)
+    coords3 = np.concatenate([coords, coords[:, :1]], 1)
+    assert place_on_map(z[indices], z, coords3).shape == (4, 3)
+
+
+def test_a_new_point_lands_among_its_neighbours(a_map, blobs):
+    """A point between members of one blob is placed inside that blob's region of the map, within the
+    span of its nearest neighbours' positions."""
+    z, coords = a_map
+    labels = blobs[1]
+    new = z[labels == 1][:5].mean(0) + 0.05
+    placed = place_on_map(new, z, coords, k=5)[0]
+    nearest = np.argsort(np.linalg.norm(z - new, axis=1))[:5]
+    assert np.all(placed >= coords[nearest].min(0) - 1e-5) and np.all(placed <= coords[nearest].max(0) + 1e-5)
+    centres = np.stack([coords[labels == b].mean(0) for b in range(3)])
+    assert np.linalg.norm(centres - placed, axis=1).argmin() == 1
+
+
+@pytest.mark.parametrize("latent, dims", [(2, 2), (2, 3), (1, 2), (3, 3)])
+def test_small_latent_maps_are_the_latent_space(latent, dims):
+    rng = np.random.default_rng(7)
+    z_data = rng.normal(size=(30, latent)).astype(np.float32)
+    coords = project(z_data, ProjectionParams("pca", dims))
+    z_new = rng.normal(size=(4, latent)).astype(np.float32)
+    placed = place_on_map(z_new, z_data, coords)
+    assert placed.shape == (4, dims)
+    np.testing.assert_array_equal(placed[:, :latent], z_new)
+    np.testing.assert_array_equal(placed[:, latent:], 0)
+    assert place_on_map(z_new[0], z_data, coords).shape == (1, dims)
