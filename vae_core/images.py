@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 
 import numpy as np
 import torch
@@ -59,3 +60,56 @@ def upscale_factor(height: int, target: int = 160) -> int:
 def data_uris(images: torch.Tensor, scale: int = 1) -> list[str]:
     """Each (C, H, W) image as a PNG data: URI, for pictures placed inside a plotly figure."""
     return ["data:image/png;base64," + base64.b64encode(png_bytes(a, scale)).decode() for a in to_uint8(images)]
+
+
+class ImageError(ValueError):
+    """An uploaded picture that cannot be used; the message says why."""
+
+
+MAX_UPLOAD_PIXELS = 4096 * 4096  # refuse larger pictures from their header, before decoding them
+
+
+def load_image(data: bytes, shape: tuple[int, int, int], invert: bool | None = None) -> torch.Tensor:
+    """An uploaded PNG/JPG/... as a (1, C, H, W) float tensor in [0, 1] for a model of `shape`.
+
+    Checks the header before decoding (size limit, so a 10,000 x 10,000 picture is refused without
+    allocating it), converts any mode (RGBA, palette, 16-bit, CMYK) to grey or RGB, centre-crops to
+    a square and resizes. With invert=None a mostly light picture is inverted, because the datasets
+    here draw light strokes on dark backgrounds (a digit photographed on paper is the reverse).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ImageError("the file is empty")
+    try:
+        with warnings.catch_warnings():  # we apply our own, smaller size limit just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise ImageError(f"the picture is far too large (at most {MAX_UPLOAD_PIXELS:,} pixels)") from None
+    except (UnidentifiedImageError, OSError):
+        raise ImageError("not an image this app can read (PNG, JPEG, GIF, BMP, WebP, TIFF)") from None
+    width, height = img.size
+    if width * height > MAX_UPLOAD_PIXELS:
+        raise ImageError(f"{width}×{height} pixels is too large (at most {MAX_UPLOAD_PIXELS:,} pixels); "
+                         "shrink it first")
+    channels, target_h, target_w = shape
+    try:
+        img.load()
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grey: scale to 8 bits, not clip
+            arr = np.asarray(img, dtype=np.float64)
+            img = Image.fromarray((255 * (arr - arr.min()) / max(np.ptp(arr), 1)).astype(np.uint8))
+        if img.mode in ("RGBA", "LA", "P", "PA"):  # flatten transparency onto black, like the datasets
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+            img = Image.alpha_composite(background, rgba)
+        img = img.convert("L" if channels == 1 else "RGB")
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"the image could not be decoded ({exc})") from None
+    side = min(img.size)
+    left, top = (img.width - side) // 2, (img.height - side) // 2
+    img = img.crop((left, top, left + side, top + side)).resize((target_w, target_h), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32).reshape(target_h, target_w, channels) / 255.0
+    if invert or (invert is None and arr.mean() > 0.5):
+        arr = 1.0 - arr
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy()).unsqueeze(0)
