@@ -29,7 +29,11 @@ chromium:
 	@/usr/bin/chromium --version
 
 run: setup
-	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
+
+# A classroom: the same app on every network interface, so students' browsers can reach it.
+serve: HOST = 0.0.0.0
+serve: run
 
 test: setup chromium
 	$(PY) -m pytest
