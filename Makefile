@@ -31,8 +31,10 @@ chromium:
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-# A classroom: the same app on every network interface, so students' browsers can reach it.
+# A classroom: the same app on every network interface, so students' browsers can reach it, and
+# without the sidebar box that runs a local Python file (students must not run code on the server).
 serve: HOST = 0.0.0.0
+serve: export LATENT_EXPLORER_CLASSROOM = 1
 serve: run
 
 test: setup chromium

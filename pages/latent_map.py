@@ -47,7 +47,7 @@ with st.form("map_settings"):
     perplexity = p3.slider("t-SNE perplexity", 5.0, 100.0, 30.0, help="roughly the number of neighbours kept")
     submitted = st.form_submit_button("Compute map", type="primary")
 
-if cfg.latent_dim > 3 and method == "umap":
+if cfg.latent_dim > 3:  # a UMAP map may come next: compile it now, in the background
     _umap_warm_up()
 
 params = astuple(ProjectionParams(method, dims, n_neighbors, min_dist, perplexity))

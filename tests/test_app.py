@@ -169,3 +169,78 @@ def test_unknown_model_in_the_url_falls_back_to_the_default(checkpoints):
     at = start(model="file:../../etc/passwd")
     assert_clean(at)
     assert at.session_state.model_key == "file:digits-vae"
+
+
+BYOM_SOURCE = '''
+import torch
+from torch import nn
+
+
+class TinyVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Linear(64, 4)
+        self.dec = nn.Linear(2, 64)
+
+    def encode(self, x):
+        h = self.enc(x.flatten(1))
+        return h[:, :2], h[:, 2:]
+
+    def decode(self, z):
+        return self.dec(z)
+'''
+
+
+@pytest.fixture
+def own_model(tmp_path):
+    import importlib.util
+
+    import torch
+
+    source = tmp_path / "tiny_vae.py"
+    source.write_text(BYOM_SOURCE)
+    spec = importlib.util.spec_from_file_location("tiny_vae_for_test", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.pt"
+    torch.save(module.TinyVAE().state_dict(), weights)
+    return f"{source}:TinyVAE", str(weights)
+
+
+def test_own_model_from_local_files_opens_on_every_page(checkpoints, own_model):
+    spec, weights = own_model
+    at = start()
+    assert [e for e in at.sidebar.expander if "local files" in e.label]
+    at.sidebar.text_input(key="byom_spec").input(spec)
+    at.sidebar.text_input(key="byom_weights").input(weights)
+    next(b for b in at.sidebar.button if b.label == "Open my model").click().run()
+    assert_clean(at)
+    assert at.session_state.model_key.startswith("external:")
+    assert any("architecture** external" in c.value for c in at.sidebar.caption), "the card describes it"
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        assert_clean(at)
+        assert at.session_state.model_key.startswith("external:")
+
+
+def test_own_model_that_fails_to_load_gives_a_message_and_keeps_the_previous_model(checkpoints, tmp_path):
+    broken = tmp_path / "broken_vae.py"
+    broken.write_text("raise RuntimeError('this file is broken')\n")
+    at = start()
+    at.sidebar.text_input(key="byom_spec").input(f"{broken}:VAE")
+    at.sidebar.text_input(key="byom_weights").input(str(tmp_path / "w.pt"))
+    next(b for b in at.sidebar.button if b.label == "Open my model").click().run()
+    assert not at.exception
+    assert any("this file is broken" in e.value for e in at.sidebar.error)
+    assert at.session_state.model_key == "file:digits-vae"
+    assert not any(k.startswith("external:") for k in at.sidebar.selectbox(key="_w_model_key").options)
+
+
+def test_classroom_mode_hides_the_local_code_box(checkpoints, monkeypatch):
+    import pages.ui
+
+    monkeypatch.setattr(pages.ui, "LOCAL_CODE_ALLOWED", False)
+    at = start()
+    assert_clean(at)
+    assert not [e for e in at.sidebar.expander if "local files" in e.label]

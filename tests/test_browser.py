@@ -81,3 +81,19 @@ def test_moving_a_traversal_slider_changes_the_image(app_url, browser):
     wait_until_idle(page)
     page.screenshot(path=str(ARTIFACTS / "traversal-after-slider.png"), full_page=True)
     page.close()
+
+
+def test_a_corrupt_upload_shows_a_message_and_keeps_the_model(app_url, browser, tmp_path):
+    corrupt = tmp_path / "corrupt.safetensors"
+    corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
+    page = open_page(browser, app_url, "Overview")
+    page.get_by_text("Upload a model").click()
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(corrupt))
+    page.get_by_role("button", name="Open upload").click()
+    page.get_by_text("Could not open the upload").wait_for(timeout=30_000)
+    wait_until_idle(page)
+    assert "not a safetensors checkpoint" in page.locator('[data-testid="stSidebar"]').inner_text()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator("h1", has_text="Overview").is_visible(), "the page still shows the current model"
+    page.screenshot(path=str(ARTIFACTS / "upload-corrupt.png"), full_page=True)
+    page.close()

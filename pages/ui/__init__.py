@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 from dataclasses import astuple, dataclass
 from pathlib import Path
@@ -76,7 +77,7 @@ def latent_map(model_token: str, dataset_name: str, split: str, params: tuple, _
 # -- the model the session is looking at ------------------------------------------------------
 @dataclass
 class Active:
-    key: str  # "file:<name>", "upload:<sha>" or "external"
+    key: str  # "file:<name>", "upload:<sha>" or "external:<hash>"
     token: str  # names the exact weights, for the caches
     ckpt: Checkpoint
     dataset_name: str
@@ -121,11 +122,13 @@ def _resolve(key: str) -> tuple[str, Checkpoint]:
         if upload is None:
             raise CheckpointError("that upload is no longer in this session; upload it again")
         return key, upload
-    if key == "external":
-        opts = cli_options()
-        weights = Path(opts.weights)
-        return (f"external:{opts.model}:{weights}:{weights.stat().st_mtime if weights.exists() else 0}",
-                _external_checkpoint(opts.model, opts.weights, opts.dataset, opts.decoder_outputs))
+    if key.startswith("external:"):
+        spec = st.session_state.get("external_models", {}).get(key)
+        if spec is None:
+            raise CheckpointError("that model is no longer in this session; open it again")
+        weights = Path(spec[1])
+        mtime = weights.stat().st_mtime if weights.exists() else 0
+        return f"{key}:{mtime}", _external_checkpoint(*spec)
     raise CheckpointError(f"unknown model {key!r}")
 
 
@@ -134,15 +137,26 @@ def model_choices() -> dict[str, str]:
     choices = {f"file:{name}": name for name in list_checkpoints()}
     for key, ckpt in st.session_state.get("uploads", {}).items():
         choices[key] = f"⬆ {ckpt.path.name if ckpt.path else key[7:15]}"
-    if cli_options().model:
-        choices["external"] = f"🐍 {cli_options().model}"
+    for key, spec in st.session_state.get("external_models", {}).items():
+        choices[key] = f"🐍 {Path(spec[0].rpartition(':')[0]).name}:{spec[0].rpartition(':')[2]}"
     return choices
+
+
+def external_key(spec: str, weights: str, dataset: str, decoder_outputs: str) -> str:
+    """Register a bring-your-own model (local files) in this session; returns its picker key."""
+    args = (spec, weights, dataset, decoder_outputs)
+    key = "external:" + hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
+    st.session_state.setdefault("external_models", {})[key] = args
+    return key
+
+
+LOCAL_CODE_ALLOWED = not os.environ.get("LATENT_EXPLORER_CLASSROOM")  # `make serve` turns it off
 
 
 def _default_key(choices: dict[str, str]) -> str:
     opts = cli_options()
-    if opts.model:
-        return "external"
+    if opts.model and opts.weights:
+        return external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
     if opts.checkpoint and f"file:{Path(opts.checkpoint).stem}" in choices:
         return f"file:{Path(opts.checkpoint).stem}"
     return f"file:{DEFAULT_MODEL}" if f"file:{DEFAULT_MODEL}" in choices else next(iter(choices))
@@ -155,6 +169,9 @@ def init_state() -> None:
         return
     state._initialised = True
     state.setdefault("uploads", {})
+    opts = cli_options()
+    if opts.model and opts.weights:
+        external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
     choices = model_choices()
     state.model_key = _default_key(choices)
     state.sample = 0
@@ -217,6 +234,16 @@ def _accept_upload() -> None:
     st.session_state.upload_error = None
 
 
+def _open_local_model() -> None:
+    """on_click of "Open my model": register it and switch the picker to it (before the script runs)."""
+    state = st.session_state
+    spec, weights = state.get("byom_spec", "").strip(), state.get("byom_weights", "").strip()
+    if not spec or not weights:
+        state.model_error = "Give both the model (file.py:Class) and its weights file."
+        return
+    state.model_key = external_key(spec, weights, state.byom_dataset, state.byom_outputs)
+
+
 def sidebar() -> Active | None:
     """The model picker, upload and dataset choice; returns the session's active model."""
     init_state()
@@ -237,12 +264,24 @@ def sidebar() -> Active | None:
             st.button("Open upload", disabled=file is None, on_click=_accept_upload)
             if state.get("upload_error"):
                 st.error(f"Could not open the upload: {state.upload_error}. The current model stays loaded.")
+        if LOCAL_CODE_ALLOWED:
+            with st.expander("Your own model (local files)"):
+                st.caption("A Python file whose class has encode(x) → (μ, log σ²) and decode(z) → x, and its "
+                           "weights. The file runs on this computer: name only code you trust.")
+                st.text_input("Model", key="byom_spec", placeholder="path/to/my_vae.py:VAE")
+                st.text_input("Weights (.pt state_dict or .safetensors)", key="byom_weights",
+                              placeholder="path/to/weights.pt")
+                st.selectbox("Dataset", ["digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"],
+                             key="byom_dataset")
+                st.radio("decode(z) returns", ["logits", "probabilities"], key="byom_outputs", horizontal=True)
+                st.button("Open my model", on_click=_open_local_model)
         if state.get("model_error"):
             st.error(state.pop("model_error"))
         try:
             token, ckpt = _resolve(state.model_key)
         except (CheckpointError, OSError) as exc:
             message = f"Could not open {choices.get(state.model_key, state.model_key)}: {exc}"
+            state.get("external_models", {}).pop(state.model_key, None)  # a failed one leaves the picker
             previous = state.get("last_good_model")
             if previous and previous != state.model_key:
                 state.model_error = f"{message}. Back on {choices.get(previous, previous)}."

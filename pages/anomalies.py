@@ -1,0 +1,168 @@
+"""Anomalies: how surprising each image is to the model. A class it never saw should stand out."""
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from pages.ui import current_map, frame, persistent, shared_dataset, show_images, store
+from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
+from vae_core.images import ImageError, load_image
+
+active = frame()
+cfg = active.config
+state = st.session_state
+st.title("Anomalies")
+st.caption("A VAE scores an image by how well it can explain it: the negative ELBO (reconstruction cost plus "
+           "the KL of its code) or simply how far its reconstruction is from it. Images unlike the training "
+           "data score high. Scores use the posterior mean μ (no sampling), so they are the same on every run.")
+
+
+@st.cache_data(max_entries=32, show_spinner="Scoring every image…")
+def _scores(model_token: str, dataset_name: str, split: str, _model) -> dict[str, np.ndarray]:
+    data = shared_dataset(dataset_name)
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return anomaly_scores(_model, x, y if _model.config.conditional else None)
+
+
+def _map_split() -> str:
+    """The split the session's latent map was computed on (as pages.ui.current_map reads it)."""
+    spec = state.get("map_spec")
+    return spec[2] if spec and spec[:2] == (active.token, active.dataset_name) else "test"
+
+
+scores = _scores(active.token, active.dataset_name, "test", active.model)
+y_test = active.data.y_test.numpy()
+label_names = active.label_names
+held_out = held_out_class(active.ckpt.dataset.get("name"))
+if held_out is not None and not (y_test == held_out).any():
+    held_out = None  # encoding a dataset without that class: nothing to separate
+
+kind = st.radio("Score", list(SCORES), format_func=SCORES.get, horizontal=True, key="anomaly_score")
+values = scores[kind]
+fmt = "%.1f" if kind == "neg_elbo" else "%.4f"
+low, high = float(values.min()), float(values.max())
+
+# A new model, dataset or score puts the threshold at the 95th percentile; otherwise it stays put.
+signature = (active.token, active.dataset_name, kind)
+if state.get("anomaly_signature") != signature or state.get("anomaly_threshold") is None:
+    state.anomaly_signature = signature
+    state.anomaly_threshold = float(np.quantile(values, 0.95))
+state.anomaly_threshold = min(high, max(low, float(state.anomaly_threshold)))
+
+# The uploaded image is scored first (right column), so the histogram (left) can show where it falls.
+upload_score, upload_image = None, None
+
+left, right = st.columns([3, 2])
+with right:
+    st.subheader("Score your own image")
+    file = st.file_uploader("A picture (PNG or JPG)", type=["png", "jpg", "jpeg"], key="anomaly_upload",
+                            help=f"It is converted to {'grey' if cfg.input_shape[0] == 1 else 'RGB'}, centre-cropped "
+                                 f"to a square and resized to {cfg.input_shape[1]}×{cfg.input_shape[2]}.")
+    invert = st.radio("Colours", ["auto", "keep", "invert"], horizontal=True, key="anomaly_invert",
+                      help="The datasets draw light shapes on a dark background; 'auto' inverts a mostly light "
+                           "picture (a digit written on paper).")
+    if file is not None:
+        try:
+            upload_image = load_image(file.getvalue(), tuple(cfg.input_shape),
+                                      {"auto": None, "keep": False, "invert": True}[invert])
+        except ImageError as exc:
+            st.error(f"Could not use {file.name}: {exc}.")
+        except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, the page stays up
+            st.error(f"Could not use {file.name}: the picture could not be read ({type(exc).__name__}).")
+    if upload_image is not None:
+        upload_scores = anomaly_scores(active.model, upload_image)
+        upload_score = float(upload_scores[kind][0])
+        with torch.inference_mode():
+            if cfg.conditional:  # reconstruct under the class that explains it best
+                per_class = anomaly_scores(active.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
+                                           torch.arange(cfg.num_classes))
+                best = int(np.argmin(per_class[kind]))
+                recon = active.model.reconstruct(upload_image, torch.tensor([best]))
+            else:
+                recon = active.model.reconstruct(upload_image)
+        show_images(torch.cat([upload_image, recon]), 2, "your image as the model sees it · its reconstruction",
+                    height=96)
+        percentile = 100.0 * float((values < upload_score).mean())
+        above = upload_score > state.anomaly_threshold
+        st.metric(f"Its {SCORES[kind]}", fmt % upload_score, help="higher: more anomalous")
+        st.write(f"Higher than **{percentile:.1f}%** of the test images — "
+                 + ("**above** the threshold: flagged as an anomaly." if above else "below the threshold: normal."))
+        if cfg.conditional:
+            st.caption(f"A conditional model needs a class: scored under the one that explains it best "
+                       f"({label_names[best] if best < len(label_names) else best}).")
+
+with left:
+    st.subheader(f"{SCORES[kind].capitalize()} of every test image")
+    threshold = st.slider("Threshold", low, high, step=(high - low) / 200 or 1.0, format=fmt,
+                          key=persistent("anomaly_threshold"), on_change=store, args=("anomaly_threshold",),
+                          help="images scoring above it are flagged")
+    figure = go.Figure()
+    if held_out is not None:
+        name = label_names[held_out] if held_out < len(label_names) else str(held_out)
+        unseen = y_test == held_out
+        figure.add_trace(go.Histogram(x=values[~unseen], name="classes seen in training", nbinsx=50, opacity=0.7))
+        figure.add_trace(go.Histogram(x=values[unseen], name=f"class {name} (never seen)", nbinsx=50, opacity=0.7,
+                                      marker_color="#E45756"))
+        figure.update_layout(barmode="overlay")
+    else:
+        figure.add_trace(go.Histogram(x=values, name="test images", nbinsx=50, marker_color="#4C78A8"))
+    figure.add_vline(x=threshold, line=dict(color="black", dash="dash"), annotation_text="threshold")
+    if upload_score is not None:
+        figure.add_vline(x=upload_score, line=dict(color="#F58518", width=3), annotation_text="your image",
+                         annotation_position="top left")
+    figure.update_layout(height=300, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=SCORES[kind],
+                         yaxis_title="images", legend=dict(orientation="h", y=1.12))
+    st.plotly_chart(figure, width="stretch", key="anomaly_histogram")
+    flagged = int((values > threshold).sum())
+    m1, m2 = st.columns(2)
+    m1.metric("Images above the threshold", f"{flagged} of {len(values)}")
+    m2.metric("Share flagged", f"{100.0 * flagged / len(values):.1f}%")
+
+if held_out is not None:
+    st.subheader("Can the scores find the class the model never saw?")
+    name = label_names[held_out] if held_out < len(label_names) else str(held_out)
+    st.write(f"This model was trained without class **{name}** ({active.ckpt.dataset.get('name')}); the test set "
+             f"still has {int((y_test == held_out).sum())} of them among {len(y_test)} images. ROC AUC: the chance "
+             f"that a random class-{name} image scores higher than a random other one (0.5: chance, 1: perfect).")
+    columns = st.columns(len(SCORES))
+    for column, (score, title) in zip(columns, SCORES.items()):
+        column.metric(f"ROC AUC · {title}", f"{holdout_auc(scores[score], y_test, held_out):.3f}")
+elif active.ckpt.dataset.get("name"):
+    st.caption("Train a model with a class left out (`python -m vae_core train … --holdout-class 3`, shipped as "
+               "digits-vae-no3) to see how well these scores find a class the model never saw.")
+
+st.subheader("The most anomalous test images")
+k = st.slider("How many", 4, 24, 8, 4, key="anomaly_top_k")
+top = np.argsort(-values, kind="stable")[:k]
+x = active.images(top)
+with torch.inference_mode():
+    recon = active.model.reconstruct(x, active.labels(top) if cfg.conditional else None)
+ncols = min(k, 12)
+show_images(x, ncols, "images, most anomalous first", height=64)
+show_images(recon, ncols, "their reconstructions", height=64)
+st.caption(" · ".join(f"#{i} ({label_names[y_test[i]] if y_test[i] < len(label_names) else y_test[i]}): "
+                      f"{fmt % values[i]}" for i in top))
+
+st.subheader("Scores on the latent map")
+found = current_map(active)
+if found is None:
+    st.caption("Compute a map on the Latent map page to see the scores on it here.")
+else:
+    coords, _, labels = found
+    split = _map_split()
+    map_values = scores[kind] if split == "test" else _scores(active.token, active.dataset_name, split,
+                                                              active.model)[kind]
+    index = np.arange(len(coords))
+    names = np.array([label_names[v] if v < len(label_names) else str(v) for v in labels])
+    marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"),
+                  size=5 if coords.shape[1] == 2 else 2.5)
+    common = dict(mode="markers", marker=marker, customdata=np.stack([index, names, map_values], 1),
+                  hovertemplate="#%{customdata[0]} · %{customdata[1]} · score %{customdata[2]:.3f}<extra></extra>")
+    if coords.shape[1] == 3:
+        trace = go.Scatter3d(x=coords[:, 0], y=coords[:, 1], z=coords[:, 2], **common)
+    else:
+        trace = go.Scattergl(x=coords[:, 0], y=coords[:, 1], **common)
+    figure = go.Figure(trace)
+    figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0))
+    st.plotly_chart(figure, width="stretch", key="anomaly_map")
+    st.caption(f"The {split} split, coloured by {SCORES[kind]}: bright points are the ones the model explains worst.")
