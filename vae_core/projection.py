@@ -59,7 +59,7 @@ def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
         import umap
 
         reducer = umap.UMAP(n_components=params.dims, n_neighbors=min(params.n_neighbors, len(z) - 1),
-                            min_dist=params.min_dist, random_state=params.seed)
+                            min_dist=params.min_dist, random_state=params.seed, n_jobs=1)
         return reducer.fit_transform(z).astype(np.float32)
 
 

@@ -24,6 +24,8 @@ from vae_core.images import make_grid, png_bytes, upscale_factor
 from vae_core.metrics import encode_all
 from vae_core.projection import ProjectionParams, project
 
+from .navigation import page_links
+
 # Decoding a small VAE takes far below a millisecond; extra threads only contend when a classroom
 # of sessions decode at once, so each decode runs on one thread.
 torch.set_num_threads(1)
@@ -254,6 +256,8 @@ def sidebar() -> Active | None:
     if state.model_key not in choices:
         state.model_key = _default_key(choices)
     with st.sidebar:
+        page_links()
+        st.divider()
         st.selectbox("Model", list(choices), format_func=choices.get, key=persistent("model_key"),
                      on_change=store, args=("model_key",), help=f"Checkpoints in {checkpoint_dir()} and your uploads")
         with st.expander("Upload a model"):
