@@ -21,7 +21,7 @@ def list_checkpoints(folder: Path | None = None) -> dict[str, Path]:
     """name -> path for every .safetensors under folder (sub-folders too), sorted, default first."""
     folder = folder or checkpoint_dir()
     found = {p.relative_to(folder).with_suffix("").as_posix(): p for p in sorted(folder.rglob("*.safetensors"))
-             if not p.name.startswith(".")}
+             if not any(part.startswith(".") for part in p.relative_to(folder).parts)}
     return dict(sorted(found.items(), key=lambda kv: (kv[0] != DEFAULT_MODEL, kv[0])))
 
 
@@ -62,7 +62,8 @@ def model_card(ckpt: Checkpoint) -> dict:
 def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
     """A checkpoint from an upload's bytes: .safetensors as is, or a .pt state_dict with its config
     as JSON (which may also name the "dataset"). Never unpickles; raises CheckpointError."""
-    if name.endswith(".pt"):
+    is_pt = name.lower().endswith(".pt")
+    if is_pt:
         if not config_json.strip():
             raise CheckpointError(f"{name}: a .pt state_dict needs its config as JSON, e.g. "
                                   '{"input_shape": [1, 8, 8], "latent_dim": 8, "dataset": "digits"}')
@@ -77,5 +78,7 @@ def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
         ckpt.dataset = {"name": dataset}
     else:
         ckpt = parse_checkpoint(data, name)
-    ckpt.path = Path(safe_name(name) + Path(name).suffix)
+    # safe_name drops only a .safetensors suffix, so cut ".pt" first (not "x.pt.pt"), then add it back
+    stem, suffix = (name[:-3], ".pt") if is_pt else (name, ".safetensors")
+    ckpt.path = Path(safe_name(stem) + suffix)
     return ckpt

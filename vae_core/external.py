@@ -36,11 +36,16 @@ class ExternalVAE(VAE):
         with torch.inference_mode():
             # Many VAEs (pytorch/examples among them) expect flattened images; try both layouts.
             try:
-                mu, _ = self.inner.encode(probe)
+                out = self.inner.encode(probe)
                 self.flatten_input = False
             except RuntimeError:
-                mu, _ = self.inner.encode(probe.flatten(1))
+                out = self.inner.encode(probe.flatten(1))
                 self.flatten_input = True
+        # A lone (2, d) tensor would unpack into two rows without complaint: check the pair itself.
+        if not (isinstance(out, (tuple, list)) and len(out) == 2 and all(torch.is_tensor(t) for t in out)
+                and out[0].shape == out[1].shape and out[0].dim() == 2 and out[0].shape[0] == len(probe)):
+            raise ValueError("encode(x) must return (mu, logvar), two tensors of shape (batch, latent size)")
+        mu = out[0]
         self.config = VAEConfig(input_shape=self.input_shape, latent_dim=mu.shape[-1], architecture="external",
                                 hidden_sizes=(1,))
 
@@ -80,11 +85,15 @@ def import_class(spec: str):
 def load_external(spec: str, weights: str | Path, input_shape, decoder_outputs: str = "logits",
                   dataset: str = "digits", label_names=None) -> Checkpoint:
     """Build the user's model (no constructor arguments), load its weights, wrap it."""
+    if decoder_outputs not in DECODER_OUTPUTS:  # before any probe, so the message names the real problem
+        raise CheckpointError(f"decoder outputs must be one of {DECODER_OUTPUTS}, got {decoder_outputs!r}")
     cls = import_class(spec)
     try:
         module = cls()
     except Exception as exc:
         raise CheckpointError(f"{spec}: the class must build with no arguments ({type(exc).__name__}: {exc})") from None
+    if not isinstance(module, nn.Module):
+        raise CheckpointError(f"{spec}: the model must be a torch.nn.Module, not {type(module).__name__}")
     for method in ("encode", "decode"):
         if not callable(getattr(module, method, None)):
             raise CheckpointError(f"{spec}: the model needs an {method}() method")

@@ -44,6 +44,15 @@ def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
     z = np.asarray(z, dtype=np.float32)
     if z.shape[1] <= params.dims:
         return np.pad(z, ((0, 0), (0, params.dims - z.shape[1])))
+    from threadpoolctl import threadpool_limits
+
+    # One BLAS/OpenMP thread per projection: on a shared server, t-SNE's threads fighting the
+    # other sessions for the cores ran 10-30x slower than a single thread.
+    with threadpool_limits(limits=1):
+        return _project(z, params)
+
+
+def _project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
     if params.method == "pca":
         from sklearn.decomposition import PCA
 
