@@ -70,7 +70,7 @@ def operand(o: str, column):
         i = int(column.number_input("Test image #", 0, len(z_test) - 1, **kept(f"arith_{o}_sample")))
         label = int(y_test[i])
         z = z_all[i]
-        return z, torch.cat([active.images([i]), decode(z, label)]), f"#{i} ({name_of(label)}): image, decode(μ)", label
+        return z, torch.cat([active.images([i]), decode(z, label)]), f"test #{i} (class {name_of(label)}): image, decode(μ)", label
     if kind == "class":
         c = column.selectbox("Class", present, format_func=name_of, **kept(f"arith_{o}_class"))
         return means[c], decode(means[c], c), f"mean code of class {name_of(c)}", c
@@ -81,10 +81,17 @@ def operand(o: str, column):
         name = column.selectbox("Attribute", list(attributes), **kept(f"arith_{o}_attribute"),
                                 help="Mean code of the points with the attribute minus the mean of those without")
         attr = attributes[name]
-        with_label, without_label = (attr.labels[0], attr.labels[1]) if attr.source == "labels" else (0, 0)
-        pictures = torch.cat([decode(attr.without_mean, without_label), decode(attr.with_mean, with_label)])
         column.caption(attr.description)
-        return attr.vector, pictures, f"{name}: decode(mean without) → decode(mean with)", attr.labels[0]
+        if attr.source == "labels":  # the two class means it is the difference of
+            a_class, b_class = attr.labels
+            pictures = torch.cat([decode(attr.without_mean, b_class), decode(attr.with_mean, a_class)])
+            return attr.vector, pictures, f"{name}: decode(mean of {name_of(b_class)}) → decode(mean of {name_of(a_class)})", a_class
+        # A factor's group means average over every other factor and decode to faint blobs: show the
+        # vector's effect on a typical image without the attribute instead.
+        i = attr.example
+        label = int(y_test[i])
+        pictures = torch.cat([decode(z_all[i], label), decode(z_all[i] + attr.vector, label)])
+        return attr.vector, pictures, f"{name}, shown on test #{i}: decode(μ) → decode(μ + vector)", None
     return torch.zeros(cfg.latent_dim), decode(torch.zeros(cfg.latent_dim), 0), "decode(0), the origin", None
 
 
@@ -114,7 +121,7 @@ row = st.columns([2, 0.3, 2, 0.3, 2, 0.3, 2], vertical_alignment="center")
 for column, images, caption in ((row[0], a_img, f"a: {a_cap}"), (row[2], b_img, f"b: {b_cap}"),
                                 (row[4], c_img, f"c: {c_cap}")):
     with column:
-        show_images(images, len(images), caption, height=96)
+        show_images(images, len(images), caption, height=96 if len(images) == 1 else 72)
 for column, sign in ((row[1], "−"), (row[3], "+"), (row[5], "=")):
     column.markdown(f"<div style='font-size:2.5rem;text-align:center'>{sign}</div>", unsafe_allow_html=True)
 with row[6]:

@@ -5,7 +5,6 @@ Screenshots of every page land in tests/artifacts/ (ignored by git) to be looked
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 

@@ -12,6 +12,8 @@ PAGES = [
     ("pages/latent_map.py", "Latent map", ":material/scatter_plot:"),
     ("pages/traversal.py", "Traversal", ":material/tune:"),
     ("pages/interpolation.py", "Interpolation", ":material/timeline:"),
+    ("pages/arithmetic.py", "Arithmetic", ":material/calculate:"),
+    ("pages/conditional.py", "Conditional", ":material/category:"),
 ]
 
 

@@ -1,0 +1,128 @@
+"""Conditional generation: ask a CVAE for a class, move one image's style to every class, export samples."""
+
+import streamlit as st
+import torch
+
+from pages.ui import frame, persistent, show_images, store
+from vae_core.catalog import safe_name
+from vae_core.generate import (UNLABELLED, class_grid, image_from_upload, npz_bytes, png_zip_bytes, style_code,
+                               style_transfer, synthesize)
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
+
+active = frame()
+cfg = active.config
+state = st.session_state
+model = active.model
+names = active.label_names
+name_of = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
+own_dataset = active.ckpt.dataset.get("name") or active.dataset_name
+st.title("Conditional generation")
+
+
+def export_section() -> None:
+    """Decoded prior samples as a data set to train something else on: .npz or a zip of PNGs."""
+    st.subheader("Data augmentation export")
+    if cfg.conditional:
+        st.caption("Prior samples decoded as each class, labelled with the class they were asked for. "
+                   "The same seed gives the same file.")
+    else:
+        st.caption(f"Prior samples of an unconditional model: it cannot be asked for a class, so every label is "
+                   f"**{UNLABELLED}** (unlabelled). The same seed gives the same file.")
+    e1, e2, e3, e4 = st.columns(4)
+    n = int(e1.number_input("Samples per class" if cfg.conditional else "Samples", 1,
+                            2_000 if cfg.conditional else 20_000, 100, key="export_n"))
+    temperature = e2.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="export_temperature")
+    seed = int(e3.number_input("Seed", 0, 10_000, 0, key="export_seed"))
+    fmt = e4.radio("Format", ["npz", "zip"], key="export_format",
+                   format_func={"npz": ".npz (NumPy arrays)", "zip": ".zip of PNGs (a folder per class)"}.get)
+    total = n * cfg.num_classes if cfg.conditional else n
+    stem = f"{safe_name(active.ckpt.path.stem if active.ckpt.path else 'model')}-samples-seed{seed}"
+
+    def build() -> bytes:  # runs only when the button is clicked (deferred download)
+        data = synthesize(model, n, names, temperature, seed)
+        return npz_bytes(data) if fmt == "npz" else png_zip_bytes(data)
+
+    st.download_button(f"Download {total:,} samples ({fmt})", build, f"{stem}.{fmt}",
+                       "application/octet-stream" if fmt == "npz" else "application/zip", on_click="ignore",
+                       icon=":material/download:", key="export_download")
+    if fmt == "npz":
+        st.caption("`np.load(f, allow_pickle=False)` gives `images` (uint8, N×H×W or N×H×W×C), `labels` (int64) "
+                   "and `label_names`; `python -m vae_core train --dataset npz:FILE` trains on it.")
+    else:
+        st.caption("Unzip and train on the folder with `python -m vae_core train --dataset folder:DIR`.")
+
+
+if not cfg.conditional:
+    st.info("This page needs a **conditional** VAE (a CVAE), and this model is a plain one.\n\n"
+            f"A CVAE is given the class label y next to the code z: it learns p(x | z, y). Because the decoder "
+            f"is told the class, z is free to hold everything else — the style: slant, thickness, size. "
+            f"So you can ask for a class, and draw one image's style as every class. A plain VAE learns "
+            f"p(x | z) only: the class is mixed into z with the style, and there is no knob to ask for one.")
+    if st.button(f"Train a conditional model on {own_dataset}", type="primary", icon=":material/model_training:"):
+        state["train_preset"] = {"conditional": True, "dataset": own_dataset}
+        st.switch_page("pages/train.py")
+    export_section()
+    st.stop()
+
+st.caption("A conditional VAE decodes p(x | z, y): the class y is an input, so z only has to hold the style.")
+
+# -- class × sample grid ----------------------------------------------------------------------
+st.subheader("Samples of each class")
+c1, c2, c3, c4 = st.columns([4, 1, 1, 1])
+classes = c1.multiselect("Classes (rows)", list(range(cfg.num_classes)), default=list(range(cfg.num_classes)),
+                         format_func=name_of, key="cond_classes")
+n = c2.slider("Samples (columns)", 1, 16, 8, key="cond_n")
+temperature = c3.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="cond_temperature",
+                        help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
+seed = int(c4.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",)))
+if classes:
+    with torch.inference_mode():
+        grid = class_grid(model, classes, n, temperature, seed)
+    show_images(grid, n, f"rows: {', '.join(name_of(c) for c in classes)} · each column is one z, the same in "
+                         "every row: one style, drawn as each class", height=48)
+else:
+    st.info("Choose at least one class.")
+
+# -- style transfer -------------------------------------------------------------------------------
+st.subheader("Style transfer")
+st.caption("Encode one image, keep its code z, and decode z with every class label: the same style across all classes.")
+source = st.radio("Style from", ["sample", "upload"], horizontal=True, key="style_source",
+                  format_func={"sample": "a test image", "upload": "your own picture"}.get)
+x, true_label, origin = None, None, ""
+s1, s2 = st.columns([1, 2])
+if source == "sample":
+    state.sample = min(state.sample, len(active.data.x_test) - 1)
+    index = int(s1.number_input("Test image #", 0, len(active.data.x_test) - 1, key=persistent("sample"),
+                                on_change=store, args=("sample",)))
+    x, true_label, origin = active.images([index]), int(active.labels([index])[0]), f"test image #{index}"
+else:
+    file = s1.file_uploader("A picture (PNG, JPG, …)", type=UPLOAD_TYPES, key="style_upload",
+                            help="Cropped to a square and shrunk to the model's size; a light background is inverted")
+    if file is None:
+        s2.info("Upload a picture: a digit written on paper works (it is inverted to light-on-dark).")
+    else:
+        x, error = image_from_upload(file.getvalue(), cfg.input_shape)
+        if error:
+            st.error(f"Could not use {file.name}: {error}.")
+        origin = file.name
+if x is not None:
+    options = ["read"] + list(range(cfg.num_classes))
+    label = s2.selectbox("Encode it as class", options, index=0 if true_label is None or true_label >= cfg.num_classes else true_label + 1,
+                         format_func=lambda c: "read it from the image (best ELBO)" if c == "read" else name_of(c),
+                         help="A CVAE's encoder is told the class too, so that z keeps only the rest")
+    label = None if label == "read" else label
+    _, used = style_code(model, x, label)  # the label the encoder reads: chosen, or inferred
+    strip = style_transfer(model, x, used)
+    k = len(strip)
+    reconstruction = strip[used:used + 1]  # decoded with its own class: what the model sees in it
+    if label is None:
+        s2.caption(f"Read as **{name_of(used)}** (the class under which the model explains it best).")
+    left, right = st.columns([1, 4])
+    with left:
+        show_images(torch.cat([x, reconstruction]), 2, f"{origin} · decode(z, {name_of(used)})", height=96)
+    with right:
+        show_images(strip, k, f"the same style across all classes: decode(z, y) for y = {', '.join(map(name_of, range(k)))}",
+                    height=96)
+
+export_section()
