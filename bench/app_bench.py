@@ -8,7 +8,12 @@ Three measurements, printed as Markdown tables from one run:
    own clock (performance.now()) from the keydown event to the decode(z) <img> src changing (a
    MutationObserver), and to that new image's load event. WebSocket send/receive times are recorded
    too (the page's WebSocket is wrapped by an init script; the app is not touched) to split the
-   latency into browser-side, server round trip and render. Two warm-up steps come first, unreported.
+   latency into browser-side, server round trip and render. Two warm-up steps come first, unreported;
+   each step starts once the previous run is over (script state "notRunning") plus --settle ms.
+   Run twice: the server as shipped, and with `--runner.postScriptGC false` (Streamlit's hidden
+   option that skips the gc.collect(2) it runs after every script run), unless --no-gc-compare.
+   What the server computes per step (decode one z, PNG it) and what one gc.collect(2) costs in a
+   process holding the app's imports are timed in a subprocess, for comparison.
 2. Cold start. Subprocess start of `streamlit run app.py` (the same command line as
    tests/streamlit_server.py) to the Overview page usable in a fresh browser context: h1 "Overview"
    visible, the script-run state "notRunning" and no status widget. Repeated --cold-starts times
@@ -17,14 +22,17 @@ Three measurements, printed as Markdown tables from one run:
 3. Latent map of 10k points. 10,000 prior draws from checkpoints/digits-vae.safetensors, decoded,
    their mean images re-encoded (vae_core.metrics.encode_all, posterior means). UMAP via
    vae_core.projection.project in fresh subprocesses: once with an empty NUMBA_CACHE_DIR (true cold:
-   import + numba JIT) then a second call in that process, and once more with the cache that first
-   process wrote (warm cache). Then pages._ui.latent_map (st.cache_data, outside a Streamlit
-   runtime) called twice with the same arguments: a miss, then the cached revisit. PCA and t-SNE on
-   the same 10k points; t-SNE is run in a subprocess capped at --tsne-timeout seconds, falling back to
-   a 5k subsample if the cap is hit (the table says which).
+   import + numba JIT + fit), and once more with the cache that first process wrote (warm cache). In the cold process, after the first call, the app's latent_map
+   (pages.ui, formerly pages/_ui.py; st.cache_data, outside a Streamlit runtime) is called twice with
+   the same arguments: the miss is the second, compiled call of project() in that process (plus
+   cache_data's bookkeeping), then the cached revisit. (A separate plain second project() call would
+   cost one more full fit; the budget is spent on the warm-cache process instead.) PCA and t-SNE on
+   the same 10k points; t-SNE runs in a subprocess capped at --tsne-timeout seconds and, if the cap
+   is hit, again on a 2,000-point subsample under the same cap (the table says which).
 
 Usage (from the repository root):
-    .venv/bin/python bench/app_bench.py                      # everything (~4-5 min on 2 cores)
+    .venv/bin/python bench/app_bench.py                      # everything: ~3.5 min of CPU; on 2 cores
+                                                             # ~4-5 min idle, longer when they are shared
     .venv/bin/python bench/app_bench.py --skip-map           # browser parts only
     .venv/bin/python bench/app_bench.py --skip-browser --changes 50
 
@@ -97,7 +105,7 @@ def chromium_version() -> str:
         return "missing"
 
 
-def machine_block() -> str:
+def machine_block(load_start: float | None = None) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     cpu = platform.processor() or platform.machine()
@@ -117,6 +125,8 @@ def machine_block() -> str:
         except PackageNotFoundError:
             versions.append(f"{name} missing")
     load = f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "?"
+    if load_start is not None:
+        load = f"{load_start:.2f} at the start, {load} at the end"
     return (f"**Machine:** {cpu}, {os.cpu_count()} CPUs ({usable} usable){mem}, {platform.system()} "
             f"{platform.release()}, Python {platform.python_version()}, load average (1 min) {load}  \n"
             f"**Versions:** {', '.join(versions)}, {chromium_version()}")
@@ -124,13 +134,13 @@ def machine_block() -> str:
 
 # -- a real `streamlit run` -------------------------------------------------------------------
 @contextlib.contextmanager
-def launch_server(timeout: float = 120.0):
+def launch_server(timeout: float = 120.0, options: tuple[str, ...] = ()):
     """Start `streamlit run app.py` (tests/streamlit_server.py's command line, polled every 20 ms rather
     than 200 ms) and yield (url, proc, t_launch, t_healthy); always stop it. Loopback only."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+           "--server.fileWatcherType", "none", *options]
     logdir = ROOT / "tests" / "artifacts"
     logdir.mkdir(parents=True, exist_ok=True)
     logfile = open(logdir / f"bench-streamlit-{port}.log", "w")
@@ -260,7 +270,7 @@ READ = """
 """
 
 
-def bench_slider(browser, url: str, changes: int, warmups: int = 2) -> dict:
+def bench_slider(browser, url: str, changes: int, settle_ms: int, warmups: int = 2) -> dict:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(WS_HOOK)
     page = context.new_page()
@@ -271,6 +281,7 @@ def bench_slider(browser, url: str, changes: int, warmups: int = 2) -> dict:
         wait_idle(page, 90_000)
         page_load = time.perf_counter() - t0
         page.locator('[data-testid="stImage"]', has_text="decode(z)").wait_for(timeout=30_000)
+        page.wait_for_timeout(settle_ms)
         if page.evaluate(INSTALL_PROBE) is None:
             raise RuntimeError("no decode(z) image on /traversal")
         slider = page.get_by_role("slider").first
@@ -291,9 +302,11 @@ def bench_slider(browser, url: str, changes: int, warmups: int = 2) -> dict:
                 page.evaluate(READ)
                 misses += i >= warmups
                 wait_idle(page)
+                page.wait_for_timeout(settle_ms)
                 continue
             r = page.evaluate(READ)
             wait_idle(page)
+            page.wait_for_timeout(settle_ms)
             if i < warmups:
                 continue
             key_t = r["keyT"]
@@ -315,30 +328,6 @@ def bench_slider(browser, url: str, changes: int, warmups: int = 2) -> dict:
         context.close()
 
 
-def decode_step_cost(repeats: int = 200) -> dict:
-    """What the server computes per slider step, in this process: decode one z, PNG it (show_images' path)."""
-    import torch
-
-    from vae_core.checkpoint import load_checkpoint
-    from vae_core.images import make_grid, png_bytes, upscale_factor
-
-    torch.set_num_threads(1)  # as pages/_ui.py does
-    model = load_checkpoint(CHECKPOINT).model
-    z = torch.zeros(1, model.config.latent_dim)
-    dec, png = [], []
-    for i in range(repeats):
-        z[0, 0] = -2 + 4 * i / repeats
-        t = time.perf_counter()
-        with torch.inference_mode():
-            image = model.decode(z)
-        t1 = time.perf_counter()
-        png_bytes(make_grid(image, 1), upscale_factor(image.shape[-2], 220))
-        t2 = time.perf_counter()
-        dec.append((t1 - t) * 1e3)
-        png.append((t2 - t1) * 1e3)
-    return {"decode": summary(dec[10:]), "png": summary(png[10:])}
-
-
 # -- 3. latent map ----------------------------------------------------------------------------
 def build_latents(path: Path) -> dict:
     import numpy as np
@@ -357,6 +346,60 @@ def build_latents(path: Path) -> dict:
     return {"shape": z.shape, "seconds": time.perf_counter() - t, "latent_dim": model.config.latent_dim}
 
 
+def quiet_streamlit() -> None:
+    import logging
+
+    import streamlit.logger
+
+    streamlit.logger.set_log_level(logging.ERROR)
+    logging.getLogger("streamlit").setLevel(logging.ERROR)
+
+
+def server_cost(out: dict, repeats: int = 200) -> dict:
+    """In a fresh process holding what the server holds after a page (streamlit, torch, pandas, plotly,
+    sklearn's digits, the app's helpers, the model and dataset): the work of one slider step, and one
+    gc.collect(2) (Streamlit's runner.postScriptGC, after every script run)."""
+    import gc
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    quiet_streamlit()
+    import pandas  # noqa: F401
+    import plotly.express  # noqa: F401
+    import torch
+
+    try:
+        import pages.ui  # noqa: F401  (sets torch threads to 1, as in the server)
+    except ImportError:
+        import pages._ui  # noqa: F401
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.datasets import load_dataset
+    from vae_core.images import make_grid, png_bytes, upscale_factor
+
+    model = load_checkpoint(CHECKPOINT).model
+    load_dataset("digits")
+    z = torch.zeros(1, model.config.latent_dim)
+    dec, png, coll = [], [], []
+    for i in range(repeats):
+        z[0, 0] = -2 + 4 * i / repeats
+        t = time.perf_counter()
+        with torch.inference_mode():
+            image = model.decode(z)
+        t1 = time.perf_counter()
+        png_bytes(make_grid(image, 1), upscale_factor(image.shape[-2], 220))
+        t2 = time.perf_counter()
+        dec.append((t1 - t) * 1e3)
+        png.append((t2 - t1) * 1e3)
+    for _ in range(7):
+        t = time.perf_counter()
+        gc.collect(2)
+        coll.append((time.perf_counter() - t) * 1e3)
+    out.update({"decode": summary(dec[10:]), "png": summary(png[10:]), "gc": summary(coll[1:]),
+                "objects": len(gc.get_objects()), "torch_threads": torch.get_num_threads()})
+    print(json.dumps(out), flush=True)
+    return out
+
+
 def worker(mode: str, z_path: str) -> dict:
     """Runs in a fresh subprocess; prints one JSON line."""
     import warnings
@@ -364,6 +407,8 @@ def worker(mode: str, z_path: str) -> dict:
     import numpy as np
 
     warnings.filterwarnings("ignore")
+    if mode == "server-cost":
+        return server_cost({})
     z = np.load(z_path)
     out = {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR")}
     from vae_core.projection import ProjectionParams, project
@@ -376,19 +421,14 @@ def worker(mode: str, z_path: str) -> dict:
         t = time.perf_counter()
         project(z, params)
         out["first"] = time.perf_counter() - t
-        if mode == "umap-cold":
-            t = time.perf_counter()
-            project(z, params)
-            out["second"] = time.perf_counter() - t
-        else:
-            import logging
+        if mode == "umap-cold":  # the second call goes through the app's cache: a miss, then the revisit
             from dataclasses import astuple
 
-            import streamlit.logger
-
-            streamlit.logger.set_log_level(logging.ERROR)
-            logging.getLogger("streamlit").setLevel(logging.ERROR)
-            from pages._ui import latent_map
+            quiet_streamlit()
+            try:
+                from pages.ui import latent_map
+            except ImportError:  # before the helpers moved to pages/ui/
+                from pages._ui import latent_map
 
             args = ("bench-token", "digits", "test", astuple(params))
             t = time.perf_counter()
@@ -424,7 +464,7 @@ def worker(mode: str, z_path: str) -> dict:
 def run_worker(mode: str, z_path: Path, env: dict, timeout: float) -> dict | None:
     t = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--z", str(z_path)],
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--z", str(z_path or "")],
                               cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:  # subprocess.run kills the child it started
         return None
@@ -432,6 +472,7 @@ def run_worker(mode: str, z_path: Path, env: dict, timeout: float) -> dict | Non
         raise RuntimeError(f"worker {mode} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["process"] = time.perf_counter() - t
+    log(f"  {mode}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float)))
     return result
 
 
@@ -443,10 +484,10 @@ def bench_map(tsne_timeout: float) -> dict:
         built = build_latents(z_path)
         cache = work / "numba-cache"
         cache.mkdir()
-        log("UMAP, empty numba cache…")
+        log("UMAP, empty numba cache, then latent_map twice…")
         cold = run_worker("umap-cold", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
         files = sum(1 for _ in cache.rglob("*") if _.is_file())
-        log("UMAP, warm numba cache + latent_map cache…")
+        log("UMAP, warm numba cache…")
         warm = run_worker("umap-warm", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
         log("PCA…")
         pca = run_worker("pca", z_path, {}, 120)
@@ -454,9 +495,11 @@ def bench_map(tsne_timeout: float) -> dict:
         tsne = run_worker(f"tsne:{N_MAP}", z_path, {}, tsne_timeout)
         tsne_note = f"all {N_MAP:,} points"
         if tsne is None:
-            tsne_note = f"{N_MAP:,} points did not finish in {tsne_timeout:.0f} s (killed); 5,000-point subsample"
-            log("t-SNE on 5000…")
-            tsne = run_worker("tsne:5000", z_path, {}, tsne_timeout)
+            tsne_note = f"{N_MAP:,} points did not finish in {tsne_timeout:.0f} s (killed); first 2,000 points"
+            log("t-SNE on 2000…")
+            tsne = run_worker("tsne:2000", z_path, {}, tsne_timeout)
+            if tsne is None:
+                tsne_note = f"neither {N_MAP:,} nor 2,000 points finished in {tsne_timeout:.0f} s each (killed)"
         return {"built": built, "cold": cold, "warm": warm, "cache_files": files, "pca": pca, "tsne": tsne,
                 "tsne_note": tsne_note}
     finally:
@@ -464,31 +507,51 @@ def bench_map(tsne_timeout: float) -> dict:
 
 
 # -- report -----------------------------------------------------------------------------------
-def report_slider(res: dict, step: dict, changes: int) -> str:
-    s = res["samples"]
-    cols = [("key → decode(z) src changed", "src"), ("key → new image loaded (load event)", "load"),
-            ("  browser: key → WebSocket send", "to_send"),
-            ("  server round trip: send → last message before src change", "round_trip"),
-            ("  render: that message → src change", "render")]
+SLIDER_ROWS = [("key → decode(z) src changed", "src"), ("key → new image loaded (load event)", "load"),
+               ("· browser: key → WebSocket send", "to_send"),
+               ("· server: send → last message before the src change", "round_trip"),
+               ("· render: that message → src change", "render")]
+GC_OFF = ("--runner.postScriptGC", "false")
+
+
+def report_slider(runs: dict, cost: dict, changes: int, settle_ms: int) -> str:
+    names = list(runs)
+    headers = ["ms"]
+    for name in names:
+        headers += [f"{name}: median", "p95", "min", "max"]
     rows = []
-    for name, k in cols:
-        vals = [x[k] for x in s if x[k] == x[k]]
-        st_ = summary(vals)
-        rows.append([name, st_["n"], fmt(st_["median"]), fmt(st_["p95"]), fmt(st_["min"]), fmt(st_["max"])])
-    for name, k in (("server-side compute alone (this process): model.decode(1 z)", "decode"),
-                    ("  + PNG of the 8x8 picture at 220 px (show_images)", "png")):
-        st_ = step[k]
-        rows.append([name, st_["n"], fmt(st_["median"], 3), fmt(st_["p95"], 3), fmt(st_["min"], 3), fmt(st_["max"], 3)])
-    msgs = statistics.median([x["messages"] for x in s]) if s else float("nan")
-    lo_hi = res["values"]
-    text = (f"### 1. Slider → new image (browser, /traversal)\n\n"
-            f"{len(s)} of {changes} keyboard steps timed (±0.05 on the first slider, \"{res['label']}\", values "
-            f"{lo_hi[0]:.2f}…{lo_hi[1]:.2f}; 2 warm-up steps not counted; {res['misses']} steps whose picture did not "
-            f"change within 15 s). Page clock (performance.now()), ms. The page itself took "
-            f"{res['page_load']:.2f} s to load (first visit, this server).\n\n")
-    text += table(["ms", "n", "median", "p95", "min", "max"], rows)
-    text += (f"\n\nMedian {msgs:g} WebSocket messages received per step; URL mirrors z: "
-             f"{'yes' if res['url_has_z'] else 'no'}.")
+    for label, key in SLIDER_ROWS:
+        row = [label]
+        for name in names:
+            st_ = summary([x[key] for x in runs[name]["samples"] if x[key] == x[key]])
+            row += [f"**{fmt(st_['median'])}**" if key == "src" else fmt(st_["median"]), fmt(st_["p95"]),
+                    fmt(st_["min"]), fmt(st_["max"])]
+        rows.append(row)
+    first = runs[names[0]]
+    lo_hi = first["values"]
+    text = ("### 1. Slider → new image (browser, /traversal)\n\n"
+            f"{changes} keyboard steps per server (±0.05, alternating, on the first slider \"{first['label']}\", "
+            f"values {lo_hi[0]:.2f}…{lo_hi[1]:.2f}), after 2 unreported warm-up steps; each step starts "
+            f"{settle_ms} ms after the previous run is over. Page clock (performance.now()), ms. "
+            f"Columns: {', '.join(f'**{n}**' for n in names)}.\n\n")
+    text += table(headers, rows)
+    notes = []
+    for name in names:
+        r = runs[name]
+        msgs = statistics.median([x["messages"] for x in r["samples"]]) if r["samples"] else float("nan")
+        notes.append(f"{name}: {len(r['samples'])} timed, {r['misses']} picture(s) unchanged after 15 s, "
+                     f"median {msgs:g} WebSocket messages per step, first visit of /traversal {r['page_load']:.2f} s, "
+                     f"URL mirrors z: {'yes' if r['url_has_z'] else 'no'}")
+    text += "\n\n" + ";  \n".join(notes) + "."
+    if cost:
+        rows = [[label, fmt(cost[k]["median"], 3), fmt(cost[k]["p95"], 3), fmt(cost[k]["min"], 3), fmt(cost[k]["max"], 3),
+                 cost[k]["n"]] for label, k in (("model.decode(one z) (torch threads: "
+                                                 f"{cost['torch_threads']})", "decode"),
+                                                ("PNG of the 8×8 picture at 220 px (show_images)", "png"),
+                                                (f"gc.collect(2) ({cost['objects']:,} objects tracked)", "gc"))]
+        text += ("\n\nWhat the server does per step, timed in a fresh process that holds the app's imports, "
+                 "model and dataset (no Streamlit runtime):\n\n")
+        text += table(["ms", "median", "p95", "min", "max", "n"], rows)
     return text
 
 
@@ -513,27 +576,32 @@ def report_cold(results: list[dict]) -> str:
 
 
 def report_map(m: dict) -> str:
-    c, w, p, t = m["cold"], m["warm"], m["pca"], m["tsne"]
+    c, w, p, t = m["cold"] or {}, m["warm"] or {}, m["pca"] or {}, m["tsne"]
     b = m["built"]
+    killed = "– (killed at the cap)"
     rows = [
-        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)", f"{c['import'] + c['first']:.2f}",
-         f"import umap {c['import']:.2f} + project {c['first']:.2f} (numba JIT + fit)"],
-        ["UMAP second call, same process (compiled, no st.cache)", f"{c['second']:.2f}", "the fit itself"],
-        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", f"{w['import'] + w['first']:.2f}",
-         f"import umap {w['import']:.2f} + project {w['first']:.2f}; cache had {m['cache_files']} files"],
-        ["pages._ui.latent_map, 1st call (cache miss, compiled)", f"{w['cache_miss']:.2f}", "st.cache_data outside a runtime"],
-        ["pages._ui.latent_map, 2nd call, same arguments (cached revisit)", f"{w['cache_hit'] * 1e3:.2f} ms",
-         f"returns {tuple(w['cache_hit_shape'])}"],
-        ["PCA, first call (new process)", f"{p['first'] * 1e3:.1f} ms",
-         f"import sklearn.decomposition {p['import']:.2f} s; next 4 calls median {statistics.median(p['rest']) * 1e3:.1f} ms"],
-        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)", f"{t['first']:.2f}",
-         f"{m['tsne_note']}; import sklearn.manifold {t['import']:.2f} s"],
+        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)",
+         f"{c['import'] + c['first']:.2f}" if c else killed,
+         f"import umap {c['import']:.2f} + project {c['first']:.2f} (numba JIT + fit)" if c else ""],
+        ["UMAP second call, same process (compiled): the app's latent_map, cache miss",
+         f"{c['cache_miss']:.2f}" if c else killed, "the fit itself; pages.ui.latent_map → project()"],
+        ["the app's latent_map again, same arguments (cached revisit)",
+         f"{c['cache_hit'] * 1e3:.2f} ms" if c else killed,
+         f"st.cache_data hit outside a runtime, returns {tuple(c['cache_hit_shape'])}" if c else ""],
+        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", f"{w['import'] + w['first']:.2f}" if w else killed,
+         (f"import umap {w['import']:.2f} + project {w['first']:.2f}; " if w else "")
+         + f"the cold run left {m['cache_files']} cache files"],
+        ["PCA, first call (new process)", f"{p['first'] * 1e3:.1f} ms" if p else killed,
+         f"import sklearn.decomposition {p['import']:.2f} s; next 4 calls median "
+         f"{statistics.median(p['rest']) * 1e3:.1f} ms" if p else ""],
+        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)" if t else "t-SNE", f"{t['first']:.2f}" if t else killed,
+         m["tsne_note"] + (f"; import sklearn.manifold {t['import']:.2f} s" if t else "")],
     ]
+    whole = ", ".join(f"{name} {r['process']:.1f} s" for name, r in (("cold", c), ("warm", w)) if r)
     text = (f"### 3. Latent map of {N_MAP:,} points (2-D)\n\n"
-            f"Codes: {N_MAP:,} prior draws of digits-vae (latent {b['latent_dim']}), decoded, re-encoded to posterior means "
-            f"({b['seconds']:.2f} s to build). UMAP: vae_core.projection.project(z, ProjectionParams(\"umap\", 2)); each "
-            "row's process is a fresh `python` (whole-process times: cold {:.1f} s, warm {:.1f} s).\n\n"
-            .format(c["process"], w["process"]))
+            f"Codes: {N_MAP:,} prior draws of digits-vae (latent {b['latent_dim']}), decoded, re-encoded to posterior "
+            f"means ({b['seconds']:.2f} s to build). UMAP: vae_core.projection.project(z, ProjectionParams(\"umap\", 2)), "
+            f"each UMAP/PCA/t-SNE row group in a fresh `python` subprocess (whole UMAP processes: {whole or '–'}).\n\n")
     text += table(["", "seconds", "notes"], rows)
     return text
 
@@ -544,7 +612,11 @@ def main(argv=None) -> int:
     p.add_argument("--cold-starts", type=int, default=3, help="cold starts of the server (default 3)")
     p.add_argument("--skip-map", action="store_true", help="skip the 10k-point latent map timings")
     p.add_argument("--skip-browser", action="store_true", help="skip the slider and cold-start timings")
-    p.add_argument("--tsne-timeout", type=float, default=120.0, help="cap on t-SNE of 10k points, seconds")
+    p.add_argument("--settle", type=int, default=250, help="ms between a run's end and the next key press")
+    p.add_argument("--no-gc-compare", action="store_true",
+                   help="time the slider on the server as shipped only, not also with --runner.postScriptGC false")
+    p.add_argument("--tsne-timeout", type=float, default=90.0,
+                   help="cap on t-SNE, seconds (10k points; if hit, 2k points under the same cap)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--z", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -553,6 +625,7 @@ def main(argv=None) -> int:
         return 0
 
     started = time.perf_counter()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     sections = []
     if not args.skip_browser:
         if not os.access(CHROMIUM, os.X_OK):
@@ -560,31 +633,43 @@ def main(argv=None) -> int:
             return 2
         from playwright.sync_api import sync_playwright
 
+        configs = {"as shipped": ()}
+        if not args.no_gc_compare:
+            configs["postScriptGC off"] = GC_OFF
+        runs, libs_after = {}, {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
             try:
                 cold = bench_cold_start(browser, max(1, args.cold_starts))
-                log("slider latency…")
-                with launch_server() as (url, proc, _, _):
-                    slider = bench_slider(browser, url, args.changes)
-                    libs_after = mapped_libraries(proc.pid)
+                for name, options in configs.items():
+                    log(f"slider latency, {name}…")
+                    with launch_server(options=options) as (url, proc, _, _):
+                        runs[name] = bench_slider(browser, url, args.changes, args.settle)
+                        libs_after[name] = mapped_libraries(proc.pid)
             finally:
                 browser.close()
-        step = decode_step_cost()
-        sections.append(report_slider(slider, step, args.changes))
-        sections.append(report_cold(cold) + "\n\nAfter the slider run on that server: numba/llvmlite mapped: "
-                        f"{'yes' if libs_after['numba/llvmlite (umap)'] else 'no'}, sklearn.manifold mapped: "
-                        f"{'yes' if libs_after['sklearn.manifold (t-SNE)'] else 'no'}.")
+        log("server-side cost of a step…")
+        cost = run_worker("server-cost", None, {}, 180) or {}
+        sections.append(report_slider(runs, cost, args.changes, args.settle))
+        after = libs_after["as shipped"]
+        sections.append(report_cold(cold) + "\n\nAfter the slider run on a server: numba/llvmlite mapped: "
+                        f"{'yes' if after['numba/llvmlite (umap)'] else 'no'}, sklearn.manifold mapped: "
+                        f"{'yes' if after['sklearn.manifold (t-SNE)'] else 'no'}.")
     if not args.skip_map:
         sections.append(report_map(bench_map(args.tsne_timeout)))
     print("## Latent Explorer app benchmark\n")
-    print(machine_block() + "\n")
+    print(machine_block(load_start) + "\n")
     exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
     shown = argv if argv is not None else sys.argv[1:]
     print(f"Command: `{' '.join([exe, 'bench/app_bench.py', *shown])}`")
     for s in sections:
         print("\n" + s)
-    print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
+    import resource
+
+    cpu = sum(getattr(resource.getrusage(who), f) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for f in ("ru_utime", "ru_stime"))
+    print(f"\nTotal wall time {time.perf_counter() - started:.0f} s; CPU time of this benchmark and its "
+          f"children (servers, workers, browser) {cpu:.0f} s.")
     return 0
 
 

@@ -80,7 +80,7 @@ with right:
                 recon = active.model.reconstruct(upload_image, torch.tensor([best]))
             else:
                 recon = active.model.reconstruct(upload_image)
-        show_images(torch.cat([upload_image, recon]), 2, "your image as the model sees it · its reconstruction",
+        show_images(torch.cat([upload_image, recon]), 2, "yours · reconstruction",
                     height=96)
         percentile = 100.0 * float((values < upload_score).mean())
         above = upload_score > state.anomaly_threshold
@@ -92,20 +92,22 @@ with right:
                        f"({label_names[best] if best < len(label_names) else best}).")
 
 with left:
-    st.subheader(f"{SCORES[kind].capitalize()} of every test image")
+    st.subheader(f"{SCORES[kind][0].upper()}{SCORES[kind][1:]} of every test image")
     threshold = st.slider("Threshold", low, high, step=(high - low) / 200 or 1.0, format=fmt,
                           key=persistent("anomaly_threshold"), on_change=store, args=("anomaly_threshold",),
                           help="images scoring above it are flagged")
     figure = go.Figure()
+    size = (high - low) / 50 or 1.0
+    bins = dict(start=low, end=high + size / 2, size=size)  # the same bins for every trace
     if held_out is not None:
         name = label_names[held_out] if held_out < len(label_names) else str(held_out)
         unseen = y_test == held_out
-        figure.add_trace(go.Histogram(x=values[~unseen], name="classes seen in training", nbinsx=50, opacity=0.7))
-        figure.add_trace(go.Histogram(x=values[unseen], name=f"class {name} (never seen)", nbinsx=50, opacity=0.7,
+        figure.add_trace(go.Histogram(x=values[~unseen], name="classes seen in training", xbins=bins, opacity=0.7))
+        figure.add_trace(go.Histogram(x=values[unseen], name=f"class {name} (never seen)", xbins=bins, opacity=0.7,
                                       marker_color="#E45756"))
         figure.update_layout(barmode="overlay")
     else:
-        figure.add_trace(go.Histogram(x=values, name="test images", nbinsx=50, marker_color="#4C78A8"))
+        figure.add_trace(go.Histogram(x=values, name="test images", xbins=bins, marker_color="#4C78A8"))
     figure.add_vline(x=threshold, line=dict(color="black", dash="dash"), annotation_text="threshold")
     if upload_score is not None:
         figure.add_vline(x=upload_score, line=dict(color="#F58518", width=3), annotation_text="your image",
@@ -154,7 +156,8 @@ else:
                                                               active.model)[kind]
     index = np.arange(len(coords))
     names = np.array([label_names[v] if v < len(label_names) else str(v) for v in labels])
-    marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"),
+    marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"), cmin=float(map_values.min()),
+                  cmax=float(np.quantile(map_values, 0.99)),  # a few extreme scores would wash out the rest
                   size=5 if coords.shape[1] == 2 else 2.5)
     common = dict(mode="markers", marker=marker, customdata=np.stack([index, names, map_values], 1),
                   hovertemplate="#%{customdata[0]} · %{customdata[1]} · score %{customdata[2]:.3f}<extra></extra>")

@@ -55,10 +55,10 @@ def export_section() -> None:
 
 if not cfg.conditional:
     st.info("This page needs a **conditional** VAE (a CVAE), and this model is a plain one.\n\n"
-            f"A CVAE is given the class label y next to the code z: it learns p(x | z, y). Because the decoder "
-            f"is told the class, z is free to hold everything else — the style: slant, thickness, size. "
-            f"So you can ask for a class, and draw one image's style as every class. A plain VAE learns "
-            f"p(x | z) only: the class is mixed into z with the style, and there is no knob to ask for one.")
+            "A CVAE is given the class label y next to the code z: it learns p(x | z, y). Because the decoder "
+            "is told the class, z is free to hold everything else — the style: slant, thickness, size. "
+            "So you can ask for a class, and draw one image's style as every class. A plain VAE learns "
+            "p(x | z) only: the class is mixed into z with the style, and there is no knob to ask for one.")
     if st.button(f"Train a conditional model on {own_dataset}", type="primary", icon=":material/model_training:"):
         state["train_preset"] = {"conditional": True, "dataset": own_dataset}
         st.switch_page("pages/train.py")

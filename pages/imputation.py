@@ -66,9 +66,12 @@ p1, p2, p3 = st.columns(3)
 with p1:
     show_images(x, 1, "original", height=180)
 with p2:
-    show_images(shown_masked, 1, f"masked: {n_missing} of {height * width} pixels hidden (red)", height=180)
+    show_images(shown_masked, 1, "masked (red: hidden)", height=180)
+    st.caption(f"{n_missing} of {height * width} pixels hidden; the model sees "
+               f"{'0' if fill_kind == 'zero' else 'the training mean'} there.")
 with p3:
-    show_images(result.filled, 1, f"filled after {iterations} iteration{'s' if iterations > 1 else ''}", height=180)
+    show_images(result.filled, 1, "filled", height=180)
+    st.caption(f"after {iterations} encode/decode round{'s' if iterations > 1 else ''}")
 
 if n_missing == 0:
     st.info("No pixel is hidden: widen the mask.")
