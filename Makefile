@@ -47,6 +47,7 @@ checkpoints: setup
 	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --out checkpoints/digits-vae.safetensors
 	$(PY) -m vae_core train $(DIGITS) --latent-dim 2 --out checkpoints/digits-vae-2d.safetensors
 	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --conditional --out checkpoints/digits-cvae.safetensors
+	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --holdout-class 3 --out checkpoints/digits-vae-no3.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 4 --out checkpoints/shapes-betavae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 1 --out checkpoints/shapes-vae.safetensors
 

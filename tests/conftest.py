@@ -1,6 +1,9 @@
 """Shared fixtures for the tests. Keep each fixture small and documented; append new ones below."""
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -25,3 +28,13 @@ def tiny_model(request) -> VAE:
     architecture, num_classes = request.param
     torch.manual_seed(0)
     return VAE(tiny_config(architecture, num_classes)).eval()
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    """A private copy of the shipped checkpoints/ that the app reads (LATENT_EXPLORER_CHECKPOINTS),
+    so a test can add broken or new files beside them without touching the repository."""
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "checkpoints", folder)
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(folder))
+    return folder

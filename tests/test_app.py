@@ -2,50 +2,10 @@
 controls, and survives bad input with a message instead of a traceback."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
+from apptest_support import SHIPPED, assert_clean, image_urls, query, start
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.safetensors"))
 PAGES = ["pages/overview.py", "pages/latent_map.py", "pages/traversal.py", "pages/interpolation.py"]
-
-
-@pytest.fixture
-def checkpoints(tmp_path, monkeypatch):
-    """A private copy of the shipped checkpoints, so tests can add broken files beside them."""
-    folder = tmp_path / "checkpoints"
-    shutil.copytree(ROOT / "checkpoints", folder)
-    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(folder))
-    return folder
-
-
-def start(page: str = "pages/overview.py", pick: str | None = None, **query) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params.update({k: str(v) for k, v in query.items()})
-    at.run()
-    if pick:
-        at.sidebar.selectbox(key="_w_model_key").set_value(f"file:{pick}").run()
-    if page != "pages/overview.py":
-        at.switch_page(page).run()
-    return at
-
-
-def image_urls(at: AppTest) -> list[str]:
-    """Media URLs of every picture on the page; Streamlit names them by a hash of their bytes."""
-    return [img.url for element in at.get("image") for img in element.proto.imgs]
-
-
-def query(at: AppTest, key: str) -> str:
-    value = at.query_params[key]
-    return value if isinstance(value, str) else value[0]
-
-
-def assert_clean(at: AppTest):
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def test_there_are_shipped_checkpoints():

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
+from apptest_support import assert_clean
+from apptest_support import start as start_app
 from streamlit.testing.v1 import AppTest
 
 from vae_core.checkpoint import load_checkpoint
@@ -16,17 +18,10 @@ CONDITIONAL = [m for m in SHIPPED if load_checkpoint(ROOT / "checkpoints" / f"{m
 
 
 def start(page: str, model: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    at.query_params["model"] = f"file:{model}"
-    at.run()
-    at.switch_page(page).run()
+    at = start_app(page, model=f"file:{model}")
     assert_clean(at)
     return at
 
-
-def assert_clean(at: AppTest):
-    assert not at.exception, [e.message for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
 
 
 def images(at: AppTest) -> dict[str, str]:

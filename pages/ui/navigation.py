@@ -14,6 +14,10 @@ PAGES = [
     ("pages/interpolation.py", "Interpolation", ":material/timeline:"),
     ("pages/arithmetic.py", "Arithmetic", ":material/calculate:"),
     ("pages/conditional.py", "Conditional", ":material/category:"),
+    ("pages/anomalies.py", "Anomalies", ":material/crisis_alert:"),
+    ("pages/imputation.py", "Imputation", ":material/healing:"),
+    ("pages/disentanglement.py", "Disentanglement", ":material/grid_view:"),
+    ("pages/train.py", "Train", ":material/model_training:"),
 ]
 
 

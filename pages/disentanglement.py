@@ -1,0 +1,150 @@
+"""Disentanglement: does each latent dimension capture one ground-truth factor? MIG and traversals."""
+from pathlib import Path
+
+import numpy as np
+import plotly.express as px
+import streamlit as st
+import torch
+
+from pages.ui import frame, shared_dataset, show_images
+from vae_core.analysis import mutual_information_gap
+from vae_core.catalog import list_checkpoints
+from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vae_core.latent import traversal_grid
+from vae_core.metrics import encode_all
+
+active = frame()
+cfg = active.config
+state = st.session_state
+data = active.data
+st.title("Disentanglement")
+st.caption("A disentangled latent space gives each generative factor of the data (shape, size, position…) "
+           "its own dimension, so moving one dimension changes one thing.")
+
+with st.expander("How MIG measures it"):
+    st.markdown(r"""
+The **Mutual Information Gap** (Chen et al., 2018) needs data whose ground-truth factors $v_k$ are known.
+Each latent mean $z_d$ is binned (equal-width bins), and for every pair the mutual information
+$I(z_d; v_k)$ is estimated from counts and divided by the factor's entropy $H(v_k)$: 1 means $z_d$
+determines $v_k$ completely. For each factor, the **gap** is the normalised information of its best
+dimension minus that of its second best; MIG is the mean gap over factors.
+
+- MIG ≈ 1: every factor lives in exactly one dimension.
+- MIG ≈ 0: factors are spread over several dimensions (or not captured at all).
+
+A β-VAE (β > 1) presses the posterior towards the factorised prior, which often — not always — raises MIG
+at the cost of blurrier reconstructions.
+""")
+
+if not data.factor_names or data.factors_test is None:
+    st.info(f"**{active.dataset_name}** has no ground-truth factors, so there is nothing to measure "
+            "disentanglement against: MIG compares each latent dimension with known generative factors. "
+            "The **shapes** dataset has them (shape, scale, rotation, x, y): pick **shapes-vae** (β = 1) or "
+            "**shapes-betavae** (β = 4) in the sidebar. The Traversal page still shows what each dimension "
+            "of this model does.")
+    st.stop()
+
+factor_names = list(data.factor_names)
+bins = st.select_slider("Bins per latent dimension", [10, 20, 30, 50], 20, key="mig_bins",
+                        help="MIG discretises each latent mean into this many equal-width bins (20 is usual)")
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the second model…")
+def _checkpoint(path: str, mtime: float) -> Checkpoint:
+    return load_checkpoint(path)
+
+
+@st.cache_data(max_entries=32, show_spinner="Encoding the dataset…")
+def _means(model_token: str, dataset_name: str, _model) -> np.ndarray:
+    d = shared_dataset(dataset_name)
+    return encode_all(_model, d.x_test, d.y_test if _model.config.conditional else None)[0].numpy()
+
+
+@st.cache_data(max_entries=32, show_spinner="Estimating mutual information…")
+def _mig(model_token: str, dataset_name: str, bins: int, _z: np.ndarray):
+    return mutual_information_gap(_z, shared_dataset(dataset_name).factors_test.numpy(), bins=bins)
+
+
+def _candidates() -> dict[str, tuple[str, float]]:
+    """Other checkpoints that take these images and were trained on data with ground-truth factors."""
+    found = {}
+    current = active.ckpt.path.resolve() if active.ckpt.path and active.key.startswith("file:") else None
+    for name, path in list_checkpoints().items():
+        try:
+            mtime = path.stat().st_mtime
+            if current is not None and path.resolve() == current:
+                continue
+            other = _checkpoint(str(path), mtime)
+        except (CheckpointError, OSError):
+            continue  # a broken file is the sidebar's business, not this list's
+        if tuple(other.config.input_shape) == data.image_shape and other.dataset.get("factor_names"):
+            found[name] = (str(path), mtime)
+    return found
+
+
+def _panel(title: str, model, token: str, beta: float) -> None:
+    """MIG, the normalised-MI heat map and one traversal row per dimension, for one model."""
+    z = _means(token, active.dataset_name, model)
+    result = _mig(token, active.dataset_name, bins, z)
+    st.markdown(f"#### {title}")
+    m1, m2 = st.columns(2)
+    m1.metric("MIG", f"{result.mig:.3f}", help="0: entangled · 1: each factor in one dimension")
+    m2.metric("β", f"{beta:g}")
+    gaps = " · ".join(f"{name} {gap:.2f}" for name, gap in zip(factor_names, result.gaps) if np.isfinite(gap))
+    st.caption(f"Gap per factor: {gaps}")
+    tracked = [factor_names[f] if f >= 0 else "—" for f in result.best_factor]
+    figure = px.imshow(result.normalized_mi, x=factor_names, y=[f"z{d} → {t}" for d, t in enumerate(tracked)],
+                       zmin=0, zmax=1, color_continuous_scale="Blues", text_auto=".2f", aspect="auto",
+                       labels=dict(color="I(z; v) / H(v)"))
+    figure.update_layout(height=60 + 34 * len(tracked), margin=dict(l=10, r=10, t=10, b=10))
+    st.plotly_chart(figure, width="stretch", key=f"mig_heatmap_{title}")
+
+    base_kind = state.get("mig_base", "zero")
+    dims = list(range(model.config.latent_dim))
+    if base_kind == "sample":
+        start = torch.as_tensor(z[min(state.sample, len(z) - 1)])
+    else:
+        start = torch.zeros(model.config.latent_dim)
+    latents = traversal_grid(start, dims, span, steps)
+    labels = None
+    if model.config.conditional:
+        labels = torch.full((len(latents),), int(data.y_test[min(state.sample, len(z) - 1)]))
+    with torch.inference_mode():
+        images = model.decode(latents, labels)
+    for d in dims:
+        best = result.best_factor[d]
+        label = (f"**z{d}** → {factor_names[best]} ({result.normalized_mi[d, best]:.2f})" if best >= 0
+                 else f"**z{d}** → no factor")
+        c_label, c_row = st.columns([1, 4], vertical_alignment="center")
+        c_label.markdown(label)
+        with c_row:
+            show_images(images[d * steps:(d + 1) * steps], steps, height=48)
+
+
+c1, c2, c3 = st.columns([2, 1, 1])
+c1.radio("Traversals start from", ["zero", "sample"], horizontal=True, key="mig_base",
+         format_func={"zero": "the origin", "sample": f"test image #{state.sample}'s μ"}.get)
+span = c2.slider("Span ±", 0.5, 4.0, 2.5, 0.5, key="mig_span")
+steps = c3.slider("Columns", 3, 13, 7, 2, key="mig_steps")
+
+others = _candidates()
+choices = ["none"] + list(others)
+if state.get("mig_compare") not in choices:
+    state.mig_compare = choices[1] if len(choices) > 1 else "none"
+own_name = Path(active.ckpt.path).stem if active.ckpt.path else active.key
+compare = st.selectbox("Compare with", choices, key="mig_compare",
+                       format_func=lambda c: "nothing (this model only)" if c == "none" else c,
+                       help="another checkpoint trained on data with the same factors, e.g. β = 1 against β = 4")
+
+if compare == "none":
+    _panel(own_name, active.model, active.token, cfg.beta)
+else:
+    path, mtime = others[compare]
+    other = _checkpoint(path, mtime)
+    left, right = st.columns(2)
+    with left:
+        _panel(own_name, active.model, active.token, cfg.beta)
+    with right:
+        _panel(compare, other.model, f"{path}:{mtime}", other.config.beta)
+st.caption("Each row sweeps one dimension from −span to +span with the others held fixed; its label is the factor "
+           "that dimension shares most information with (normalised MI in brackets, “no factor” below 0.05).")

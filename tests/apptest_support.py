@@ -1,0 +1,35 @@
+"""What the AppTest files share: starting the app on a page, reading its pictures and URL."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = sorted(p.stem for p in (ROOT / "checkpoints").glob("*.safetensors"))
+
+
+def start(page: str = "pages/overview.py", pick: str | None = None, **query) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    at.run()
+    if pick:
+        at.sidebar.selectbox(key="_w_model_key").set_value(f"file:{pick}").run()
+    if page != "pages/overview.py":
+        at.switch_page(page).run()
+    return at
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """Media URLs of every picture on the page; Streamlit names them by a hash of their bytes."""
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def query(at: AppTest, key: str) -> str:
+    value = at.query_params[key]
+    return value if isinstance(value, str) else value[0]
+
+
+def assert_clean(at: AppTest):
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]

@@ -1,0 +1,150 @@
+"""The Anomalies, Imputation and Disentanglement pages through Streamlit's AppTest: each renders with
+every shipped checkpoint it fits, and its main controls change what it shows. (AppTest cannot drive
+st.file_uploader; the upload path is tested at core level in test_analysis.py.)"""
+from __future__ import annotations
+
+import pytest
+
+from apptest_support import SHIPPED, assert_clean, image_urls, start
+
+FACTOR_MODELS = [m for m in SHIPPED if m.startswith("shapes")]
+def metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def test_the_held_out_and_factor_models_are_shipped():
+    assert "digits-vae-no3" in SHIPPED
+    assert {"shapes-vae", "shapes-betavae"} <= set(FACTOR_MODELS)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_anomalies_renders_with_every_shipped_checkpoint(checkpoints, model):
+    at = start("pages/anomalies.py", model)
+    assert_clean(at)
+    assert at.title[0].value == "Anomalies"
+    assert len(image_urls(at)) == 2, "the top-k images and their reconstructions"
+    flagged, total = metrics(at)["Images above the threshold"].split(" of ")
+    assert 0 < int(flagged) < int(total), "the default threshold (95th percentile) flags a few"
+    aucs = {k: float(v) for k, v in metrics(at).items() if k.startswith("ROC AUC")}
+    if model == "digits-vae-no3":
+        assert len(aucs) == 2 and all(v > 0.8 for v in aucs.values()), aucs
+    else:
+        assert not aucs, "only a model trained with a class held out gets the held-out demo"
+
+
+def test_anomaly_threshold_changes_the_count(checkpoints):
+    at = start("pages/anomalies.py")
+    slider = at.slider(key="_w_anomaly_threshold")
+    before = metrics(at)["Images above the threshold"]
+    slider.set_value(slider.min).run()
+    assert_clean(at)
+    after = metrics(at)["Images above the threshold"]
+    assert after != before and int(after.split(" of ")[0]) > int(before.split(" of ")[0])
+    at.slider(key="_w_anomaly_threshold").set_value(at.slider(key="_w_anomaly_threshold").max).run()
+    assert metrics(at)["Images above the threshold"].startswith("0 of ")
+
+
+def test_anomaly_score_choice_and_top_k_change_the_output(checkpoints):
+    at = start("pages/anomalies.py", "digits-vae-no3")
+    before = image_urls(at)
+    at.radio(key="anomaly_score").set_value("recon_error").run()
+    assert_clean(at)
+    assert at.slider(key="_w_anomaly_threshold").max < 1.0, "the threshold moves to the new score's range"
+    at.slider(key="anomaly_top_k").set_value(16).run()
+    assert_clean(at)
+    assert image_urls(at) != before
+
+
+def test_anomaly_scores_go_on_the_latent_map_when_there_is_one(checkpoints):
+    at = start("pages/anomalies.py", "digits-vae")
+    assert not [c for c in at.get("plotly_chart") if "anomaly_map" in str(c.proto.id)]
+    assert any("Latent map page" in c.value for c in at.caption)
+    at = start("pages/anomalies.py", "digits-vae-2d")  # a 2-D latent is its own map
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 2, "the histogram and the map coloured by score"
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_imputation_renders_with_every_shipped_checkpoint(checkpoints, model):
+    at = start("pages/imputation.py", model)
+    assert_clean(at)
+    assert at.title[0].value == "Imputation"
+    assert len(image_urls(at)) == 4, "original, masked, filled and the iterations strip"
+    values = {k: float(v) for k, v in metrics(at).items()}
+    filled = next(v for k, v in values.items() if k.startswith("VAE fill"))
+    assert len(values) == 3 and all(v >= 0 for v in values.values())
+    if model.startswith("digits"):  # test digit #0 under the centre square: the fill beats black
+        assert filled < values["masked image, hidden = 0"]
+
+
+def test_mask_size_changes_the_masked_image(checkpoints):
+    at = start("pages/imputation.py")
+    original, masked, *_ = image_urls(at)
+    at.slider(key="impute_width").set_value(8).run()
+    assert_clean(at)
+    urls = image_urls(at)
+    assert urls[0] == original, "the original does not depend on the mask"
+    assert urls[1] != masked
+    assert any(c.value.startswith("24 of 64 pixels hidden") for c in at.caption), "4 rows × the 6 columns left of 8"
+
+
+def test_random_mask_iterations_and_fill_change_the_result(checkpoints):
+    at = start("pages/imputation.py")
+    at.radio(key="impute_mask_kind").set_value("random").run()
+    assert_clean(at)
+    masked = image_urls(at)[1]
+    at.slider(key="impute_fraction").set_value(0.8).run()
+    assert image_urls(at)[1] != masked
+    filled = image_urls(at)[2]
+    at.slider(key="impute_iterations").set_value(1).run()
+    assert_clean(at)
+    assert image_urls(at)[2] != filled
+    at.radio(key="impute_fill").set_value("mean").run()
+    at.radio(key="impute_mode").set_value("gibbs").run()
+    assert_clean(at)
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_disentanglement_renders_or_explains(checkpoints, model):
+    at = start("pages/disentanglement.py", model)
+    assert_clean(at)
+    assert at.title[0].value == "Disentanglement"
+    if model in FACTOR_MODELS:
+        migs = [float(m.value) for m in at.metric if m.label == "MIG"]
+        assert len(migs) == 2, "this model and, by default, the other shapes model beside it"
+        assert all(0.0 <= v <= 1.0 for v in migs)
+        assert len(image_urls(at)) == 12, "one traversal row per latent dimension, for both models"
+        assert at.get("plotly_chart"), "the heat maps"
+    else:
+        assert any("no ground-truth factors" in i.value for i in at.info)
+        assert not at.metric and not image_urls(at)
+
+
+def test_second_checkpoint_choice_changes_the_comparison(checkpoints):
+    at = start("pages/disentanglement.py", "shapes-vae")
+    box = at.selectbox(key="mig_compare")
+    assert box.value == "shapes-betavae" and "shapes-vae" not in box.options
+    assert not any(o.startswith("digits") for o in box.options), "only models of data with factors"
+    both = image_urls(at)
+    at.selectbox(key="mig_compare").set_value("none").run()
+    assert_clean(at)
+    assert len([m for m in at.metric if m.label == "MIG"]) == 1
+    assert image_urls(at) == both[:6], "the left panel is unchanged, the right one is gone"
+    at = start("pages/disentanglement.py", "shapes-betavae")
+    assert at.selectbox(key="mig_compare").value == "shapes-vae"
+    labels = [m.value for m in at.metric if m.label == "β"]
+    assert labels == ["4", "1"]
+
+
+def test_disentanglement_controls_change_the_traversals(checkpoints):
+    at = start("pages/disentanglement.py", "shapes-vae")
+    before = image_urls(at)
+    at.slider(key="mig_span").set_value(1.0).run()
+    assert_clean(at)
+    after = image_urls(at)
+    assert after != before
+    at.radio(key="mig_base").set_value("sample").run()
+    assert_clean(at)
+    assert image_urls(at) != after
+    at.select_slider(key="mig_bins").set_value(50).run()
+    assert_clean(at)
