@@ -237,12 +237,14 @@ def main(argv=None) -> int:
                  "per-epoch test evaluation EXCLUDED from both budgets (Trainer's _test_metrics is a no-op)")
     loads = (load_at_start, load_average())
     print(machine_line(device, loads))
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if None not in loads and max(loads) > usable and device.type == "cpu":
+    # Other work on the machine: the load before we started, or at the end less our own torch threads.
+    others = None if None in loads else max(loads[0], loads[1] - torch.get_num_threads())
+    if others is not None and others > 1.0 and device.type == "cpu":
+        hint = " or try `--threads 1`" if torch.get_num_threads() > 1 else ""
         print()
-        print(f"> **Warning:** the load average exceeded the {usable} usable CPUs during this run: other processes "
-              "competed for the cores and the numbers below are unreliable (torch's intra-op threads collapse "
-              "under oversubscription). Rerun on a quiet machine, or try `--threads 1`.")
+        print(f"> **Warning:** about {others:.0f} other runnable processes shared the CPUs during this run, so these "
+              "numbers are noisy (torch's intra-op threads slow down badly when the cores are oversubscribed). "
+              f"Rerun on a quiet machine{hint}.")
     print()
     print(f"Dataset `{args.dataset}` ({n_train} train / {len(data.x_test)} test, {tuple(data.image_shape)}), "
           f"{args.arch} {tuple(hidden)}, latent {args.latent_dim}, batch {args.batch_size}, Adam lr {args.lr:g}")

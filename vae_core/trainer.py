@@ -125,8 +125,12 @@ class Trainer:
         # the same noise, and a resumed run draws exactly what the uninterrupted one would have.
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=generator)
-        sums = torch.zeros(4, dtype=torch.float64)  # loss, recon, kl, samples
-        kl_per_dim = torch.zeros(self.model.config.latent_dim, dtype=torch.float64)
+        latent = self.model.config.latent_dim
+        # Running sums stay on the device (loss, recon, kl; KL per dimension): no sync per step.
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        kl_per_dim = torch.zeros(latent, dtype=torch.float64, device=self.device)
+        count = 0
+        step_callbacks = [cb for cb in self.callbacks if type(cb).on_step is not Callback.on_step]
         self.model.train()
         started = time.perf_counter()
         n_batches = math.ceil(n / cfg.batch_size)
@@ -134,7 +138,7 @@ class Trainer:
             if self.stop_event.is_set():
                 return None
             batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            eps = torch.randn(len(batch), self.model.config.latent_dim, generator=generator)
+            eps = torch.randn(len(batch), latent, generator=generator)
             if len(batch) < self.world:
                 continue
             # Each process takes its slice of the global batch; weighting by slice size makes the
@@ -147,11 +151,7 @@ class Trainer:
             parts = self.model.loss_terms(x, *self.network(x, y, eps), beta=self.kl_weight(epoch, step / n_batches))
             self.optimizer.zero_grad(set_to_none=True)
             (parts["loss"] * share).backward()
-            max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
-            # The gradient norm is identical on every process after DDP's all-reduce, so all of them
-            # take this branch together; a NaN loss always yields a NaN gradient.
-            if not torch.isfinite(grad_norm) or not torch.isfinite(parts["loss"]):
+            if self._diverged(parts["loss"]):
                 self.model.load_state_dict(good_state)
                 kept = f"; the checkpoint from epoch {epoch} was kept" if self.checkpoint_path and epoch else ""
                 raise TrainingDiverged(
@@ -160,11 +160,15 @@ class Trainer:
                 )
             self.optimizer.step()
             b = len(mine)
-            sums += torch.tensor([parts["loss"].item() * b, parts["recon"].item() * b, parts["kl"].item() * b, b],
-                                 dtype=torch.float64)
-            kl_per_dim += parts["kl_per_dim"].double().cpu() * b
-            for cb in self.callbacks:
-                cb.on_step(self, step, parts["loss"].item())
+            count += b
+            sums += torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach().double() * b
+            kl_per_dim += parts["kl_per_dim"].double() * b
+            if step_callbacks:
+                loss_value = parts["loss"].item()
+                for cb in step_callbacks:
+                    cb.on_step(self, step, loss_value)
+        sums = torch.cat([sums.cpu(), torch.tensor([float(count)], dtype=torch.float64)])
+        kl_per_dim = kl_per_dim.cpu()
         if self.world > 1:
             for t in (sums, kl_per_dim):
                 dist.all_reduce(t)
@@ -196,6 +200,16 @@ class Trainer:
         self.model.train()
         return {"test_elbo": result["elbo"], "test_recon": result["recon"], "test_kl": result["kl"],
                 "active_units": result["active_units"]}
+
+    def _diverged(self, loss: torch.Tensor) -> bool:
+        """Is this step's loss or gradient NaN/inf? Clips the gradient when grad_clip > 0."""
+        if self.config.grad_clip > 0 or self.world > 1:
+            # After DDP's all-reduce the gradient norm is the same on every process, so all of them take
+            # the same branch; a NaN loss on any process makes the averaged gradient NaN everywhere.
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or float("inf"))
+            return not bool(torch.isfinite(norm)) or not bool(torch.isfinite(loss))
+        # One process without clipping: the loss alone tells, without a norm over every gradient.
+        return not bool(torch.isfinite(loss))
 
     def save(self, epoch: int) -> Path:
         last = self.history[-1] if self.history else {}
