@@ -204,3 +204,14 @@ def test_classroom_mode_hides_the_local_code_box(checkpoints, monkeypatch):
     at = start()
     assert_clean(at)
     assert not [e for e in at.sidebar.expander if "local files" in e.label]
+
+
+def test_an_empty_checkpoints_folder_still_lets_you_train(tmp_path, monkeypatch):
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(tmp_path))
+    at = start()
+    assert not at.exception
+    assert any("No models" in w.value for w in at.sidebar.warning)
+    assert any("Choose a model" in i.value for i in at.info)
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert any(b.label.startswith("Start") for b in at.button), "the Train page is usable"

@@ -161,7 +161,9 @@ def _default_key(choices: dict[str, str]) -> str:
         return external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
     if opts.checkpoint and f"file:{Path(opts.checkpoint).stem}" in choices:
         return f"file:{Path(opts.checkpoint).stem}"
-    return f"file:{DEFAULT_MODEL}" if f"file:{DEFAULT_MODEL}" in choices else next(iter(choices))
+    if f"file:{DEFAULT_MODEL}" in choices:
+        return f"file:{DEFAULT_MODEL}"
+    return next(iter(choices), "")  # "": no model at all yet (an empty checkpoints folder)
 
 
 def init_state() -> None:
@@ -258,6 +260,8 @@ def sidebar() -> Active | None:
     with st.sidebar:
         page_links()
         st.divider()
+        if not choices:
+            st.warning(f"No models in {checkpoint_dir()} yet: train one on the Train page, or upload one.")
         st.selectbox("Model", list(choices), format_func=choices.get, key=persistent("model_key"),
                      on_change=store, args=("model_key",), help=f"Checkpoints in {checkpoint_dir()} and your uploads")
         with st.expander("Upload a model"):
@@ -281,6 +285,8 @@ def sidebar() -> Active | None:
                 st.button("Open my model", on_click=_open_local_model)
         if state.get("model_error"):
             st.error(state.pop("model_error"))
+        if not state.model_key:
+            return None
         try:
             token, ckpt = _resolve(state.model_key)
         except (CheckpointError, OSError) as exc:
@@ -314,7 +320,7 @@ def sidebar() -> Active | None:
     return Active(state.model_key, token, ckpt, dataset)
 
 
-def frame() -> Active:
+def frame(needs_model: bool = True) -> Active | None:
     """Every page starts here: page config, the sidebar's model picker, the active model.
 
     Pages call it themselves rather than rely on app.py having run first: with a pages/ folder,
@@ -322,7 +328,7 @@ def frame() -> Active:
     st.navigation, and AppTest does so on every run."""
     st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
     active = sidebar()
-    if active is None:
+    if active is None and needs_model:
         st.info("Choose a model in the sidebar to begin.")
         st.stop()
     return active

@@ -1,0 +1,317 @@
+"""Train: a new VAE from the browser, on the server's shared training queue (vae_core.jobs).
+
+The form's values live in st.session_state (persistent/store), so they survive page switches. A run
+is a job on the process-wide queue; this session holds its id and a random owner token, and a
+fragment polls the job every second while it is queued or training. Another page may prefill the
+form: it sets st.session_state.train_preset (dataset, conditional, architecture, latent_dim, beta,
+holdout_class, epochs) and switches here.
+"""
+import math
+import secrets
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages.ui import frame, persistent, shared_dataset, store
+from vae_core.catalog import checkpoint_dir, unique_path
+from vae_core.datasets import DatasetError
+from vae_core.jobs import (ARCHITECTURES, DEFAULT_HIDDEN, DIVERGED, DONE, FAILED, MAX_EPOCHS, STOPPED, JobOptions,
+                           QueueError, available_datasets, default_name, shared_queue)
+
+POLL_SECONDS = 1.0
+PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0]
+BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
+NO_HOLDOUT = -1
+FIELDS = {  # session key -> default: the shipped digits recipe, shortened (a good model in well under a minute)
+    "train_dataset": "digits", "train_architecture": "mlp", "train_latent_dim": 8, "train_hidden": "256, 128",
+    "train_beta": 1.0, "train_conditional": False, "train_holdout": NO_HOLDOUT, "train_epochs": 40,
+    "train_lr": 1e-3, "train_batch_size": 32, "train_kl_warmup": 10, "train_likelihood": "gaussian",
+    "train_obs_sigma": 0.2, "train_name": "",
+}
+# p(x|z) that suits each dataset: the digits' 17 grey levels want a Gaussian (a Bernoulli collapses
+# more dimensions), the shapes' black-and-white pixels a Bernoulli. Set when the dataset changes.
+LIKELIHOODS = {"digits": ("gaussian", 0.2), "cifar10": ("gaussian", 0.1)}
+
+frame(needs_model=False)  # training needs no model open; the folder may even be empty
+state = st.session_state
+queue = shared_queue()
+state.setdefault("train_owner", secrets.token_urlsafe(16))
+datasets = available_datasets()
+
+
+def hidden_text(architecture: str) -> str:
+    return ", ".join(map(str, DEFAULT_HIDDEN[architecture]))
+
+
+def suit_likelihood(dataset: str) -> None:
+    state.train_likelihood, state.train_obs_sigma = LIKELIHOODS.get(dataset, ("bernoulli", 0.1))
+
+
+def apply_preset(preset: dict) -> list[str]:
+    """Copy a preset's usable entries into the form's state; returns what was set, for the notice."""
+    applied = []
+
+    def put(key, value, label):
+        state[key] = value
+        applied.append(label)
+
+    if preset.get("dataset") in datasets:
+        put("train_dataset", preset["dataset"], f"dataset {preset['dataset']}")
+        suit_likelihood(preset["dataset"])
+    if "conditional" in preset:
+        conditional = bool(preset["conditional"])
+        put("train_conditional", conditional, "conditional" if conditional else "unconditional")
+    if preset.get("architecture") in ARCHITECTURES:
+        put("train_architecture", preset["architecture"], f"{preset['architecture']} architecture")
+        state.train_hidden = hidden_text(preset["architecture"])
+    for field, key, low, high, kind in (("latent_dim", "train_latent_dim", 1, 64, int),
+                                        ("beta", "train_beta", 0.0, 50.0, float),
+                                        ("epochs", "train_epochs", 1, PAGE_MAX_EPOCHS, int)):
+        try:
+            value = kind(preset[field])
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
+        if math.isfinite(value):
+            put(key, min(high, max(low, value)), f"{field.replace('_', ' ')} {value:g}")
+    if "holdout_class" in preset:
+        holdout = preset["holdout_class"]
+        if holdout is None or (isinstance(holdout, int) and holdout >= 0):
+            put("train_holdout", NO_HOLDOUT if holdout is None else holdout,
+                "every class" if holdout is None else f"class {holdout} left out")
+    return applied
+
+
+preset = state.pop("train_preset", None)
+if isinstance(preset, dict):
+    state.train_preset_applied = apply_preset(preset)
+for key, default in FIELDS.items():
+    state.setdefault(key, default)
+if state.train_dataset not in datasets:
+    state.train_dataset = "digits"
+
+
+def _dataset_changed():
+    store("train_dataset")
+    suit_likelihood(state.train_dataset)
+
+
+def _architecture_changed():
+    store("train_architecture")
+    state.train_hidden = hidden_text(state.train_architecture)
+
+
+def parse_hidden(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in str(text).replace(";", ",").replace(" ", ",").split(",") if part)
+    except ValueError:
+        raise ValueError(f"hidden sizes: whole numbers separated by commas, e.g. {hidden_text('mlp')}") from None
+    if not sizes:
+        raise ValueError(f"hidden sizes: at least one width, e.g. {hidden_text('mlp')}")
+    return sizes
+
+
+def options_from_state() -> JobOptions:
+    """The form as JobOptions; raises ValueError with what to fix."""
+    holdout = int(state.train_holdout)
+    return JobOptions(
+        dataset=state.train_dataset, architecture=state.train_architecture, latent_dim=int(state.train_latent_dim),
+        hidden_sizes=parse_hidden(state.train_hidden), beta=float(state.train_beta),
+        conditional=bool(state.train_conditional), epochs=int(state.train_epochs), lr=float(state.train_lr),
+        batch_size=int(state.train_batch_size), kl_warmup=int(state.train_kl_warmup),
+        holdout_class=None if holdout == NO_HOLDOUT else holdout, name=state.train_name.strip(),
+        likelihood=state.train_likelihood, obs_sigma=float(state.train_obs_sigma),
+    )
+
+
+def _start():
+    """on_click of Start: runs before the script, so the panel below already shows the new job."""
+    for key in FIELDS:  # the values the click was sent with, also those whose on_change has not run
+        if f"_w_{key}" in state:
+            store(key)
+    state.train_error = None
+    try:
+        job_id = queue.submit(options_from_state(), state.train_owner)
+    except (ValueError, QueueError) as exc:
+        state.train_error = str(exc)
+        return
+    state.train_job = job_id
+    state.pop("train_preset_applied", None)
+
+
+def _stop(job_id: str):
+    queue.stop(job_id, state.train_owner)
+
+
+def _open(name: str):
+    state.model_key = f"file:{name}"  # the sidebar's picker follows model_key on the next run
+
+
+st.title("Train")
+st.caption("Train a VAE on the server and explore it on the other pages. Runs share one queue: "
+           "while someone else's run trains, yours waits its turn.")
+if state.get("train_preset_applied"):
+    st.info(f"Prefilled from another page: {', '.join(state.train_preset_applied)}. Check the settings, then Start.")
+
+mine = queue.view(state.get("train_job"), state.train_owner)
+busy = mine is not None and mine.active
+
+c1, c2, c3, c4 = st.columns(4)
+c1.selectbox("Dataset", datasets, key=persistent("train_dataset"), on_change=_dataset_changed,
+             help="digits (8×8) and shapes (32×32) are built in; MNIST-style sets appear when their files are "
+                  "on the server")
+c2.radio("Architecture", ARCHITECTURES, key=persistent("train_architecture"), on_change=_architecture_changed,
+         horizontal=True, format_func={"mlp": "MLP", "conv": "convolutional"}.get)
+c3.number_input("Latent size", 1, 64, key=persistent("train_latent_dim"), on_change=store, args=("train_latent_dim",),
+                help="Dimensions of z. 2 can be plotted as it is")
+c4.text_input("Hidden sizes", key=persistent("train_hidden"), on_change=store, args=("train_hidden",),
+              help="Widths of the MLP layers, or channels of each stride-2 conv layer, separated by commas")
+
+try:
+    label_names = shared_dataset(state.train_dataset).label_names
+except DatasetError as exc:
+    st.error(str(exc))
+    label_names = []
+if state.train_holdout != NO_HOLDOUT and not 0 <= state.train_holdout < len(label_names):
+    state.train_holdout = NO_HOLDOUT
+
+c1, c2, c3, c4 = st.columns(4)
+c1.number_input("β (KL weight)", 0.0, 50.0, step=0.5, key=persistent("train_beta"), on_change=store,
+                args=("train_beta",), help="1 is a plain VAE; above 1 a β-VAE: blurrier, often more disentangled")
+c2.checkbox("Conditional (CVAE)", key=persistent("train_conditional"), on_change=store, args=("train_conditional",),
+            help="Encoder and decoder also see the label, so you can ask for a class when sampling")
+c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], key=persistent("train_holdout"),
+             on_change=store, args=("train_holdout",),
+             format_func=lambda i: "none (train on all)" if i == NO_HOLDOUT else f"{i}: {label_names[i]}",
+             help="Train without one class, then see how the model treats it: an anomaly experiment")
+c4.text_input("Model name", key=persistent("train_name"), on_change=store, args=("train_name",), max_chars=64,
+              placeholder=default_name(state.train_dataset, state.train_architecture, int(state.train_latent_dim),
+                                       float(state.train_beta), bool(state.train_conditional),
+                                       None if state.train_holdout == NO_HOLDOUT else state.train_holdout))
+
+c1, c2, c3, c4 = st.columns(4)
+c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, key=persistent("train_epochs"), on_change=store, args=("train_epochs",))
+c2.select_slider("Learning rate", LEARNING_RATES, key=persistent("train_lr"), on_change=store, args=("train_lr",),
+                 format_func=lambda v: f"{v:g}", help="Adam's step size. Too high and the loss blows up")
+c3.select_slider("Batch size", BATCH_SIZES, key=persistent("train_batch_size"), on_change=store,
+                 args=("train_batch_size",))
+c4.number_input("KL warm-up (epochs)", 0, PAGE_MAX_EPOCHS, key=persistent("train_kl_warmup"), on_change=store,
+                args=("train_kl_warmup",), help="The KL weight ramps from 0 to β over these epochs: fewer collapsed "
+                                                "dimensions")
+likelihood_label = state.train_likelihood
+if state.train_likelihood == "gaussian":
+    likelihood_label += f", σ {state.train_obs_sigma:g}"
+with st.expander(f"Likelihood p(x|z): {likelihood_label}"):
+    l1, l2 = st.columns(2)
+    l1.radio("p(x|z)", ["bernoulli", "gaussian"], key=persistent("train_likelihood"), on_change=store,
+             args=("train_likelihood",), horizontal=True, help="Set to suit the dataset when you pick one")
+    l2.number_input("σ of the Gaussian", 0.01, 1.0, step=0.05, key=persistent("train_obs_sigma"), on_change=store,
+                    args=("train_obs_sigma",), disabled=state.train_likelihood != "gaussian",
+                    help="Smaller: sharper reconstructions, more information in z")
+
+try:
+    planned = options_from_state()
+except ValueError as exc:
+    planned = None
+    st.warning(str(exc))
+s1, s2 = st.columns([1, 3], vertical_alignment="center")
+s1.button("Start training", type="primary", on_click=_start, disabled=busy or planned is None, key="train_start",
+          help="You have a run in progress: wait for it or stop it" if busy else None)
+if planned is not None:
+    s2.caption(f"Will be saved as **{unique_path(planned.model_name, checkpoint_dir()).stem}** in the models "
+               "folder (a number is added if the name is taken then).")
+if state.get("train_error"):
+    st.error(f"Could not start: {state.train_error}")
+
+
+CHARTS = (  # (title, training-set column, test-set column)
+    ("ELBO (higher is better)", "elbo", "test_elbo"),
+    ("Reconstruction error", "recon", "test_recon"),
+    ("KL(q(z|x) ‖ p(z))", "kl", "test_kl"),
+)
+
+
+def curves(history: list[dict]):
+    """ELBO, reconstruction and KL per epoch, each on its own scale, training and test sets alike."""
+    table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
+    last = max(int(table["epoch"].max()), 2)
+    st.caption("Per epoch, in nats per image: :blue[training set] and :orange[test set].")
+    for column, (title, train, test) in zip(st.columns(len(CHARTS)), CHARTS):
+        names = {train: "training", test: "test"}
+        shown = table.rename(columns=names)[["epoch", *[n for c, n in names.items() if c in table]]]
+        figure = px.line(shown, x="epoch", y=shown.columns[1:], markers=len(table) <= 60, title=title,
+                         labels={"value": "nats per image", "variable": ""},
+                         color_discrete_map={"training": "#4C78A8", "test": "#F58518"})
+        figure.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0.5, last + 0.5]),
+                             showlegend=False)
+        column.plotly_chart(figure, width="stretch", key=f"train_chart_{train}")
+
+
+def saved_line(view) -> None:
+    name = view.checkpoint_name
+    message = f"Saved as **{name}**: it is in the sidebar's model picker now."
+    (st.success if view.status == DONE else st.info)(message)
+    if st.button(f"Open {name}", key="train_open", on_click=_open, args=(name,), icon=":material/open_in_new:"):
+        st.switch_page("pages/overview.py")
+
+
+@st.fragment(run_every=POLL_SECONDS if busy else None)
+def job_panel():
+    view = queue.view(state.get("train_job"), state.train_owner)
+    running, waiting = queue.counts()
+    st.caption(f"Server queue: {running} training, {waiting} waiting · {queue.max_concurrent} run(s) at a time")
+    if view is None:
+        if state.get("train_job"):
+            st.info("Your last run is no longer tracked (finished runs are kept for an hour); "
+                    "its model, if it finished, is in the sidebar's picker.")
+        return
+    opts = view.options
+    st.subheader(f"Run: {opts.model_name}")
+    if view.status == "queued":
+        st.progress(0.0, text=f"Waiting in the queue: position {view.position} of {waiting} "
+                              f"({running} run(s) training now)")
+    else:
+        text = f"Epoch {view.epoch} of {view.total_epochs}"
+        if view.seconds_per_epoch is not None:
+            per_epoch = view.seconds_per_epoch
+            text += f" · {per_epoch:.1f} s per epoch" if per_epoch >= 0.1 else " · under 0.1 s per epoch"
+            if view.active:
+                text += f" · about {max(0, view.total_epochs - view.epoch) * per_epoch:.0f} s left"
+        elif view.active:
+            text += " · preparing the data and the first epoch…"
+        st.progress(view.progress, text=text)
+    if view.active:
+        st.button("Stop" if view.status == "running" else "Leave the queue", key="train_stop", on_click=_stop,
+                  args=(view.id,), icon=":material/stop_circle:",
+                  help="Stops after the current batch; finished epochs are kept and saved")
+    elif view.status == DONE:
+        saved_line(view)
+    elif view.status == STOPPED:
+        if view.checkpoint_path:
+            st.warning(f"Stopped after {view.epoch} of {view.total_epochs} epochs.")
+            saved_line(view)
+        elif view.started is None:
+            st.warning("You left the queue before your run started: nothing was trained.")
+        else:
+            st.warning("Stopped before the first epoch finished: nothing was saved.")
+    elif view.status == DIVERGED:
+        st.error(f"{view.error} Lower the learning rate (or β) and start again.", icon=":material/error:")
+        if view.checkpoint_path:
+            saved_line(view)
+    elif view.status == FAILED:
+        st.error(f"Training failed: {view.error}")
+    if view.history:
+        curves(view.history)
+        if view.grid_png:
+            st.image(view.grid_png, output_format="PNG",
+                     caption=f"After epoch {view.epoch}. Top: test images · then their reconstructions · "
+                             "two rows of samples from the prior (the same noise every epoch)")
+    elif view.active:
+        st.caption("Curves and pictures appear after the first epoch.")
+    if not view.active and state.get("train_announced") != view.id:
+        state.train_announced = view.id
+        st.rerun()  # a full run: the sidebar picker lists the new model, and polling stops
+
+
+job_panel()

@@ -1,0 +1,220 @@
+"""The Train page through Streamlit's AppTest: the form, a real tiny run on the shared queue from
+Start to "Saved as", Stop, the preset another page hands over, and opening the new model."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from vae_core import jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "pages/train.py"
+DEADLINE = 180  # seconds for a tiny run, polled by reruns, on a slow shared machine
+
+
+@pytest.fixture
+def checkpoints(tmp_path, monkeypatch):
+    """A private copy of the shipped checkpoints: the runs here save beside them."""
+    folder = tmp_path / "checkpoints"
+    shutil.copytree(ROOT / "checkpoints", folder)
+    monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(folder))
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_queue():
+    """Each test gets the process-wide queue new, and leaves nothing training behind it."""
+    jobs.reset_shared_queue()
+    yield
+    jobs.reset_shared_queue(timeout=60)
+
+
+def start(**state) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.run()
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(PAGE).run()
+    return at
+
+
+def assert_clean(at: AppTest):
+    assert not at.exception, [e.message for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def widget(at: AppTest, kind: str, key: str):
+    """A form widget by its session key (pages.ui.persistent names the widget _w_<key>)."""
+    return getattr(at, kind)(key=f"_w_{key}")
+
+
+def progress_texts(at: AppTest) -> list[str]:
+    return [p.proto.text for p in at.get("progress")]
+
+
+def configure_tiny(at: AppTest, epochs: int, name: str, batch_size: int = 256):
+    widget(at, "number_input", "train_epochs").set_value(epochs)
+    widget(at, "text_input", "train_hidden").set_value("16")
+    widget(at, "number_input", "train_latent_dim").set_value(2)
+    widget(at, "select_slider", "train_batch_size").set_value(batch_size)
+    widget(at, "text_input", "train_name").set_value(name)
+    at.run()
+
+
+def rerun_until(at: AppTest, done, seen: list[str]) -> None:
+    """Rerun (as the polling fragment would) until done(at) or the deadline; collects progress texts."""
+    deadline = time.monotonic() + DEADLINE
+    while not done(at):
+        assert time.monotonic() < deadline, f"not finished in {DEADLINE}s; progress seen: {seen[-3:]}"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, [e.message for e in at.exception]
+        seen.extend(progress_texts(at))
+
+
+def test_the_page_is_registered():
+    from pages.ui.navigation import PAGES
+
+    assert PAGE in [script for script, *_ in PAGES], \
+        'add ("pages/train.py", "Train", ":material/model_training:") to PAGES in pages/ui/navigation.py'
+
+
+def test_the_page_renders_the_form(checkpoints):
+    at = start()
+    assert_clean(at)
+    assert [t.value for t in at.title] == ["Train"]
+    dataset = widget(at, "selectbox", "train_dataset")
+    assert dataset.value == "digits" and {"digits", "shapes"} <= set(dataset.options)
+    assert widget(at, "text_input", "train_hidden").value == "256, 128"
+    start_button = at.button(key="train_start")
+    assert start_button.label == "Start training" and not start_button.disabled
+    assert any("Will be saved as **digits-vae-mlp-z8**" in c.value for c in at.caption)
+    assert not at.get("progress"), "no run, no progress bar"
+
+
+def test_switching_to_conv_proposes_conv_channels(checkpoints):
+    at = start()
+    widget(at, "radio", "train_architecture").set_value("conv").run()
+    assert_clean(at)
+    assert widget(at, "text_input", "train_hidden").value == "32, 64"
+
+
+def test_the_likelihood_follows_the_dataset(checkpoints):
+    at = start()
+    assert widget(at, "radio", "train_likelihood").value == "gaussian", "digits: 17 grey levels"
+    widget(at, "selectbox", "train_dataset").set_value("shapes").run()
+    assert_clean(at)
+    assert widget(at, "radio", "train_likelihood").value == "bernoulli", "shapes: black and white"
+    assert any("Likelihood p(x|z): bernoulli" in e.label for e in at.expander)
+
+
+def test_bad_hidden_sizes_disable_start_with_a_message(checkpoints):
+    at = start()
+    widget(at, "text_input", "train_hidden").set_value("big, bigger").run()
+    assert not at.exception
+    assert any("hidden sizes" in w.value for w in at.warning)
+    assert at.button(key="train_start").disabled
+
+
+def test_a_tiny_run_shows_progress_then_saved_as_and_opens_the_model(checkpoints):
+    before = {p.name for p in checkpoints.iterdir()}
+    at = start()
+    configure_tiny(at, epochs=25, name="../my run", batch_size=16)
+    assert any("Will be saved as **my-run**" in c.value for c in at.caption)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    seen = progress_texts(at)
+    assert seen and (seen[0].startswith("Epoch") or seen[0].startswith("Waiting")), seen
+    assert at.button(key="train_start").disabled, "one run at a time per person"
+    assert at.button(key="train_stop").label == "Stop"
+    rerun_until(at, lambda a: any("Saved as" in s.value for s in a.success), seen)
+    assert_clean(at)
+    assert any(t.startswith("Epoch") and " of 25" in t for t in seen[:-1]), "progress was shown while training"
+    assert progress_texts(at)[-1].startswith("Epoch 25 of 25")
+    assert [s.value for s in at.success] == ["Saved as **my-run**: it is in the sidebar's model picker now."]
+    assert len(at.get("plotly_chart")) == 3, "ELBO, reconstruction and KL curves"
+    assert at.get("image"), "the sample/reconstruction grid"
+    assert {p.name for p in checkpoints.iterdir()} == before | {"my-run.safetensors"}
+    picker = at.sidebar.selectbox(key="_w_model_key")
+    assert "file:my-run" in picker.options or "my-run" in picker.options
+    assert not at.button(key="train_start").disabled, "free to start another"
+    at.button(key="train_open").click().run()
+    assert_clean(at)
+    assert [t.value for t in at.title] == ["Overview"]
+    assert at.session_state.model_key == "file:my-run"
+    assert at.sidebar.selectbox(key="_w_model_key").value == "file:my-run"
+
+
+def test_stop_ends_the_run(checkpoints):
+    at = start()
+    configure_tiny(at, epochs=300, name="to-stop", batch_size=16)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    owner, job_id = at.session_state.train_owner, at.session_state.train_job
+    deadline = time.monotonic() + DEADLINE  # let it finish one epoch, so there is something to keep
+    while jobs.shared_queue().view(job_id, owner).epoch < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    at.run()
+    at.button(key="train_stop").click().run()
+    seen: list[str] = []
+    rerun_until(at, lambda a: any("Stopped after" in w.value for w in a.warning), seen)
+    assert not at.exception
+    view = jobs.shared_queue().view(job_id, owner)
+    assert view.status == jobs.STOPPED and 1 <= view.epoch < 300
+    assert any("Saved as **to-stop**" in i.value for i in at.info)
+    assert (checkpoints / "to-stop.safetensors").exists()
+
+
+def test_a_run_waits_its_turn_with_its_position_shown(checkpoints):
+    queue = jobs.shared_queue()
+    other = queue.submit(jobs.JobOptions(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=jobs.MAX_EPOCHS,
+                                         batch_size=16), owner="someone else")
+    at = start()
+    configure_tiny(at, epochs=2, name="waiting")
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    assert progress_texts(at) == ["Waiting in the queue: position 1 of 1 (1 run(s) training now)"]
+    assert any("Server queue: 1 training, 1 waiting" in c.value for c in at.caption)
+    at.button(key="train_stop").click().run()
+    seen: list[str] = []
+    rerun_until(at, lambda a: any("left the queue" in w.value for w in a.warning), seen)
+    assert not (checkpoints / "waiting.safetensors").exists()
+    assert queue.view(other, "someone else").status == jobs.RUNNING, "the other run goes on"
+    assert queue.stop(other, "someone else")
+
+
+def test_a_preset_prefills_the_form(checkpoints):
+    preset = {"dataset": "shapes", "conditional": True, "architecture": "conv", "latent_dim": 6, "beta": 4,
+              "holdout_class": 1, "epochs": 7}
+    at = start(train_preset=preset)
+    assert_clean(at)
+    assert "train_preset" not in at.session_state, "used once"
+    assert widget(at, "selectbox", "train_dataset").value == "shapes"
+    assert widget(at, "checkbox", "train_conditional").value is True
+    assert widget(at, "radio", "train_architecture").value == "conv"
+    assert widget(at, "text_input", "train_hidden").value == "32, 64"
+    assert widget(at, "number_input", "train_latent_dim").value == 6
+    assert widget(at, "number_input", "train_beta").value == 4.0
+    assert widget(at, "selectbox", "train_holdout").value == 1
+    assert widget(at, "number_input", "train_epochs").value == 7
+    assert widget(at, "radio", "train_likelihood").value == "bernoulli", "suited to the preset's dataset"
+    assert any("Prefilled" in i.value and "conditional" in i.value for i in at.info)
+    at.switch_page("pages/overview.py").run()
+    at.switch_page(PAGE).run()
+    assert widget(at, "number_input", "train_epochs").value == 7, "the form survives a page switch"
+
+
+def test_a_partial_or_odd_preset_changes_only_what_it_can(checkpoints):
+    at = start(train_preset={"conditional": True, "architecture": "external", "dataset": "folder:/etc",
+                             "latent_dim": "lots", "epochs": 10**9})
+    assert_clean(at)
+    assert widget(at, "checkbox", "train_conditional").value is True
+    assert widget(at, "selectbox", "train_dataset").value == "digits"
+    assert widget(at, "radio", "train_architecture").value == "mlp"
+    assert widget(at, "number_input", "train_latent_dim").value == 8
+    assert widget(at, "number_input", "train_epochs").value == 300, "clamped to the page's limit"

@@ -1,0 +1,429 @@
+"""The training queue (vae_core.jobs): runs, waits its turn, stops, diverges, saves safely, and shows
+each person only their own jobs. Tiny digits models: every run here takes about a second."""
+from __future__ import annotations
+
+import hashlib
+import math
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from vae_core import jobs
+from vae_core.checkpoint import load_checkpoint
+from vae_core.jobs import JobOptions, JobQueue, QueueError
+from vae_core.trainer import Callback, Trainer
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=2, batch_size=256)
+TIMEOUT = 120  # seconds any one job may take on a slow, busy CI machine
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def tiny(**overrides) -> JobOptions:
+    return JobOptions(**{**TINY, **overrides})
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """The models folder, holding one existing model that nothing may overwrite."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    shutil.copy(ROOT / "checkpoints" / "digits-vae.safetensors", folder)
+    return folder
+
+
+@pytest.fixture
+def make_queue(folder):
+    """JobQueue(folder=the temp folder, cpu); every queue made is shut down (bounded) afterwards."""
+    made = []
+
+    def make(**kwargs) -> JobQueue:
+        queue = JobQueue(**{"folder": folder, "device": "cpu", **kwargs})
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        queue.shutdown(timeout=30)
+
+
+class Stepper(Callback):
+    """A trainer_factory whose runs pause after every epoch (and, if asked, before their first step)
+    until the test lets them go on: the test decides when epochs end, no sleeping and hoping."""
+
+    def __init__(self, pause_before_first_step: bool = False):
+        self.permits = threading.Semaphore(0)
+        self.reached = threading.Semaphore(0)
+        self.pause_before_first_step = pause_before_first_step
+        self.trainers: list[Trainer] = []
+
+    def __call__(self, *args, **kwargs) -> Trainer:
+        trainer = Trainer(*args, **kwargs)
+        trainer.callbacks.append(self)  # after the job's own callback, which has recorded the epoch
+        self.trainers.append(trainer)
+        return trainer
+
+    def _pause(self):
+        self.reached.release()
+        assert self.permits.acquire(timeout=TIMEOUT), "the test never let the run go on"
+
+    def on_step(self, trainer, step, loss):
+        if self.pause_before_first_step and step == 0 and not trainer.history:
+            self._pause()
+
+    def on_epoch_end(self, trainer, record):
+        self._pause()
+
+    def wait_reached(self):
+        assert self.reached.acquire(timeout=TIMEOUT), "the run did not get there in time"
+
+    def go_on(self, times: int = 1):
+        self.permits.release(times)
+
+    def run_freely(self):
+        self.go_on(10_000)
+
+
+def files(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_tiny_digits_job_runs_to_done_and_its_checkpoint_loads(make_queue, folder):
+    queue = make_queue()
+    job_id = queue.submit(tiny(conditional=True, name="my first vae"), owner="ann")
+    view = queue.wait(job_id, TIMEOUT)
+    assert view.status == jobs.DONE, view.error
+    assert view.error is None and view.progress == 1.0 and view.epoch == 2 and view.position is None
+    assert view.checkpoint_path == folder / "my-first-vae.safetensors"
+    ckpt = load_checkpoint(view.checkpoint_path)
+    assert ckpt.config.latent_dim == 2 and ckpt.config.hidden_sizes == (16,)
+    assert ckpt.config.num_classes == 10, "conditional on the ten digit classes"
+    assert ckpt.dataset["name"] == "digits" and len(ckpt.history) == 2
+    assert view.grid_png.startswith(PNG)
+    assert files(folder) == {"digits-vae.safetensors", "my-first-vae.safetensors"}, "no temporary file left behind"
+
+
+def test_history_records_arrive_per_epoch(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    job_id = queue.submit(tiny(epochs=3), owner="ann")
+    grids = []
+    for epoch in (1, 2, 3):
+        stepper.wait_reached()  # the run is paused right after this epoch's records went out
+        view = queue.view(job_id, "ann")
+        assert view.status == jobs.RUNNING and view.position == 0
+        assert [r["epoch"] for r in view.history] == list(range(1, epoch + 1))
+        assert {"elbo", "recon", "kl", "test_elbo"} <= set(view.history[-1])
+        assert view.epoch == epoch and view.progress == pytest.approx(epoch / 3)
+        assert view.seconds_per_epoch > 0
+        grids.append(view.grid_png)
+        stepper.go_on()
+    assert all(g.startswith(PNG) for g in grids)
+    assert len(set(grids)) == 3, "the picture grid is redrawn after every epoch"
+    view = queue.wait(job_id, TIMEOUT)
+    assert view.status == jobs.DONE and len(view.history) == 3
+
+
+def test_a_second_job_waits_behind_the_first_and_runs_after_it(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    first = queue.submit(tiny(), owner="ann")
+    stepper.wait_reached()
+    second = queue.submit(tiny(), owner="bob")
+    third = queue.submit(tiny(), owner="cat")
+    assert queue.view(first, "ann").position == 0
+    assert queue.view(second, "bob").status == jobs.QUEUED
+    assert queue.view(second, "bob").position == 1
+    assert queue.view(third, "cat").position == 2
+    assert queue.counts() == (1, 2)
+    assert len(stepper.trainers) == 1, "one run at a time: the others have not started"
+    stepper.run_freely()
+    views = [queue.wait(j, TIMEOUT) for j in (first, second, third)]
+    assert [v.status for v in views] == [jobs.DONE] * 3
+    assert views[0].finished <= views[1].started and views[1].finished <= views[2].started, "in order, one by one"
+    assert queue.counts() == (0, 0)
+
+
+def test_two_at_a_time_when_configured(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper, max_concurrent=2)
+    ids = [queue.submit(tiny(), owner=name) for name in ("ann", "bob", "cat")]
+    stepper.wait_reached()
+    stepper.wait_reached()  # both first runs reached their first epoch's end: they train side by side
+    assert queue.counts() == (2, 1) and queue.view(ids[2], "cat").position == 1
+    stepper.run_freely()
+    assert all(queue.wait(j, TIMEOUT).status == jobs.DONE for j in ids)
+
+
+def test_stop_a_queued_job(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    first = queue.submit(tiny(), owner="ann")
+    stepper.wait_reached()
+    second = queue.submit(tiny(), owner="bob")
+    third = queue.submit(tiny(), owner="cat")
+    assert not queue.stop(second, "cat"), "only its owner may stop a job"
+    assert queue.view(second, "bob").status == jobs.QUEUED
+    assert queue.stop(second, "bob")
+    stopped = queue.view(second, "bob")
+    assert stopped.status == jobs.STOPPED and stopped.position is None and stopped.checkpoint_path is None
+    assert queue.view(third, "cat").position == 1, "the line moves up"
+    assert not queue.stop(second, "bob"), "already finished"
+    stepper.run_freely()
+    assert queue.wait(third, TIMEOUT).status == jobs.DONE
+    assert len(stepper.trainers) == 2, "the stopped job never trained"
+    assert queue.wait(first, TIMEOUT).status == jobs.DONE
+
+
+def test_stop_a_running_job_keeps_its_finished_epochs(make_queue, folder):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    job_id = queue.submit(tiny(epochs=50, name="stopped run"), owner="ann")
+    stepper.wait_reached()  # paused after epoch 1
+    assert queue.stop(job_id, "ann")
+    stepper.run_freely()
+    view = queue.wait(job_id, TIMEOUT)
+    assert view.status == jobs.STOPPED and view.epoch == 1 and view.error is None
+    assert view.checkpoint_path == folder / "stopped-run.safetensors"
+    assert len(load_checkpoint(view.checkpoint_path).history) == 1
+
+
+def test_stop_a_running_job_before_its_first_epoch_saves_nothing(make_queue, folder):
+    stepper = Stepper(pause_before_first_step=True)
+    queue = make_queue(trainer_factory=stepper)
+    before = files(folder)
+    job_id = queue.submit(tiny(epochs=5), owner="ann")
+    stepper.wait_reached()  # inside the first step of epoch 1
+    assert queue.view(job_id, "ann").status == jobs.RUNNING
+    assert queue.stop(job_id, "ann")
+    stepper.run_freely()
+    view = queue.wait(job_id, TIMEOUT)
+    assert view.status == jobs.STOPPED and view.epoch == 0 and view.checkpoint_path is None
+    assert files(folder) == before
+
+
+def test_a_diverging_run_says_so_and_leaves_no_file(make_queue, folder):
+    queue = make_queue()
+    before = {p.name: digest(p) for p in folder.iterdir()}
+    view = queue.wait(queue.submit(tiny(lr=1e6), owner="ann"), TIMEOUT)
+    assert view.status == jobs.DIVERGED
+    assert "diverged" in view.error and "learning rate" in view.error
+    assert "nothing was saved" in view.error
+    assert view.checkpoint_path is None
+    assert {p.name: digest(p) for p in folder.iterdir()} == before, "no new, broken or temporary file"
+
+
+class PoisonAfterFirstEpoch(Callback):
+    """Turns a weight into NaN after epoch 1, so epoch 2 diverges through the Trainer's real guard."""
+
+    def on_epoch_end(self, trainer, record):
+        if record["epoch"] == 1:
+            with torch.no_grad():
+                trainer.model.to_mu.weight.fill_(math.nan)
+
+
+def test_divergence_after_a_good_epoch_keeps_that_epoch(make_queue, folder):
+    def factory(*args, **kwargs):
+        trainer = Trainer(*args, **kwargs)
+        trainer.callbacks.append(PoisonAfterFirstEpoch())
+        return trainer
+
+    queue = make_queue(trainer_factory=factory)
+    view = queue.wait(queue.submit(tiny(epochs=4, name="almost"), owner="ann"), TIMEOUT)
+    assert view.status == jobs.DIVERGED
+    assert "epoch 2" in view.error and "last good epoch (1) was saved" in view.error
+    assert view.checkpoint_path == folder / "almost.safetensors"
+    ckpt = load_checkpoint(view.checkpoint_path)
+    assert len(ckpt.history) == 1
+    assert all(torch.isfinite(w).all() for w in ckpt.model.state_dict().values()), "the good weights, not the NaNs"
+    assert {p.name for p in folder.iterdir()} == {"digits-vae.safetensors", "almost.safetensors"}
+
+
+def test_names_are_sanitised_and_never_overwrite_a_model(make_queue, folder):
+    queue = make_queue(max_concurrent=2, max_active_per_owner=3)
+    original = digest(folder / "digits-vae.safetensors")
+    names = ["../digits-vae", "../../evil name!.safetensors", "digits-vae", ""]
+    ids = [queue.submit(tiny(name=name), owner="ann") for name in names[:3]]
+    ids.append(queue.submit(tiny(name=names[3]), owner="bob"))
+    views = [queue.wait(j, TIMEOUT) for j in ids]
+    assert all(v.status == jobs.DONE for v in views), [v.error for v in views]
+    saved = [v.checkpoint_path for v in views]
+    assert all(p.parent == folder for p in saved), "nothing lands outside the models folder"
+    assert {p.name for p in saved[:3]} == {"digits-vae-2.safetensors", "digits-vae-3.safetensors",
+                                          "evil-name.safetensors"}
+    assert saved[3].name == "digits-vae-mlp-z2.safetensors", "an empty name gets a descriptive default"
+    assert digest(folder / "digits-vae.safetensors") == original, "the existing model is untouched"
+    assert len(set(saved)) == 4
+    assert not list(folder.parent.glob("*.safetensors")) and not (folder.parent / "evil name!.safetensors").exists()
+
+
+def test_publish_picks_the_next_name_when_the_first_is_taken(tmp_path):
+    temporary = tmp_path / ".train-x.partial"
+    temporary.write_bytes(b"new")
+    (tmp_path / "model.safetensors").write_bytes(b"old")
+    path = jobs.publish(temporary, "model", tmp_path)
+    assert path == tmp_path / "model-2.safetensors" and path.read_bytes() == b"new"
+    assert (tmp_path / "model.safetensors").read_bytes() == b"old"
+    assert not temporary.exists()
+
+
+def test_each_person_sees_and_controls_only_their_own_jobs(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    job_id = queue.submit(tiny(), owner="ann")
+    assert queue.view(job_id, "bob") is None
+    assert queue.jobs_of("bob") == [] and [v.id for v in queue.jobs_of("ann")] == [job_id]
+    assert not queue.stop(job_id, "bob")
+    assert queue.view("no-such-id", "ann") is None and queue.view(None, "ann") is None
+    stepper.run_freely()
+    assert queue.wait(job_id, TIMEOUT).status == jobs.DONE
+
+
+def test_one_active_run_per_person_and_a_bounded_queue(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper, max_waiting=1)
+    first = queue.submit(tiny(), owner="ann")
+    with pytest.raises(QueueError, match="already have a run"):
+        queue.submit(tiny(), owner="ann")
+    stepper.wait_reached()
+    queue.submit(tiny(), owner="bob")
+    with pytest.raises(QueueError, match="queue is full"):
+        queue.submit(tiny(), owner="cat")
+    stepper.run_freely()
+    assert queue.wait(first, TIMEOUT).status == jobs.DONE
+    queue.submit(tiny(), owner="ann")  # finished runs do not count against a person
+
+
+def test_finished_jobs_are_pruned(make_queue):
+    queue = make_queue(max_finished=2)
+    ids = []
+    for owner in ("ann", "bob", "cat"):
+        ids.append(queue.submit(tiny(epochs=1), owner=owner))
+        assert queue.wait(ids[-1], TIMEOUT).status == jobs.DONE
+    assert queue.view(ids[0], "ann") is None, "the oldest finished job is forgotten"
+    assert queue.view(ids[1], "bob") is not None and queue.view(ids[2], "cat") is not None
+    expiring = make_queue(finished_ttl=0.0)
+    job_id = expiring.submit(tiny(epochs=1), owner="ann")
+    assert expiring.wait(job_id, TIMEOUT).status == jobs.DONE
+    time.sleep(0.01)
+    assert expiring.view(job_id, "ann") is None, "and so is one older than finished_ttl"
+
+
+@pytest.mark.parametrize("bad", [
+    {"epochs": 0}, {"epochs": jobs.MAX_EPOCHS + 1}, {"dataset": "folder:/etc"}, {"dataset": "npz:/tmp/x.npz"},
+    {"dataset": "imagenet"}, {"architecture": "external"}, {"hidden_sizes": (0,)}, {"hidden_sizes": (8,) * 9},
+    {"lr": math.nan}, {"lr": 0.0}, {"beta": -1.0}, {"beta": math.inf}, {"latent_dim": 1000}, {"batch_size": 0},
+    {"holdout_class": -1}, {"kl_warmup": -1}, {"likelihood": "poisson"}, {"latent_dim": 2.5},
+    {"epochs": math.inf}, {"latent_dim": math.nan}, {"holdout_class": True}, {"hidden_sizes": ("wide",)},
+])
+def test_options_are_checked(bad):
+    with pytest.raises(ValueError):
+        tiny(**bad)
+
+
+def test_a_class_that_does_not_exist_fails_with_a_message(make_queue, folder):
+    queue = make_queue()
+    view = queue.wait(queue.submit(tiny(holdout_class=12), owner="ann"), TIMEOUT)
+    assert view.status == jobs.FAILED and "no class 12" in view.error
+    assert files(folder) == {"digits-vae.safetensors"}
+
+
+def test_holdout_class_is_left_out_of_training(make_queue):
+    queue = make_queue()
+    view = queue.wait(queue.submit(tiny(epochs=1, holdout_class=3), owner="ann"), TIMEOUT)
+    assert view.status == jobs.DONE, view.error
+    assert view.checkpoint_path.name == "digits-vae-mlp-z2-without-3.safetensors"
+    assert load_checkpoint(view.checkpoint_path).dataset["name"] == "digits-without-3"
+
+
+def test_an_unwritable_folder_is_refused_at_once(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    queue = JobQueue(folder=blocked / "models", device="cpu")
+    with pytest.raises(QueueError, match="model folder"):
+        queue.submit(tiny(), owner="ann")
+
+
+def test_worker_threads_leave_the_process_default_alone(make_queue):
+    seen = {}
+
+    def factory(*args, **kwargs):
+        seen["worker"] = torch.get_num_threads()
+        return Trainer(*args, **kwargs)
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # what the app sets for decoding
+    try:
+        queue = make_queue(trainer_factory=factory, torch_threads=2)
+        assert queue.wait(queue.submit(tiny(epochs=1), owner="ann"), TIMEOUT).status == jobs.DONE
+        later = {}
+        thread = threading.Thread(target=lambda: later.setdefault("fresh", torch.get_num_threads()))
+        thread.start()
+        thread.join(10)
+        assert seen["worker"] == 2, "the training thread gets its own thread count"
+        assert torch.get_num_threads() == 1 and later["fresh"] == 1, "threads started later still get 1"
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_default_thread_count_leaves_a_core_for_serving(monkeypatch):
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert jobs.default_torch_threads(1) == 8 and jobs.default_torch_threads(3) == 5
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert jobs.default_torch_threads(1) == 1
+    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert jobs.default_torch_threads(1) == 1
+
+
+def test_available_datasets_lists_registry_sets_only_when_their_files_are_there(tmp_path):
+    assert jobs.available_datasets(tmp_path) == ["digits", "shapes"]
+    for name in jobs.DATASET_FILES["mnist"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert jobs.available_datasets(tmp_path) == ["digits", "shapes", "mnist"]
+
+
+def test_shared_queue_is_one_per_process(monkeypatch):
+    jobs.reset_shared_queue()
+    monkeypatch.setenv("LATENT_EXPLORER_TRAIN_CONCURRENCY", "3")
+    try:
+        assert jobs.shared_queue() is jobs.shared_queue()
+        assert jobs.shared_queue().max_concurrent == 3
+    finally:
+        jobs.reset_shared_queue()
+
+
+EXIT_WHILE_TRAINING = """
+import sys, time
+from pathlib import Path
+from vae_core.jobs import JobOptions, JobQueue
+queue = JobQueue(folder=Path(sys.argv[1]), device="cpu")
+job = queue.submit(JobOptions(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=500, batch_size=16), "ann")
+deadline = time.monotonic() + 60
+while queue.view(job, "ann").progress == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("exiting while", queue.view(job, "ann").status, flush=True)
+"""
+
+
+def test_the_process_exits_cleanly_while_a_run_trains(tmp_path):
+    """A daemon thread killed at interpreter exit inside torch's C++ aborts the process (exit code 134,
+    "terminate called without an active exception"): the queue stops its runs at exit first."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", EXIT_WHILE_TRAINING, str(tmp_path)], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert "exiting while running" in result.stdout, result.stderr[-2000:]
+    assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-2000:]
+    assert not list(tmp_path.glob(".train-*")), "no temporary file left behind"
