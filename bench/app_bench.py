@@ -27,12 +27,13 @@ Three measurements, printed as Markdown tables from one run:
    the same arguments: the miss is the second, compiled call of project() in that process (plus
    cache_data's bookkeeping), then the cached revisit. (A separate plain second project() call would
    cost one more full fit; the budget is spent on the warm-cache process instead.) PCA and t-SNE on
-   the same 10k points; t-SNE runs in a subprocess capped at --tsne-timeout seconds and, if the cap
-   is hit, again on a 2,000-point subsample under the same cap (the table says which).
+   the same 10k points; t-SNE (about 100 s for 10k on one core of the 2-core box this was written on)
+   runs in a subprocess capped at --tsne-timeout seconds and, if the cap is hit, again on a
+   2,000-point subsample under the same cap (the table says which).
 
 Usage (from the repository root):
-    .venv/bin/python bench/app_bench.py                      # everything: ~3.5 min of CPU; on 2 cores
-                                                             # ~4-5 min idle, longer when they are shared
+    .venv/bin/python bench/app_bench.py                      # everything: ~5 min of CPU; on 2 cores
+                                                             # ~5-6 min, longer when they are shared
     .venv/bin/python bench/app_bench.py --skip-map           # browser parts only
     .venv/bin/python bench/app_bench.py --skip-browser --changes 50
 
@@ -86,8 +87,10 @@ def summary(values) -> dict:
             "max": max(values, default=float("nan"))}
 
 
-def table(headers, rows) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"]
+def table(headers, rows, align: str = "") -> str:
+    """Markdown table; align: one letter per column, l or r (default: first left, the rest right)."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -400,6 +403,16 @@ def server_cost(out: dict, repeats: int = 200) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def clock(out: dict, key: str):
+    """out[key] = wall seconds, out["cpu_" + key] = this process's CPU seconds (all threads): the CPU
+    figure barely moves when other jobs share the cores, the wall figure does."""
+    t, c = time.perf_counter(), time.process_time()
+    yield
+    out[key] = time.perf_counter() - t
+    out["cpu_" + key] = time.process_time() - c
+
+
 def worker(mode: str, z_path: str) -> dict:
     """Runs in a fresh subprocess; prints one JSON line."""
     import warnings
@@ -415,12 +428,10 @@ def worker(mode: str, z_path: str) -> dict:
 
     if mode in ("umap-cold", "umap-warm"):
         params = ProjectionParams("umap", 2)
-        t = time.perf_counter()
-        import umap  # noqa: F401  (project() imports it too; timed apart to split import from JIT)
-        out["import"] = time.perf_counter() - t
-        t = time.perf_counter()
-        project(z, params)
-        out["first"] = time.perf_counter() - t
+        with clock(out, "import"):
+            import umap  # noqa: F401  (project() imports it too; timed apart to split import from JIT)
+        with clock(out, "first"):
+            project(z, params)
         if mode == "umap-cold":  # the second call goes through the app's cache: a miss, then the revisit
             from dataclasses import astuple
 
@@ -431,17 +442,15 @@ def worker(mode: str, z_path: str) -> dict:
                 from pages._ui import latent_map
 
             args = ("bench-token", "digits", "test", astuple(params))
-            t = time.perf_counter()
-            latent_map(*args, z)
-            out["cache_miss"] = time.perf_counter() - t
+            with clock(out, "cache_miss"):
+                latent_map(*args, z)
             t = time.perf_counter()
             again = latent_map(*args, z)
             out["cache_hit"] = time.perf_counter() - t
             out["cache_hit_shape"] = list(again.shape)
     elif mode == "pca":
-        t = time.perf_counter()
-        from sklearn.decomposition import PCA  # noqa: F401
-        out["import"] = time.perf_counter() - t
+        with clock(out, "import"):
+            from sklearn.decomposition import PCA  # noqa: F401
         times = []
         for _ in range(5):
             t = time.perf_counter()
@@ -450,12 +459,10 @@ def worker(mode: str, z_path: str) -> dict:
         out["first"], out["rest"] = times[0], times[1:]
     elif mode.startswith("tsne"):
         n = int(mode.split(":")[1])
-        t = time.perf_counter()
-        from sklearn.manifold import TSNE  # noqa: F401
-        out["import"] = time.perf_counter() - t
-        t = time.perf_counter()
-        project(z[:n], ProjectionParams("tsne", 2))
-        out["first"] = time.perf_counter() - t
+        with clock(out, "import"):
+            from sklearn.manifold import TSNE  # noqa: F401
+        with clock(out, "first"):
+            project(z[:n], ProjectionParams("tsne", 2))
         out["n"] = n
     print(json.dumps(out), flush=True)
     return out
@@ -569,7 +576,7 @@ def report_cold(results: list[dict]) -> str:
     text += table(headers, rows)
     libs = [(name, [r["libs"][name] for r in results]) for name in ("numba/llvmlite (umap)", "sklearn.manifold (t-SNE)")]
     text += "\n\n" + table(["imported at start-up? (/proc/<pid>/maps once the page is usable)", "answer"],
-                           [[name, ", ".join("yes" if v else "no" for v in vals)] for name, vals in libs])
+                           [[name, ", ".join("yes" if v else "no" for v in vals)] for name, vals in libs], "ll")
     exc = sum(r["exceptions"] for r in results)
     text += f"\n\nTracebacks on the Overview page: {exc}."
     return text
@@ -579,30 +586,35 @@ def report_map(m: dict) -> str:
     c, w, p, t = m["cold"] or {}, m["warm"] or {}, m["pca"] or {}, m["tsne"]
     b = m["built"]
     killed = "– (killed at the cap)"
+
+    def both(r, *keys):  # wall (CPU) seconds, summed over keys
+        return f"{sum(r[k] for k in keys):.2f} ({sum(r['cpu_' + k] for k in keys):.2f})" if r else killed
+
     rows = [
-        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)",
-         f"{c['import'] + c['first']:.2f}" if c else killed,
-         f"import umap {c['import']:.2f} + project {c['first']:.2f} (numba JIT + fit)" if c else ""],
-        ["UMAP second call, same process (compiled): the app's latent_map, cache miss",
-         f"{c['cache_miss']:.2f}" if c else killed, "the fit itself; pages.ui.latent_map → project()"],
+        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)", both(c, "import", "first"),
+         f"import umap {both(c, 'import')} + project {both(c, 'first')}: numba JIT + fit" if c else ""],
+        ["UMAP second call, same process (compiled): the app's latent_map, cache miss", both(c, "cache_miss"),
+         "the fit alone; pages.ui.latent_map → project()"],
         ["the app's latent_map again, same arguments (cached revisit)",
          f"{c['cache_hit'] * 1e3:.2f} ms" if c else killed,
          f"st.cache_data hit outside a runtime, returns {tuple(c['cache_hit_shape'])}" if c else ""],
-        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", f"{w['import'] + w['first']:.2f}" if w else killed,
-         (f"import umap {w['import']:.2f} + project {w['first']:.2f}; " if w else "")
+        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", both(w, "import", "first"),
+         (f"import umap {both(w, 'import')} + project {both(w, 'first')}; " if w else "")
          + f"the cold run left {m['cache_files']} cache files"],
         ["PCA, first call (new process)", f"{p['first'] * 1e3:.1f} ms" if p else killed,
          f"import sklearn.decomposition {p['import']:.2f} s; next 4 calls median "
          f"{statistics.median(p['rest']) * 1e3:.1f} ms" if p else ""],
-        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)" if t else "t-SNE", f"{t['first']:.2f}" if t else killed,
+        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)" if t else "t-SNE", both(t, "first"),
          m["tsne_note"] + (f"; import sklearn.manifold {t['import']:.2f} s" if t else "")],
     ]
     whole = ", ".join(f"{name} {r['process']:.1f} s" for name, r in (("cold", c), ("warm", w)) if r)
     text = (f"### 3. Latent map of {N_MAP:,} points (2-D)\n\n"
             f"Codes: {N_MAP:,} prior draws of digits-vae (latent {b['latent_dim']}), decoded, re-encoded to posterior "
             f"means ({b['seconds']:.2f} s to build). UMAP: vae_core.projection.project(z, ProjectionParams(\"umap\", 2)), "
-            f"each UMAP/PCA/t-SNE row group in a fresh `python` subprocess (whole UMAP processes: {whole or '–'}).\n\n")
-    text += table(["", "seconds", "notes"], rows)
+            f"each UMAP/PCA/t-SNE row group in a fresh `python` subprocess (whole UMAP processes: {whole or '–'}). "
+            "Seconds are wall clock, with the process's CPU seconds in brackets (less sensitive to other jobs "
+            "on the machine).\n\n")
+    text += table(["", "wall s (CPU s)", "notes"], rows, "lrl")
     return text
 
 
@@ -615,7 +627,7 @@ def main(argv=None) -> int:
     p.add_argument("--settle", type=int, default=250, help="ms between a run's end and the next key press")
     p.add_argument("--no-gc-compare", action="store_true",
                    help="time the slider on the server as shipped only, not also with --runner.postScriptGC false")
-    p.add_argument("--tsne-timeout", type=float, default=90.0,
+    p.add_argument("--tsne-timeout", type=float, default=150.0,
                    help="cap on t-SNE, seconds (10k points; if hit, 2k points under the same cap)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--z", help=argparse.SUPPRESS)

@@ -1,7 +1,8 @@
 """Datasets by name, as in-memory float tensors (N, C, H, W) in [0, 1] with integer labels.
 
-Everything trains from tensors held in memory: slicing a batch out of one tensor is far cheaper
-on CPU than a DataLoader assembling it sample by sample.
+Everything trains from tensors held in memory: slicing a batch out of one tensor takes ~0.02 ms,
+where a DataLoader assembles it sample by sample in ~0.5 ms (bench/train_bench.py; for these small
+models the forward and backward passes dominate a step either way).
 """
 from __future__ import annotations
 
