@@ -10,8 +10,9 @@ Three measurements, printed as Markdown tables from one run:
    too (the page's WebSocket is wrapped by an init script; the app is not touched) to split the
    latency into browser-side, server round trip and render. Two warm-up steps come first, unreported;
    each step starts once the previous run is over (script state "notRunning") plus --settle ms.
-   Run twice: the server as shipped, and with `--runner.postScriptGC false` (Streamlit's hidden
-   option that skips the gc.collect(2) it runs after every script run), unless --no-gc-compare.
+   Run twice: the server as shipped (.streamlit/config.toml turns Streamlit's hidden
+   runner.postScriptGC off), and with `--runner.postScriptGC true` (Streamlit's default: a
+   gc.collect(2) after every script run), unless --no-gc-compare.
    What the server computes per step (decode one z, PNG it) and what one gc.collect(2) costs in a
    process holding the app's imports are timed in a subprocess, for comparison.
 2. Cold start. Subprocess start of `streamlit run app.py` (the same command line as
@@ -52,14 +53,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
 
 CHECKPOINT = ROOT / "checkpoints" / "digits-vae.safetensors"
 N_MAP = 10_000
@@ -138,41 +138,9 @@ def machine_block(load_start: float | None = None) -> str:
 # -- a real `streamlit run` -------------------------------------------------------------------
 @contextlib.contextmanager
 def launch_server(timeout: float = 120.0, options: tuple[str, ...] = ()):
-    """Start `streamlit run app.py` (tests/streamlit_server.py's command line, polled every 20 ms rather
-    than 200 ms) and yield (url, proc, t_launch, t_healthy); always stop it. Loopback only."""
-    port = free_port()
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none", *options]
-    logdir = ROOT / "tests" / "artifacts"
-    logdir.mkdir(parents=True, exist_ok=True)
-    logfile = open(logdir / f"bench-streamlit-{port}.log", "w")
-    url = f"http://127.0.0.1:{port}"
-    t_launch = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=logfile, stderr=subprocess.STDOUT, env=dict(os.environ))
-    try:
-        deadline = t_launch + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode} (log: {logfile.name})")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() > deadline:
-                raise TimeoutError("streamlit did not become healthy in time")
-            time.sleep(0.02)
-        yield url, proc, t_launch, time.perf_counter()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-        logfile.close()
+    """tests/streamlit_server.py's server, as (url, proc, t_launch, t_healthy)."""
+    with running_streamlit(options=options, timeout=timeout, log_prefix="bench-streamlit") as server:
+        yield server.url, server.process, server.launched, server.healthy
 
 
 def mapped_libraries(pid: int) -> dict:
@@ -371,10 +339,7 @@ def server_cost(out: dict, repeats: int = 200) -> dict:
     import plotly.express  # noqa: F401
     import torch
 
-    try:
-        import pages.ui  # noqa: F401  (sets torch threads to 1, as in the server)
-    except ImportError:
-        import pages._ui  # noqa: F401
+    import pages.ui  # noqa: F401  (sets torch threads to 1 and freezes the import-time heap, as in the server)
     from vae_core.checkpoint import load_checkpoint
     from vae_core.datasets import load_dataset
     from vae_core.images import make_grid, png_bytes, upscale_factor
@@ -436,10 +401,7 @@ def worker(mode: str, z_path: str) -> dict:
             from dataclasses import astuple
 
             quiet_streamlit()
-            try:
-                from pages.ui import latent_map
-            except ImportError:  # before the helpers moved to pages/ui/
-                from pages._ui import latent_map
+            from pages.ui import latent_map
 
             args = ("bench-token", "digits", "test", astuple(params))
             with clock(out, "cache_miss"):
@@ -518,7 +480,7 @@ SLIDER_ROWS = [("key → decode(z) src changed", "src"), ("key → new image loa
                ("· browser: key → WebSocket send", "to_send"),
                ("· server: send → last message before the src change", "round_trip"),
                ("· render: that message → src change", "render")]
-GC_OFF = ("--runner.postScriptGC", "false")
+GC_ON = ("--runner.postScriptGC", "true")
 
 
 def report_slider(runs: dict, cost: dict, changes: int, settle_ms: int) -> str:
@@ -626,7 +588,7 @@ def main(argv=None) -> int:
     p.add_argument("--skip-browser", action="store_true", help="skip the slider and cold-start timings")
     p.add_argument("--settle", type=int, default=250, help="ms between a run's end and the next key press")
     p.add_argument("--no-gc-compare", action="store_true",
-                   help="time the slider on the server as shipped only, not also with --runner.postScriptGC false")
+                   help="time the slider on the server as shipped only, not also with --runner.postScriptGC true")
     p.add_argument("--tsne-timeout", type=float, default=150.0,
                    help="cap on t-SNE, seconds (10k points; if hit, 2k points under the same cap)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -647,7 +609,7 @@ def main(argv=None) -> int:
 
         configs = {"as shipped": ()}
         if not args.no_gc_compare:
-            configs["postScriptGC off"] = GC_OFF
+            configs["postScriptGC on (Streamlit's default)"] = GC_ON
         runs, libs_after = {}, {}
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

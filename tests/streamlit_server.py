@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,39 +23,58 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    launched: float  # time.perf_counter() at the launch
+    healthy: float  # ... when /_stcore/health first answered 200
+
+
 @contextlib.contextmanager
-def streamlit_server(*app_args: str, timeout: float = 90.0, env: dict | None = None):
-    """Yield the base URL of a running app; stop it afterwards. Loopback only."""
+def running_streamlit(*app_args: str, options: tuple[str, ...] = (), timeout: float = 90.0,
+                      env: dict | None = None, log_prefix: str = "streamlit"):
+    """Yield a Server once it answers its health check; stop it afterwards. Loopback only.
+
+    options: extra `streamlit run` flags (e.g. "--runner.postScriptGC", "true"); app_args go to app.py."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
+           "--server.fileWatcherType", "none", *options]
     if app_args:
         cmd += ["--", *app_args]
-    log = open(ROOT / "tests" / "artifacts" / f"streamlit-{port}.log", "w") if (ROOT / "tests" / "artifacts").is_dir() \
-        else subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    logs = ROOT / "tests" / "artifacts"
+    logs.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("streamlit did not become healthy in time")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
+    with open(logs / f"{log_prefix}-{port}.log", "w") as log:
+        launched = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if log is not subprocess.DEVNULL:
-            log.close()
+            deadline = launched + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"streamlit exited with {proc.returncode} (log: {log.name})")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    pass
+                if time.perf_counter() > deadline:
+                    raise TimeoutError("streamlit did not become healthy in time")
+                time.sleep(0.02)
+            yield Server(url, proc, launched, time.perf_counter())
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+@contextlib.contextmanager
+def streamlit_server(*app_args: str, **options):
+    """The base URL of a running app (see running_streamlit)."""
+    with running_streamlit(*app_args, **options) as server:
+        yield server.url

@@ -7,6 +7,7 @@ weights. A student's own upload lives in their session only. Nothing per-user is
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import os
 import sys
@@ -29,6 +30,9 @@ from .navigation import page_links
 # Decoding a small VAE takes far below a millisecond; extra threads only contend when a classroom
 # of sessions decode at once, so each decode runs on one thread.
 torch.set_num_threads(1)
+# The modules imported so far live as long as the server: move their objects out of the garbage
+# collector's view, so its full collections scan only what the sessions allocate.
+gc.freeze()
 
 
 
