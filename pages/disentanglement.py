@@ -6,12 +6,11 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import frame, shared_dataset, show_images
+from pages.ui import encodings, file_checkpoint, frame, shared_dataset, show_images
 from vae_core.analysis import mutual_information_gap
 from vae_core.catalog import list_checkpoints
-from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vae_core.checkpoint import CheckpointError
 from vae_core.latent import traversal_grid
-from vae_core.metrics import encode_all
 
 active = frame()
 cfg = active.config
@@ -49,17 +48,6 @@ bins = st.select_slider("Bins per latent dimension", [10, 20, 30, 50], 20, key="
                         help="MIG discretises each latent mean into this many equal-width bins (20 is usual)")
 
 
-@st.cache_resource(max_entries=8, show_spinner="Loading the second model…")
-def _checkpoint(path: str, mtime: float) -> Checkpoint:
-    return load_checkpoint(path)
-
-
-@st.cache_data(max_entries=32, show_spinner="Encoding the dataset…")
-def _means(model_token: str, dataset_name: str, _model) -> np.ndarray:
-    d = shared_dataset(dataset_name)
-    return encode_all(_model, d.x_test, d.y_test if _model.config.conditional else None)[0].numpy()
-
-
 @st.cache_data(max_entries=32, show_spinner="Estimating mutual information…")
 def _mig(model_token: str, dataset_name: str, bins: int, _z: np.ndarray):
     return mutual_information_gap(_z, shared_dataset(dataset_name).factors_test.numpy(), bins=bins)
@@ -74,7 +62,7 @@ def _candidates() -> dict[str, tuple[str, float]]:
             mtime = path.stat().st_mtime
             if current is not None and path.resolve() == current:
                 continue
-            other = _checkpoint(str(path), mtime)
+            other = file_checkpoint(str(path), mtime)
         except (CheckpointError, OSError):
             continue  # a broken file is the sidebar's business, not this list's
         if tuple(other.config.input_shape) == data.image_shape and other.dataset.get("factor_names"):
@@ -84,7 +72,7 @@ def _candidates() -> dict[str, tuple[str, float]]:
 
 def _panel(title: str, model, token: str, beta: float) -> None:
     """MIG, the normalised-MI heat map and one traversal row per dimension, for one model."""
-    z = _means(token, active.dataset_name, model)
+    z = encodings(token, active.dataset_name, "test", model)[0]
     result = _mig(token, active.dataset_name, bins, z)
     st.markdown(f"#### {title}")
     m1, m2 = st.columns(2)
@@ -140,7 +128,7 @@ if compare == "none":
     _panel(own_name, active.model, active.token, cfg.beta)
 else:
     path, mtime = others[compare]
-    other = _checkpoint(path, mtime)
+    other = file_checkpoint(path, mtime)
     left, right = st.columns(2)
     with left:
         _panel(own_name, active.model, active.token, cfg.beta)

@@ -215,3 +215,12 @@ def test_an_empty_checkpoints_folder_still_lets_you_train(tmp_path, monkeypatch)
     at.switch_page("pages/train.py").run()
     assert not at.exception
     assert any(b.label.startswith("Start") for b in at.button), "the Train page is usable"
+
+
+def test_shared_models_are_read_only(checkpoints):
+    from pages.ui import file_checkpoint
+
+    path = checkpoints / "digits-vae.safetensors"
+    model = file_checkpoint(str(path), path.stat().st_mtime).model
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters()), "no session can build a graph on it"

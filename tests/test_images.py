@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image, ImageSequence
 
-from vae_core.images import gif_bytes, make_grid, png_bytes, to_pil, to_uint8, upscale_factor
+from vae_core.images import gif_bytes, load_image, make_grid, png_bytes, to_pil, to_uint8, upscale_factor
 
 
 def _distinct_tiles(n, c=1, h=3, w=4):
@@ -216,3 +216,41 @@ def test_upscale_factor_examples():
     assert upscale_factor(160) == 1
     assert upscale_factor(28) in (5, 6) and abs(28 * upscale_factor(28) - 160) <= 14
     assert upscale_factor(10_000) == 1
+
+
+# -- any picture a student finds: property-based ----------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_MODES = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2, "P": 1, "1": 1, "I;16": 1, "CMYK": 4}
+
+
+@st.composite
+def uploaded_pictures(draw):
+    mode = draw(st.sampled_from(sorted(_MODES)))
+    width, height = draw(st.integers(1, 120)), draw(st.integers(1, 120))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    if mode == "I;16":
+        image = Image.fromarray(rng.integers(0, 65536, (height, width), dtype=np.uint16))
+    else:
+        channels = _MODES[mode]
+        pixels = rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+        base = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels]
+        image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, base)
+        if mode in ("P", "1", "CMYK"):
+            image = image.convert(mode)
+    formats = {"CMYK": ["JPEG", "TIFF"], "L": ["JPEG", "PNG"], "RGB": ["JPEG", "PNG", "WEBP", "BMP"]}
+    fmt = draw(st.sampled_from(formats.get(mode, ["PNG"])))
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@settings(max_examples=60, deadline=None)
+@given(uploaded_pictures(), st.sampled_from([(1, 8, 8), (1, 28, 28), (3, 32, 32), (1, 64, 64)]))
+def test_any_picture_becomes_a_model_sized_tensor_in_range(data, shape):
+    tensor = load_image(data, shape)
+    assert tuple(tensor.shape) == (1, *shape)
+    assert tensor.dtype == torch.float32
+    assert torch.isfinite(tensor).all()
+    assert tensor.min() >= 0 and tensor.max() <= 1

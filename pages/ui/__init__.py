@@ -48,9 +48,17 @@ def cli_options() -> argparse.Namespace:
 
 
 # -- shared caches ---------------------------------------------------------------------------
+def _read_only(ckpt: Checkpoint) -> Checkpoint:
+    """A model every session shares: eval mode, and no parameter asks for gradients, so no session
+    can build an autograd graph on it (or, by mistake, train it)."""
+    ckpt.model.eval().requires_grad_(False)
+    return ckpt
+
+
 @st.cache_resource(max_entries=16, show_spinner="Loading model…")
-def _file_checkpoint(path: str, mtime: float) -> Checkpoint:
-    return load_checkpoint(path)
+def file_checkpoint(path: str, mtime: float) -> Checkpoint:
+    """A checkpoint file, loaded once per server (and again when the file changes)."""
+    return _read_only(load_checkpoint(path))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading your model…")
@@ -58,7 +66,7 @@ def _external_checkpoint(spec: str, weights: str, dataset: str, decoder_outputs:
     from vae_core.external import load_external
 
     data = shared_dataset(dataset)
-    return load_external(spec, weights, data.image_shape, decoder_outputs, dataset, data.label_names)
+    return _read_only(load_external(spec, weights, data.image_shape, decoder_outputs, dataset, data.label_names))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading dataset…")
@@ -66,7 +74,7 @@ def shared_dataset(name: str) -> ImageDataset:
     return load_dataset(name)
 
 
-@st.cache_data(max_entries=64, show_spinner="Encoding the dataset…")
+@st.cache_data(max_entries=64, ttl="2h", show_spinner="Encoding the dataset…")
 def encodings(model_token: str, dataset_name: str, split: str, _model) -> tuple[np.ndarray, np.ndarray]:
     """Posterior means of a split and its labels; `_model` is not hashed, model_token names it."""
     data = shared_dataset(dataset_name)
@@ -75,7 +83,7 @@ def encodings(model_token: str, dataset_name: str, split: str, _model) -> tuple[
     return mu.numpy(), y.numpy()
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_data(max_entries=32, ttl="2h", show_spinner=False)
 def latent_map(model_token: str, dataset_name: str, split: str, params: tuple, _z: np.ndarray) -> np.ndarray:
     return project(_z, ProjectionParams(*params))
 
@@ -122,7 +130,7 @@ def _resolve(key: str) -> tuple[str, Checkpoint]:
         path = list_checkpoints().get(name)
         if path is None:
             raise CheckpointError(f"no checkpoint named {name!r} in checkpoints/")
-        return f"{path}:{path.stat().st_mtime}", _file_checkpoint(str(path), path.stat().st_mtime)
+        return f"{path}:{path.stat().st_mtime}", file_checkpoint(str(path), path.stat().st_mtime)
     if key.startswith("upload:"):
         upload = st.session_state.get("uploads", {}).get(key)
         if upload is None:
