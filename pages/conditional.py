@@ -45,7 +45,7 @@ def export_section() -> None:
 
     st.download_button(f"Download {total:,} samples ({fmt})", build, f"{stem}.{fmt}",
                        "application/octet-stream" if fmt == "npz" else "application/zip", on_click="ignore",
-                       icon=":material/download:", key="export_download")
+                       key="export_download")
     if fmt == "npz":
         st.caption("`np.load(f, allow_pickle=False)` gives `images` (uint8, N×H×W or N×H×W×C), `labels` (int64) "
                    "and `label_names`; `python -m vae_core train --dataset npz:FILE` trains on it.")
@@ -59,7 +59,7 @@ if not cfg.conditional:
             "is told the class, z is free to hold everything else — the style: slant, thickness, size. "
             "So you can ask for a class, and draw one image's style as every class. A plain VAE learns "
             "p(x | z) only: the class is mixed into z with the style, and there is no knob to ask for one.")
-    if st.button(f"Train a conditional model on {own_dataset}", type="primary", icon=":material/model_training:"):
+    if st.button(f"Train a conditional model on {own_dataset}", type="primary"):
         state["train_preset"] = {"conditional": True, "dataset": own_dataset}
         st.switch_page("pages/train.py")
     export_section()

@@ -252,7 +252,7 @@ def saved_line(view) -> None:
     name = view.checkpoint_name
     message = f"Saved as **{name}**: it is in the sidebar's model picker now."
     (st.success if view.status == DONE else st.info)(message)
-    if st.button(f"Open {name}", key="train_open", on_click=_open, args=(name,), icon=":material/open_in_new:"):
+    if st.button(f"Open {name}", key="train_open", on_click=_open, args=(name,)):
         st.switch_page("pages/overview.py")
 
 
@@ -283,7 +283,7 @@ def job_panel():
         st.progress(view.progress, text=text)
     if view.active:
         st.button("Stop" if view.status == "running" else "Leave the queue", key="train_stop", on_click=_stop,
-                  args=(view.id,), icon=":material/stop_circle:",
+                  args=(view.id,),
                   help="Stops after the current batch; finished epochs are kept and saved")
     elif view.status == DONE:
         saved_line(view)
@@ -296,7 +296,7 @@ def job_panel():
         else:
             st.warning("Stopped before the first epoch finished: nothing was saved.")
     elif view.status == DIVERGED:
-        st.error(f"{view.error} Lower the learning rate (or β) and start again.", icon=":material/error:")
+        st.error(f"{view.error} Lower the learning rate (or β) and start again.")
         if view.checkpoint_path:
             saved_line(view)
     elif view.status == FAILED:

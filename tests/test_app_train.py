@@ -80,7 +80,7 @@ def test_the_page_is_registered():
     from pages.ui.navigation import PAGES
 
     assert PAGE in [script for script, *_ in PAGES], \
-        'add ("pages/train.py", "Train", ":material/model_training:") to PAGES in pages/ui/navigation.py'
+        'add ("pages/train.py", "Train") to PAGES in pages/ui/navigation.py'
 
 
 def test_the_page_renders_the_form(checkpoints):

@@ -5,14 +5,18 @@ Screenshots of every page land in tests/artifacts/ (ignored by git) to be looked
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
+from pages.ui.navigation import PAGES as NAVIGATION
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ARTIFACTS = ROOT / "tests" / "artifacts"
-PAGES = {"Overview": "", "Latent map": "latent_map", "Traversal": "traversal", "Interpolation": "interpolation"}
+# title -> URL path (the file's stem; the first page is the default, at /)
+PAGES = {title: ("" if i == 0 else Path(script).stem) for i, (script, title) in enumerate(NAVIGATION)}
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +59,19 @@ def decoded_image_src(page) -> str:
     return figure.locator("img").evaluate("e => e.src")
 
 
-def test_every_page_renders_and_is_screenshotted(app_url, browser):
+def test_every_page_renders_offline_and_is_screenshotted(app_url, browser):
     for name, path in PAGES.items():
-        page = open_page(browser, f"{app_url}/{path}", name)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        outside = []  # a classroom may be offline: nothing may be fetched from anywhere but the app
+        page.on("request", lambda r: r.url.startswith((app_url, "data:", "blob:")) or outside.append(r.url))
+        page.goto(f"{app_url}/{path}")
+        page.locator("h1").first.wait_for(timeout=60_000)
+        wait_until_idle(page)
         assert page.locator('[data-testid="stException"]').count() == 0, f"{name} shows a traceback"
+        # favicons are fetched by the browser itself, out of sight of request events: read the DOM
+        outside += page.evaluate("""() => [...document.querySelectorAll('link[href], img[src], script[src]')]
+            .map(e => e.href || e.src).filter(u => !u.startsWith(location.origin) && !/^(data|blob):/.test(u))""")
+        assert not outside, f"{name} fetches {outside[:3]}"
         page.screenshot(path=str(ARTIFACTS / f"page-{path or 'overview'}.png"), full_page=True)
         page.close()
 

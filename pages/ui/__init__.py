@@ -338,7 +338,7 @@ def frame(needs_model: bool = True) -> Active | None:
     Pages call it themselves rather than rely on app.py having run first: with a pages/ folder,
     Streamlit runs page files directly (its legacy multipage mode) until a session reaches
     st.navigation, and AppTest does so on every run."""
-    st.set_page_config(page_title="Latent Explorer", page_icon=":material/explore:", layout="wide")
+    st.set_page_config(page_title="Latent Explorer", layout="wide")
     active = sidebar()
     if active is None and needs_model:
         st.info("Choose a model in the sidebar to begin.")

@@ -7,24 +7,25 @@ ourselves gives every session the same menu, and a page's URL is its file name i
 import streamlit as st
 
 PAGES = [
-    # (script, title, icon)
-    ("pages/overview.py", "Overview", ":material/dashboard:"),
-    ("pages/latent_map.py", "Latent map", ":material/scatter_plot:"),
-    ("pages/traversal.py", "Traversal", ":material/tune:"),
-    ("pages/interpolation.py", "Interpolation", ":material/timeline:"),
-    ("pages/arithmetic.py", "Arithmetic", ":material/calculate:"),
-    ("pages/conditional.py", "Conditional", ":material/category:"),
-    ("pages/anomalies.py", "Anomalies", ":material/crisis_alert:"),
-    ("pages/imputation.py", "Imputation", ":material/healing:"),
-    ("pages/disentanglement.py", "Disentanglement", ":material/grid_view:"),
-    ("pages/train.py", "Train", ":material/model_training:"),
+    # (script, title). No icons: Streamlit fetches material icons from Google's servers at run
+    # time, and a classroom may be offline.
+    ("pages/overview.py", "Overview"),
+    ("pages/latent_map.py", "Latent map"),
+    ("pages/traversal.py", "Traversal"),
+    ("pages/interpolation.py", "Interpolation"),
+    ("pages/arithmetic.py", "Arithmetic"),
+    ("pages/conditional.py", "Conditional"),
+    ("pages/anomalies.py", "Anomalies"),
+    ("pages/imputation.py", "Imputation"),
+    ("pages/disentanglement.py", "Disentanglement"),
+    ("pages/train.py", "Train"),
 ]
 
 
 def registered_pages() -> list:
-    return [st.Page(script, title=title, icon=icon, default=i == 0) for i, (script, title, icon) in enumerate(PAGES)]
+    return [st.Page(script, title=title, default=i == 0) for i, (script, title) in enumerate(PAGES)]
 
 
 def page_links() -> None:
-    for script, title, icon in PAGES:
-        st.page_link(script, label=title, icon=icon)
+    for script, title in PAGES:
+        st.page_link(script, label=title)
