@@ -1,6 +1,7 @@
 """Shared fixtures for the tests. Keep each fixture small and documented; append new ones below."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -38,3 +39,19 @@ def checkpoints(tmp_path, monkeypatch):
     shutil.copytree(Path(__file__).resolve().parent.parent / "checkpoints", folder)
     monkeypatch.setenv("LATENT_EXPLORER_CHECKPOINTS", str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright, shared by the browser tests (`make test`
+    installs it with apt-get; Playwright downloads no browser of its own)."""
+    from streamlit_server import CHROMIUM, CHROMIUM_ARGS
+
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield instance
+        instance.close()

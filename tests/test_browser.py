@@ -4,53 +4,23 @@ Screenshots of every page land in tests/artifacts/ (ignored by git) to be looked
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
+from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
 
 from pages.ui.navigation import PAGES as NAVIGATION
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 # title -> URL path (the file's stem; the first page is the default, at /)
 PAGES = {title: ("" if i == 0 else Path(script).stem) for i, (script, title) in enumerate(NAVIGATION)}
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with streamlit_server() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield instance
-        instance.close()
-
-
-def wait_until_idle(page, timeout=60_000):
-    """The status widget ("Running…") is on screen only while a script runs: wait for it to go."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
-    page.wait_for_timeout(300)
-
-
-def open_page(browser, url: str, title: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.goto(url)
-    page.locator("h1", has_text=title).wait_for(timeout=60_000)
-    wait_until_idle(page)
-    return page
 
 
 def decoded_image_src(page) -> str:

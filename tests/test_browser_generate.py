@@ -8,36 +8,22 @@ that works in Streamlit's legacy multipage mode even while app.py does not list 
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
+from streamlit_server import ARTIFACTS, streamlit_server, wait_until_idle
+from streamlit_server import open_page as open_app_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 EXCEPTION = '[data-testid="stException"]'
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with streamlit_server() as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield instance
-        instance.close()
 
 
 def expect(locator):
@@ -46,19 +32,8 @@ def expect(locator):
     return playwright_expect(locator)
 
 
-def wait_until_idle(page, timeout=60_000):
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
-    page.wait_for_timeout(300)
-
-
 def open_page(browser, url: str, title: str, **context):
-    page = browser.new_page(viewport={"width": 1400, "height": 2000}, **context)
-    page.goto(url)
-    page.locator("h1", has_text=title).wait_for(timeout=60_000)
-    wait_until_idle(page)
-    assert page.locator(EXCEPTION).count() == 0, f"{url} shows a traceback"
-    return page
+    return open_app_page(browser, url, title, height=2000, **context)
 
 
 def image_src(page, caption: str) -> str:

@@ -5,16 +5,14 @@ Screenshots land in tests/artifacts/train-*.png (ignored by git) to be looked at
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
 import pytest
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
+from streamlit_server import ARTIFACTS, ROOT, streamlit_server, wait_until_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-ARTIFACTS = ROOT / "tests" / "artifacts"
 NAME = "browser-run"
 EPOCHS = 30
 
@@ -28,28 +26,8 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(models):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with streamlit_server(env={"LATENT_EXPLORER_CHECKPOINTS": str(models)}) as url:
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield instance
-        instance.close()
-
-
-def wait_until_idle(page, timeout=60_000):
-    """The status widget ("Running…") is on screen only while a script runs: wait for it to go."""
-    page.wait_for_timeout(300)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=timeout)
-    page.wait_for_timeout(300)
 
 
 def enter(page, label: str, value: str):
