@@ -80,6 +80,6 @@ with right:
 strip = torch.cat(list(decoded.values()))
 e1, e2 = st.columns(2)
 e1.download_button("Download both strips (PNG)", png_bytes(make_grid(strip, steps), upscale_factor(cfg.input_shape[1], 64)),
-                   "interpolation.png", "image/png")
+                   "interpolation.png", "image/png", on_click="ignore")
 e2.download_button("Download slerp animation (GIF)", gif_bytes(decoded["slerp"], upscale_factor(cfg.input_shape[1], 128)),
-                   "interpolation-slerp.gif", "image/gif")
+                   "interpolation-slerp.gif", "image/gif", on_click="ignore")
