@@ -131,7 +131,8 @@ st.subheader("On the way there")
 strip = decode(path, label)
 show_images(strip, len(strip), f"decode(c + t·(a − b)) for t from 0 to {scale:g}: c on the left, the result on the right",
             height=72)
-st.download_button("Download the path (PNG)", png_bytes(make_grid(strip, len(strip)), upscale_factor(cfg.input_shape[1], 64)),
+st.download_button("Download the path (PNG)",
+                   lambda: png_bytes(make_grid(strip, len(strip)), upscale_factor(cfg.input_shape[1], 64)),
                    "arithmetic-path.png", "image/png", on_click="ignore")
 with st.expander("Why class means and attribute vectors work"):
     st.markdown("A VAE's encoder places similar images near each other, and the KL term keeps the codes "

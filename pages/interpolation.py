@@ -77,9 +77,11 @@ with right:
         st.plotly_chart(map_figure(coords, map_labels, active.label_names, marks, height=320), width="stretch",
                         key="interpolation_map")
 
-strip = torch.cat(list(decoded.values()))
 e1, e2 = st.columns(2)
-e1.download_button("Download both strips (PNG)", png_bytes(make_grid(strip, steps), upscale_factor(cfg.input_shape[1], 64)),
+# Deferred downloads (built on click), as on the Traversal page.
+e1.download_button("Download both strips (PNG)", lambda: png_bytes(make_grid(torch.cat(list(decoded.values())), steps),
+                                                                   upscale_factor(cfg.input_shape[1], 64)),
                    "interpolation.png", "image/png", on_click="ignore")
-e2.download_button("Download slerp animation (GIF)", gif_bytes(decoded["slerp"], upscale_factor(cfg.input_shape[1], 128)),
+e2.download_button("Download slerp animation (GIF)",
+                   lambda: gif_bytes(decoded["slerp"], upscale_factor(cfg.input_shape[1], 128)),
                    "interpolation-slerp.gif", "image/gif", on_click="ignore")

@@ -94,12 +94,16 @@ if rows:
     grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}σ … +{span}σ",
                            height=64)
     e1, e2, e3 = st.columns(3)
-    # on_click="ignore": a download must not rerun the page; under load, the rerun let other sessions'
-    # clean-up delete the file before the browser fetched it (bench/classroom.py, 21 of 90 GIFs).
-    e1.download_button("Download grid (PNG)", grid_png, "traversal-grid.png", "image/png", on_click="ignore")
     gif_dim = e2.selectbox("Animate dimension", rows, format_func=lambda d: f"z{d}")
-    with torch.inference_mode():
-        frames = active.model.decode(traverse(start, gif_dim, torch.linspace(-span, span, 24)),
-                                     None if label is None else torch.full((24,), label))
-    e3.download_button("Download animation (GIF)", gif_bytes(frames, upscale_factor(cfg.input_shape[1], 128)),
-                       f"traversal-z{gif_dim}.gif", "image/gif", on_click="ignore")
+
+    def traversal_gif() -> bytes:  # built on click only: most runs of this page are never downloaded
+        with torch.inference_mode():
+            frames = active.model.decode(traverse(start, gif_dim, torch.linspace(-span, span, 24)),
+                                         None if label is None else torch.full((24,), label))
+        return gif_bytes(frames, upscale_factor(cfg.input_shape[1], 128))
+
+    # Downloads are deferred (a callable) and do not rerun the page (on_click="ignore"): under load,
+    # files made ahead were deleted by the session's next run before the browser fetched them.
+    e1.download_button("Download grid (PNG)", lambda: grid_png, "traversal-grid.png", "image/png", on_click="ignore")
+    e3.download_button("Download animation (GIF)", traversal_gif, f"traversal-z{gif_dim}.gif", "image/gif",
+                       on_click="ignore")

@@ -21,7 +21,8 @@ def start(page: str = "pages/overview.py", pick: str | None = None, **query) -> 
 
 
 def image_urls(at: AppTest) -> list[str]:
-    """Media URLs of every picture on the page; Streamlit names them by a hash of their bytes."""
+    """URLs of every picture on the page: data: URIs of their PNG (media URLs, named by a hash of
+    the bytes, for big ones), so equal URLs mean equal pictures."""
     return [img.url for element in at.get("image") for img in element.proto.imgs]
 
 

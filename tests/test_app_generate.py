@@ -25,7 +25,7 @@ def start(page: str, model: str) -> AppTest:
 
 
 def images(at: AppTest) -> dict[str, str]:
-    """caption -> media URL (Streamlit names a picture by a hash of its bytes)."""
+    """caption -> URL (the PNG as a data: URI, or a media URL named by a hash of its bytes)."""
     return {img.caption: img.url for element in at.get("image") for img in element.proto.imgs}
 
 

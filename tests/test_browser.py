@@ -79,3 +79,22 @@ def test_a_corrupt_upload_shows_a_message_and_keeps_the_model(app_url, browser, 
     assert page.locator("h1", has_text="Overview").is_visible(), "the page still shows the current model"
     page.screenshot(path=str(ARTIFACTS / "upload-corrupt.png"), full_page=True)
     page.close()
+
+
+def test_traversal_downloads_are_built_on_click(app_url, browser, tmp_path):
+    from PIL import Image
+
+    page = open_page(browser, f"{app_url}/traversal", "Traversal", accept_downloads=True)
+    wait_until_idle(page)
+    for name, suffix in (("Download animation (GIF)", "gif"), ("Download grid (PNG)", "png")):
+        with page.expect_download(timeout=60_000) as download:
+            page.get_by_role("button", name=name).click()
+        path = tmp_path / f"traversal.{suffix}"
+        download.value.save_as(path)
+        with Image.open(path) as picture:
+            assert picture.format == suffix.upper()
+            frames = getattr(picture, "n_frames", 1)
+        if suffix == "gif":  # 24 steps there and back (Pillow merges identical neighbours, so at most 46)
+            assert 10 <= frames <= 46, frames
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.close()

@@ -57,9 +57,13 @@ def upscale_factor(height: int, target: int = 160) -> int:
     return max(1, round(target / height))
 
 
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
 def data_uris(images: torch.Tensor, scale: int = 1) -> list[str]:
     """Each (C, H, W) image as a PNG data: URI, for pictures placed inside a plotly figure."""
-    return ["data:image/png;base64," + base64.b64encode(png_bytes(a, scale)).decode() for a in to_uint8(images)]
+    return [png_data_uri(png_bytes(a, scale)) for a in to_uint8(images)]
 
 
 class ImageError(ValueError):

@@ -21,7 +21,7 @@ import torch
 from vae_core.catalog import DEFAULT_MODEL, checkpoint_dir, list_checkpoints, model_card, open_uploaded
 from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import DatasetError, ImageDataset, load_dataset
-from vae_core.images import make_grid, png_bytes, upscale_factor
+from vae_core.images import make_grid, png_bytes, png_data_uri, upscale_factor
 from vae_core.metrics import encode_all
 from vae_core.projection import ProjectionParams, project
 
@@ -347,12 +347,16 @@ def frame(needs_model: bool = True) -> Active | None:
 
 
 # -- pictures ---------------------------------------------------------------------------------
+INLINE_PICTURE_BYTES = 256 * 1024
 def show_images(images: torch.Tensor, ncols: int | None = None, caption: str | None = None, height: int = 96,
                 width: str | int = "content") -> bytes:
     """Show a (N, C, H, W) batch as one crisp grid; returns the PNG so pages can offer it for download."""
     ncols = ncols or len(images)
-    png = png_bytes(make_grid(images, ncols), upscale_factor(images.shape[-2], height))
-    st.image(png, caption=caption, width=width, output_format="PNG")  # PNG: crisp pixels, no JPEG blur
+    png = png_bytes(make_grid(images, ncols), upscale_factor(images.shape[-2], height))  # PNG: crisp pixels
+    # Small pictures travel inside the page's own message as data: URIs. Through Streamlit's media
+    # store, each is a second request for a file that the session's next run deletes: with a class
+    # of 30 on one server, browsers asked for pictures already gone (bench/classroom.py, 404s).
+    st.image(png_data_uri(png) if len(png) <= INLINE_PICTURE_BYTES else png, caption=caption, width=width)
     return png
 
 
