@@ -10,7 +10,7 @@ PORT ?= 8501
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: setup run serve test chromium checkpoints bench clean
+.PHONY: setup run serve test chromium checkpoints bench live-pad clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,11 @@ checkpoints: setup
 	$(PY) -m vae_core train $(DIGITS) --latent-dim 8 --holdout-class 3 --out checkpoints/digits-vae-no3.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 4 --out checkpoints/shapes-betavae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 1 --out checkpoints/shapes-vae.safetensors
+
+# The live pad's frontend, rebuilt from source (needs Node and npm); the build is committed, so
+# `make run` needs neither.
+live-pad:
+	cd pages/ui/live_pad/frontend && npm ci && npm run build
 
 bench: setup
 	$(PY) bench/train_bench.py

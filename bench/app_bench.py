@@ -241,17 +241,19 @@ READ = """
 """
 
 
-def bench_slider(browser, url: str, changes: int, settle_ms: int, warmups: int = 2) -> dict:
+def bench_slider(browser, url: str, changes: int, settle_ms: int, warmups: int = 2, path: str = "/traversal") -> dict:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.add_init_script(WS_HOOK)
     page = context.new_page()
     try:
         t0 = time.perf_counter()
-        page.goto(f"{url}/traversal", timeout=60_000)
+        page.goto(f"{url}{path}", timeout=60_000)
         page.locator("h1", has_text="Traversal").wait_for(timeout=90_000)
         wait_idle(page, 90_000)
         page_load = time.perf_counter() - t0
+        page.get_by_text("Decode in this browser", exact=True).click()  # the server-side sliders
         page.locator('[data-testid="stImage"]', has_text="decode(z)").wait_for(timeout=30_000)
+        wait_idle(page, 90_000)
         page.wait_for_timeout(settle_ms)
         if page.evaluate(INSTALL_PROBE) is None:
             raise RuntimeError("no decode(z) image on /traversal")

@@ -10,7 +10,9 @@ is left to go quiet, so every round meets a server that has already served one s
 Each round of N sessions uses a fresh headless Chromium (one browser process, N contexts, one page
 each; --per-browser K spreads them over several processes), driven with Playwright's async API
 (asyncio.gather), and runs, all sessions concurrently:
-  1. open /traversal?sample=k, k distinct per session (k = 5 + 11·i mod the test-set size);
+  1. open /traversal?sample=k, k distinct per session (k = 5 + 11·i mod the test-set size), and switch
+     its "Decode in this browser" toggle off: the bench loads the server with the server-side sliders
+     (the live pad decodes in the browser and reports to the server only when a control is released);
   2. switch pages through the sidebar links: Overview → Latent map → Traversal → Interpolation →
      Traversal. Each switch: click → h1 of the new page → script idle → the page's pictures loaded
      and the renderer idle (requestIdleCallback) → --look ms;
@@ -330,6 +332,9 @@ async def run_session(browser, url: str, s: Session, nav_done: Barrier, slider_d
                 except Exception:
                     got = await page.get_by_label("Test image #").input_value(timeout=10_000)
                     s.error("state", f"15 s after opening ?sample={s.k} the field says {got}")
+            # the server-side sliders (the live pad decodes in the browser and would not load the server)
+            await page.get_by_text("Decode in this browser", exact=True).click(timeout=OP_TIMEOUT_MS)
+            await page.locator('[data-testid="stImage"]', has_text="decode(z)").wait_for(timeout=OP_TIMEOUT_MS)
             await settle(page, s, "open /traversal", look_ms)
             await exceptions_on_page(page, s, "open /traversal")
             # 2. page switches through the sidebar links

@@ -5,9 +5,10 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import current_map, map_figure, frame, show_images
+from pages.ui import browser_decoder, current_map, frame, map_figure, show_images
+from pages.ui.live_pad import live_pad
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
-from vae_core.latent import lerp, prior_log_density, slerp
+from vae_core.latent import lerp, lerp_at, prior_log_density, slerp, slerp_at
 from vae_core.projection import place_on_map
 
 active = frame()
@@ -53,6 +54,37 @@ with torch.inference_mode():
 for name, images in decoded.items():
     show_images(images, steps, f"{name}: A → B", height=72)
 
+st.subheader("Scrub along the path")
+path_token = repr((active.token, a.tolist(), b.tolist(), label))
+onnx_model, export_problem = browser_decoder(active)
+if onnx_model is not None and not state.get("live_pad_unsupported"):
+    st.caption("Drag t: your browser decodes every point on the way, lerp or slerp.")
+    value = live_pad(onnx_model, active.token, cfg, a.tolist(), label=label, sections=(),
+                     scrubber={"a": a.tolist(), "b": b.tolist(), "t": 0.5, "mode": "slerp"},
+                     reset_token=path_token, image_px=160, key="interpolation_scrubber")
+    if value and value.get("status") == "unsupported":
+        state.live_pad_unsupported = value.get("reason") or "unknown reason"
+        st.rerun()
+    if value and value.get("id") != state.get("scrubber_applied") and len(value.get("z", [])) == cfg.latent_dim:
+        state.scrubber_applied = value["id"]
+        state.scrubbed = (path_token, value["z"], value["t"], value["mode"])
+else:
+    st.caption(f"Decoded on the server: {export_problem or 'this browser cannot run the live pad'}.")
+
+    @st.fragment
+    def server_scrubber():
+        left, right = st.columns([3, 1])
+        t = left.slider("t", 0.0, 1.0, 0.5, 0.01, key="scrub_t")
+        mode = left.radio("Path", ["slerp", "lerp"], horizontal=True, key="scrub_mode")
+        z = (slerp_at if mode == "slerp" else lerp_at)(a, b, t)
+        with torch.inference_mode(), right:
+            show_images(active.model.decode(z, None if labels is None else labels[:1]), 1, f"{mode}, t = {t:.2f}",
+                        height=160)
+        state.scrubbed = (path_token, z[0].tolist(), t, mode)
+
+    server_scrubber()
+scrubbed = state.get("scrubbed") if (state.get("scrubbed") or [None])[0] == path_token else None
+
 left, right = st.columns(2)
 with left:
     st.subheader("How typical is each point?")
@@ -74,6 +106,9 @@ with right:
         coords, z_map, map_labels = found
         marks = [(name, place_on_map(path.numpy(), z_map, coords), colour, "lines+markers")
                  for (name, path), colour in zip(paths.items(), ("#FF4B4B", "#00C0F2"))]
+        if scrubbed:
+            marks.append((f"scrubbed: {scrubbed[3]}, t = {scrubbed[2]:.2f}",
+                          place_on_map(np.asarray([scrubbed[1]], dtype=np.float32), z_map, coords), "#FFBD45", "markers"))
         st.plotly_chart(map_figure(coords, map_labels, active.label_names, marks, height=320), width="stretch",
                         key="interpolation_map")
 

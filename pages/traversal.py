@@ -3,7 +3,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import current_map, latent_order, map_figure, persistent, frame, show_images, store
+from pages.ui import browser_decoder, current_map, frame, latent_order, map_figure, persistent, show_images, store
+from pages.ui.live_pad import live_pad
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
@@ -43,41 +44,89 @@ if state.get("traversal_signature") != signature:
     state.traversal_signature = signature
     for d in range(cfg.latent_dim):
         state[f"slider_z{d}"] = round(float(base[d]), 2)
+    state.current_z = [state[f"slider_z{d}"] for d in range(cfg.latent_dim)]
 else:
     saved = state.get("current_z") or []
     for d in range(cfg.latent_dim):
         if f"slider_z{d}" not in state:  # back from another page: restore where the student left them
             state[f"slider_z{d}"] = saved[d] if len(saved) == cfg.latent_dim else round(float(base[d]), 2)
+    if len(saved) != cfg.latent_dim:
+        state.current_z = [state[f"slider_z{d}"] for d in range(cfg.latent_dim)]
 
 show_map = current_map(active) is not None
 if not show_map and cfg.latent_dim > 3:
     st.caption("Compute a map on the Latent map page to see the current point on it here.")
 
 
+def current_z() -> list[float]:
+    return [float(state[f"slider_z{d}"]) for d in range(cfg.latent_dim)]
+
+
+def follow(z: list[float]) -> None:
+    """The rest of the page (map marker, grid, share link) follows the latent vector z."""
+    state.current_z = z
+    st.query_params["z"] = ",".join(f"{v:.2f}" for v in z)
+
+
+def show_on_map(z: list[float], height: int = 300) -> None:
+    if show_map:
+        coords, z_map, labels = current_map(active)
+        here = place_on_map(np.asarray([z], dtype=np.float32), z_map, coords)
+        st.plotly_chart(map_figure(coords, labels, active.label_names, [("current z", here, "#FF4B4B", "markers")],
+                                   height=height), key="traversal_map")
+
+
 @st.fragment
 def slider_panel():
-    """Only this panel reruns when a slider moves: one decode, one picture."""
+    """Server-side sliders: only this panel reruns when one moves: one decode, one picture."""
     left, right = st.columns([3, 2])
     with left:
         columns = st.columns(2)
         for i, d in enumerate(order):
             status = " · inactive" if d in dead else ""
             columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -4.0, 4.0, step=0.05, key=f"slider_z{d}")
-    z = torch.tensor([[state[f"slider_z{d}"] for d in range(cfg.latent_dim)]], dtype=torch.float32)
-    state.current_z = z[0].tolist()
-    st.query_params["z"] = ",".join(f"{v:.2f}" for v in state.current_z)
+    z = current_z()
+    follow(z)
     with torch.inference_mode():
-        image = active.model.decode(z, None if label is None else torch.tensor([label]))
+        image = active.model.decode(torch.tensor([z]), None if label is None else torch.tensor([label]))
     with right:
         show_images(image, 1, "decode(z)", height=220)
-        if show_map:
-            coords, z_map, labels = current_map(active)
-            here = place_on_map(z.numpy(), z_map, coords)
-            st.plotly_chart(map_figure(coords, labels, active.label_names, [("current z", here, "#FF4B4B", "markers")],
-                                       height=300), key="traversal_map")
+        show_on_map(z)
 
 
-slider_panel()
+@st.fragment
+def live_panel(onnx_model: bytes):
+    """The live pad: the browser decodes on every input event; Python hears the vector on release."""
+    sections = ("sliders", "pad") if cfg.latent_dim >= 2 else ("sliders",)
+    axes = (0, 1) if cfg.latent_dim == 2 else None  # a 2-D latent is its own map: the pad lies as the map does
+    value = live_pad(onnx_model, active.token, cfg, state.current_z, order=order, kl=kl, dead=sorted(dead), label=label,
+                     sections=sections, pad_axes=axes, reset_token=repr(signature), key="traversal_live_pad")
+    if value and value.get("status") == "unsupported":
+        state.live_pad_unsupported = value.get("reason") or "unknown reason"
+        st.rerun()  # the whole page: it falls back to the server-side sliders
+    if value and value.get("id") != state.get("live_pad_applied") and len(value.get("z", [])) == cfg.latent_dim:
+        state.live_pad_applied = value["id"]
+        for d, v in enumerate(value["z"]):
+            state[f"slider_z{d}"] = round(float(v), 2)
+        state.current_z = [float(v) for v in value["z"]]
+    follow(state.current_z)
+    show_on_map(state.current_z, height=320)
+
+
+onnx_model, export_problem = browser_decoder(active)
+if onnx_model is None:
+    st.caption(f"The sliders run on the server: {export_problem}.")
+    slider_panel()
+elif state.get("live_pad_unsupported"):
+    st.info(f"This browser cannot run the live pad ({state.live_pad_unsupported}), so the sliders run on the "
+            "server: each move is sent there and the picture comes back.")
+    slider_panel()
+elif st.toggle("Decode in this browser", key=persistent("live_pad_on", True), on_change=store, args=("live_pad_on",),
+               help="On: the picture follows a dragged slider at the screen's frame rate (the decoder runs in "
+                    "your browser). Off: each move goes to the server and the picture comes back."):
+    live_panel(onnx_model)
+else:
+    slider_panel()
 
 st.subheader("Traversal grid")
 g1, g2, g3 = st.columns([3, 1, 1])

@@ -30,6 +30,7 @@ def test_default_model_is_digits_vae(checkpoints):
 
 def test_traversal_slider_changes_the_decoded_image(checkpoints):
     at = start("pages/traversal.py")
+    at.toggle(key="_w_live_pad_on").set_value(False).run()  # the sliders that run on the server
     before = image_urls(at)[0]
     slider = at.slider(key="slider_z0")
     slider.set_value(min(4.0, slider.value + 1.5)).run()

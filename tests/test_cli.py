@@ -180,6 +180,24 @@ def test_sample_writes_a_png_grid(work, trained, runs, capsys):
     assert Image.open(work / "odd.png").size == ((3 * tile + 1) * 6, (2 * tile + 1) * 6)  # 3 columns, 2 rows
 
 
+def test_export_onnx_writes_the_decoder_the_browser_runs(work, trained, capsys):
+    import numpy as np
+
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.onnx_decoder import run_decoder
+
+    out = work / "decoder.onnx"
+    result = cli(capsys, "export-onnx", trained, "--out", out)
+    assert_ok(result)
+    assert f"wrote {out}" in result.stdout and "inputs z -> image (N, 1, 8, 8)" in result.stdout
+    model = load_checkpoint(trained).model.eval()
+    z = np.random.default_rng(0).normal(size=(4, model.config.latent_dim)).astype(np.float32)
+    with torch.inference_mode():
+        expected = model.decode(torch.from_numpy(z)).numpy()
+    assert np.abs(run_decoder(out.read_bytes(), z) - expected).max() <= 1e-4
+    assert not list(work.glob(".decoder.onnx*")), "no temporary file left behind"
+
+
 # -- resume ------------------------------------------------------------------------------------------
 
 def test_resume_trains_more_epochs(work, trained, runs):
@@ -212,6 +230,7 @@ def test_help_in_a_subprocess(runs):
     ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "(default: 0.001)"]),
     ("eval", ["--iwae-k", "--limit"]),
     ("sample", ["--n", "--temperature", "--label", "--out"]),
+    ("export-onnx", ["--out", "one-hot", "1e-4"]),
 ])
 def test_subcommand_help_shows_options_and_examples(capsys, command, expected):
     result = cli(capsys, command, "--help")

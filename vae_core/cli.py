@@ -1,4 +1,4 @@
-"""Command line: python -m vae_core {train, eval, sample, datasets}. Errors print one line, exit 2."""
+"""Command line: python -m vae_core {train, eval, sample, export-onnx, datasets}. Errors print one line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ examples:
   torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
   python -m vae_core eval checkpoints/digits-vae.safetensors --iwae-k 100
   python -m vae_core sample checkpoints/digits-vae.safetensors --n 64 --out grid.png
+  python -m vae_core export-onnx checkpoints/digits-cvae.safetensors --out decoder.onnx
 """
 
 
@@ -81,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--label", type=int, help="class to sample from (conditional models; default: all classes)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="samples.png")
+
+    x = sub.add_parser("export-onnx", help="write the decoder as ONNX, checked against PyTorch",
+                       description="Export decode(z[, y]) -> image in [0, 1], shape (N, C, H, W), to ONNX: the graph "
+                                   "the app's live pad runs in the browser. Inputs: z (N, latent_dim) float32 and, for "
+                                   "a conditional model, y (N, num_classes) one-hot float32. The file is written only "
+                                   "if ONNX Runtime draws what PyTorch draws (max abs difference <= 1e-4).",
+                       epilog=_examples("export-onnx"), formatter_class=_HelpFormatter)
+    x.add_argument("checkpoint")
+    x.add_argument("--out", default="decoder.onnx")
 
     sub.add_parser("datasets", help="list the dataset names")
     return p
@@ -191,6 +201,27 @@ def _sample(args) -> int:
     return 0
 
 
+def _export_onnx(args) -> int:
+    import os
+
+    from .checkpoint import load_checkpoint
+    from .onnx_decoder import DecoderExportError, export_decoder, input_names, max_difference
+
+    model = load_checkpoint(args.checkpoint).model.eval()
+    try:
+        data = export_decoder(model)
+    except DecoderExportError as exc:
+        raise UsageError(str(exc)) from None
+    out = Path(args.out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    print(f"wrote {out} ({len(data) / 1e3:.0f} kB): inputs {', '.join(input_names(model))} -> image "
+          f"(N, {', '.join(map(str, model.config.input_shape))}); ONNX Runtime vs PyTorch max abs difference "
+          f"{max_difference(model, data):.1e}")
+    return 0
+
+
 class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
@@ -205,7 +236,7 @@ def main(argv=None) -> int:
             for name, about in DATASETS.items():
                 print(f"  {name:14} {about}")
             return 0
-        return {"train": _train, "eval": _eval, "sample": _sample}[args.command](args)
+        return {"train": _train, "eval": _eval, "sample": _sample, "export-onnx": _export_onnx}[args.command](args)
     except (UsageError, CheckpointError, DatasetError, ValueError, OSError) as exc:  # OSError: unwritable --out, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -25,33 +25,44 @@ def traversal_grid(z: torch.Tensor, dims, span: float = 3.0, steps: int = 9) -> 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
     """Straight line a -> b in `steps` points, both endpoints included."""
-    t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device).unsqueeze(1)
+    return lerp_at(a, b, torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device))
+
+
+def lerp_at(a: torch.Tensor, b: torch.Tensor, t) -> torch.Tensor:
+    """The points (1 - t) a + t b, one row per value of t."""
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1, 1)
     return (1 - t) * a.reshape(1, -1) + t * b.reshape(1, -1)
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, steps: int, eps: float = 1e-7) -> torch.Tensor:
-    """Spherical interpolation (Shoemake, 1985; White, 2016 for generative models).
+    """Spherical interpolation (Shoemake, 1985; White, 2016 for generative models) in `steps` points.
 
     Rotates the direction a -> b along the great circle while interpolating the norm linearly,
     so the path keeps the norm of typical prior draws instead of cutting through the low-density
     centre the way lerp does. Exact endpoints; falls back to lerp when a and b are (anti)parallel
     or either is zero, where the great circle is undefined.
     """
+    return slerp_at(a, b, torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device), eps)
+
+
+def slerp_at(a: torch.Tensor, b: torch.Tensor, t, eps: float = 1e-7) -> torch.Tensor:
+    """slerp's points at the fractions t (one row each); t = 0 and 1 give a and b exactly.
+    The live pad's scrubber (pages/ui/live_pad) computes the same in JavaScript."""
     a, b = a.reshape(-1), b.reshape(-1)
+    t = torch.as_tensor(t, dtype=a.dtype, device=a.device).reshape(-1, 1)
     na, nb = a.norm(), b.norm()
-    t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device).unsqueeze(1)
     if na < eps or nb < eps:
-        return lerp(a, b, steps)
+        return lerp_at(a, b, t)
     ua, ub = a / na, b / nb
     # The angle as 2 atan2(|ua - ub|, |ua + ub|) (Kahan): exact at 0 and pi, where arccos of a
     # rounded dot product is off by ~3e-4 in float32 and would miss the (anti)parallel fallback.
     omega = 2 * torch.atan2((ua - ub).norm(), (ua + ub).norm())
     if omega.abs() < 1e-4 or (torch.pi - omega).abs() < 1e-4:
-        return lerp(a, b, steps)
+        return lerp_at(a, b, t)
     so = torch.sin(omega)
     direction = (torch.sin((1 - t) * omega) / so) * ua + (torch.sin(t * omega) / so) * ub
     out = direction * ((1 - t) * na + t * nb)
-    out[0], out[-1] = a, b  # exact endpoints, free of rounding
+    out[t[:, 0] <= 0], out[t[:, 0] >= 1] = a, b  # exact endpoints, free of rounding
     return out
 
 

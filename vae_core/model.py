@@ -176,6 +176,10 @@ class VAE(nn.Module):
             return h
         if y is None:
             raise ValueError("a conditional model needs a label y")
+        if torch.is_tensor(y) and y.is_floating_point():  # rows of class weights, e.g. one-hot: used as given
+            if y.shape != (h.shape[0], self.config.num_classes):
+                raise ValueError(f"label weights must have shape ({h.shape[0]}, {self.config.num_classes}), got {tuple(y.shape)}")
+            return torch.cat([h, y.to(h.dtype)], 1)
         y = torch.as_tensor(y, dtype=torch.long, device=h.device)
         if y.dim() == 0:
             y = y.expand(h.shape[0])

@@ -366,6 +366,21 @@ def latent_order(active: Active) -> tuple[list[int], np.ndarray]:
     return [int(i) for i in np.argsort(-kl)], kl
 
 
+@st.cache_resource(max_entries=16, show_spinner="Preparing the decoder for your browser…")
+def _browser_decoder(model_token: str, _model) -> tuple[bytes | None, str]:
+    from vae_core.onnx_decoder import DecoderExportError, decoder_onnx
+
+    try:
+        return decoder_onnx(_model), ""
+    except DecoderExportError as exc:
+        return None, str(exc)
+
+
+def browser_decoder(active: Active) -> tuple[bytes | None, str]:
+    """(the decoder as ONNX for the live pad, "") or (None, why it cannot be had); once per model."""
+    return _browser_decoder(active.token, active.model)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def kl_per_dimension(model_token: str, dataset_name: str, _model) -> np.ndarray:
     from vae_core.metrics import evaluate
