@@ -166,7 +166,8 @@ function toRGBA(data, offset, out) {
 }
 
 // The pad's backdrop: the plane it spans, decoded on a coarse grid, so the student sees where to go.
-const BACKDROP_STEPS = 11;
+const BACKDROP_STEPS = 7; // tiles per side: few enough that an 8 x 8 digit still reads as one
+const BACKDROP_GAP = 1; // pixels between tiles
 
 async function drawPadBackdrop() {
   if (!ui.pad) return;
@@ -177,8 +178,9 @@ async function drawPadBackdrop() {
     for (let col = 0; col < BACKDROP_STEPS; col++) {
       const i = row * BACKDROP_STEPS + col;
       vectors.set(z, i * args.latent_dim);
-      vectors[i * args.latent_dim + dx] = args.range * (2 * col / (BACKDROP_STEPS - 1) - 1);
-      vectors[i * args.latent_dim + dy] = args.range * (1 - 2 * row / (BACKDROP_STEPS - 1));
+      // each tile shows the decode at its centre, where the dot would sit for that value
+      vectors[i * args.latent_dim + dx] = args.range * (2 * (col + 0.5) / BACKDROP_STEPS - 1);
+      vectors[i * args.latent_dim + dy] = args.range * (1 - 2 * (row + 0.5) / BACKDROP_STEPS);
     }
   }
   const out = await run(feeds(vectors, n));
@@ -189,7 +191,8 @@ async function drawPadBackdrop() {
   const plane = height * width;
   for (let i = 0; i < n; i++) {
     toRGBA(out.image.data, i * args.shape[0] * plane, data);
-    cells.putImageData(pixels, (i % BACKDROP_STEPS) * width, Math.floor(i / BACKDROP_STEPS) * height);
+    cells.putImageData(pixels, (i % BACKDROP_STEPS) * (width + BACKDROP_GAP),
+      Math.floor(i / BACKDROP_STEPS) * (height + BACKDROP_GAP));
   }
 }
 
@@ -304,7 +307,11 @@ function buildPad() {
   const dims = args.order;
   ui.axes = [...args.pad_axes];
   const [, height, width] = args.shape;
-  const backdrop = el("canvas", { width: width * BACKDROP_STEPS, height: height * BACKDROP_STEPS, className: "backdrop" });
+  const backdrop = el("canvas", {
+    width: BACKDROP_STEPS * (width + BACKDROP_GAP) - BACKDROP_GAP,
+    height: BACKDROP_STEPS * (height + BACKDROP_GAP) - BACKDROP_GAP,
+    className: "backdrop",
+  });
   const dot = el("div", { className: "dot" });
   const pad = el("div", { className: "pad", ariaLabel: "2-D latent pad", role: "application" }, backdrop, dot);
   const axisSelect = (axis) => {
