@@ -55,3 +55,12 @@ def browser():
         instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield instance
         instance.close()
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    """A real `streamlit run app.py` on 127.0.0.1 for one test module (the shipped checkpoints)."""
+    from streamlit_server import streamlit_server
+
+    with streamlit_server() as url:
+        yield url

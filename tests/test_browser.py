@@ -8,19 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
+from streamlit_server import ARTIFACTS, open_page, wait_until_idle
 
 from pages.ui.navigation import PAGES as NAVIGATION
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 # title -> URL path (the file's stem; the first page is the default, at /)
 PAGES = {title: ("" if i == 0 else Path(script).stem) for i, (script, title) in enumerate(NAVIGATION)}
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    with streamlit_server() as url:
-        yield url
 
 
 def decoded_image_src(page) -> str:

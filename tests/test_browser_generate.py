@@ -13,17 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streamlit_server import ARTIFACTS, streamlit_server, wait_until_idle
+from streamlit_server import ARTIFACTS, wait_until_idle
 from streamlit_server import open_page as open_app_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 EXCEPTION = '[data-testid="stException"]'
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    with streamlit_server() as url:
-        yield url
 
 
 def expect(locator):

@@ -7,19 +7,13 @@ import pytest
 import torch
 
 from apptest_support import ROOT
-from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
+from streamlit_server import ARTIFACTS, open_page, wait_until_idle
 from vae_core.checkpoint import load_checkpoint
 from vae_core.images import to_uint8
 from vae_core.latent import slerp_at
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 FRAME = 'iframe[title="pages.ui.live_pad.live_pad"]'
-
-
-@pytest.fixture(scope="module")
-def app_url():
-    with streamlit_server() as url:
-        yield url
 
 
 def live_pad_frame(page):
