@@ -221,6 +221,21 @@ def test_slerp_is_finite_keeps_endpoints_and_norms(ab, steps):
 
 
 @settings(max_examples=150, deadline=None)
+@given(vectors(), st.lists(st.floats(0, 1, width=32), min_size=1, max_size=8))
+def test_slerp_at_any_t_is_the_path_slerp_samples(ab, ts):
+    """The live pad's scrubber asks for any t: slerp_at must agree with slerp's own points."""
+    a, b = ab
+    at = latent.slerp_at(a, b, ts)
+    assert at.shape == (len(ts), a.numel()) and torch.isfinite(at).all()
+    for row, t in zip(at, ts):
+        if t in (0.0, 1.0):
+            assert torch.equal(row, (a if t == 0 else b).reshape(-1))
+    both = latent.slerp_at(a, b, torch.linspace(0, 1, 5))
+    assert torch.allclose(both, latent.slerp(a, b, 5), rtol=0, atol=_tolerance(a, b))
+    assert torch.allclose(latent.lerp_at(a, b, torch.linspace(0, 1, 5)), latent.lerp(a, b, 5), rtol=0, atol=0)
+
+
+@settings(max_examples=150, deadline=None)
 @given(vectors(count=3), st.floats(-10, 10, width=32))
 def test_arithmetic_is_finite_and_consistent(abc, scale):
     a, b, c = abc
