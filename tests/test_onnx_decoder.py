@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from apptest_support import SHIPPED
+from conftest import tiny_config
 from test_external import SHAPE, user_model  # noqa: F401 (a fixture: a user's own model, two kinds)
-from vae_core import onnx_decoder
+from vae_core import VAE, onnx_decoder
 from vae_core.checkpoint import load_checkpoint
 from vae_core.external import load_external
 from vae_core.onnx_decoder import (TOLERANCE, DecoderExportError, decoder_onnx, export_decoder, max_difference, one_hot,
@@ -43,12 +44,16 @@ def test_every_architecture_exports(tiny_model):
     assert_same_images(tiny_model.eval(), export_decoder(tiny_model), 5)
 
 
-def test_a_conditional_graph_takes_the_label_as_one_hot_rows(tiny_model):
-    if not tiny_model.config.conditional:
-        pytest.skip("plain model")
-    data = export_decoder(tiny_model.eval())
-    z = np.zeros((2, tiny_model.config.latent_dim), np.float32)
-    first, other = run_decoder(data, z, one_hot([0, 1], tiny_model.config.num_classes))
+@pytest.fixture(params=["mlp", "conv"])
+def conditional_model(request):
+    torch.manual_seed(0)
+    return VAE(tiny_config(request.param, num_classes=4)).eval()
+
+
+def test_a_conditional_graph_takes_the_label_as_one_hot_rows(conditional_model):
+    data = export_decoder(conditional_model)
+    z = np.zeros((2, conditional_model.config.latent_dim), np.float32)
+    first, other = run_decoder(data, z, one_hot([0, 1], conditional_model.config.num_classes))
     assert np.abs(first - other).max() > 1e-3, "the label changes the picture"
 
 
@@ -103,12 +108,10 @@ def test_a_graph_of_other_weights_is_caught():
     assert max_difference(plain, export_decoder(other)) > 0.01
 
 
-def test_label_weights_decode_as_integer_labels(tiny_model):
-    if not tiny_model.config.conditional:
-        pytest.skip("plain model")
-    z = torch.randn(4, tiny_model.config.latent_dim)
+def test_label_weights_decode_as_integer_labels(conditional_model):
+    z = torch.randn(4, conditional_model.config.latent_dim)
     labels = torch.tensor([0, 1, 2, 3])
     with torch.inference_mode():
-        assert torch.equal(tiny_model.decode(z, labels), tiny_model.decode(z, torch.eye(4)[labels]))
+        assert torch.equal(conditional_model.decode(z, labels), conditional_model.decode(z, torch.eye(4)[labels]))
     with pytest.raises(ValueError, match="label weights must have shape"):
-        tiny_model.decode(z, torch.eye(3))
+        conditional_model.decode(z, torch.eye(3))
