@@ -17,9 +17,17 @@ conv shapes-vae) and each of --rounds rounds:
           (b) --changes keyboard steps, each timed from keydown to the new picture loaded
           (bench/app_bench.py's slider measurement).
 
+  class   (--classroom N ...) N browser contexts open /traversal with the live pad at once (the default
+          model), as a class would at the start of a lesson: seconds until every pad has drawn its first
+          picture, errors (console errors, page errors, failed requests, HTTP >= 400; Streamlit's
+          base-path probe 404 and requests the browser aborted are not errors, as in classroom.py),
+          server RSS; then each session in turn drags its first slider for a second and releases, and
+          its new vector must reach the server (the page's ?z= share link).
+
 Usage (from the repository root):
     .venv/bin/python bench/live_pad_bench.py                    # 2 models x 2 rounds, 5 s drags (~3 min)
     .venv/bin/python bench/live_pad_bench.py --models digits-vae --rounds 1 --seconds 2
+    .venv/bin/python bench/live_pad_bench.py --models --classroom 10 30   # only the class opening
 Loopback only; the server and browser are always stopped; every wait has a timeout.
 """
 from __future__ import annotations
@@ -37,6 +45,67 @@ from app_bench import bench_slider, fmt, log, machine_block, percentile, table, 
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
 
 FRAME_BUDGET_MS = 1000 / 60
+PAD_FRAME = 'iframe[title="pages.ui.live_pad.live_pad"]'
+
+
+def pad_frame(page, timeout_ms: int = 90_000):
+    """The live pad's frame once its first picture is drawn (or it gave up: livePad.error)."""
+    page.locator(PAD_FRAME).wait_for(timeout=timeout_ms)
+    frame = next(f for f in page.frames if "/component/pages.ui.live_pad.live_pad/" in f.url)
+    frame.wait_for_function("window.livePad && (livePad.ready || livePad.error)", timeout=timeout_ms)
+    if frame.evaluate("livePad.error"):
+        raise RuntimeError(f"live pad: {frame.evaluate('livePad.error')}")
+    return frame
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def class_opens(browser, url: str, pid: int, n: int, model: str = "digits-vae") -> dict:
+    from classroom import classify
+
+    errors: list[str] = []
+
+    def error(kind: str, message: str, target: str = "") -> None:
+        if classify(kind, message, target) is None:
+            errors.append(f"{kind}: {message}")
+
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(n)]
+    try:
+        pages = [c.new_page() for c in contexts]
+        for page in pages:
+            page.on("console", lambda m: m.type == "error" and error("console error", m.text, (m.location or {}).get("url", "")))
+            page.on("pageerror", lambda e: error("page error", str(e)))
+            page.on("requestfailed", lambda r: error("request failed", f"{r.method} {r.url} {r.failure}"))
+            page.on("response", lambda r: r.status >= 400 and error("http error", f"{r.status} {r.url}"))
+        rss_start, t0 = rss_mib(pid), time.perf_counter()
+        for page in pages:  # all at once: the next goto does not wait for the previous page
+            page.goto(f"{url}/traversal?model=file:{model}", wait_until="commit", timeout=60_000)
+        frames, ready_s = [], []
+        for page in pages:
+            frames.append(pad_frame(page, 300_000))
+            ready_s.append(time.perf_counter() - t0)
+        rss_ready = rss_mib(pid)
+        reached = 0
+        for page, frame in zip(pages, frames):
+            wait_idle(page, 120_000)
+            box = frame.locator("input[type=range]").first.bounding_box()
+            sweep(page, box, 1.0, 8)
+            z = frame.evaluate("livePad.reported && livePad.reported.z")
+            try:
+                page.wait_for_function("(z) => location.search.includes('z=' + z)", arg=f"{z[0]:.2f}", timeout=60_000)
+                reached += 1
+            except Exception:  # playwright's TimeoutError: counted below
+                errors.append(f"the released vector never reached the server's share link ({z[0]:.2f})")
+        return {"n": n, "all_ready_s": max(ready_s), "median_ready_s": percentile(ready_s, 50), "errors": errors,
+                "reached": reached, "rss": (rss_start, rss_ready, rss_mib(pid))}
+    finally:
+        for c in contexts:
+            c.close()
 
 
 def open_traversal(browser, url: str, model: str, live: bool):
@@ -71,11 +140,7 @@ def sweep(page, box: dict, seconds: float, move_ms: float) -> int:
 def live_round(browser, url: str, model: str, seconds: float, move_ms: float) -> dict:
     page = open_traversal(browser, url, model, live=True)
     try:
-        page.locator('iframe[title="pages.ui.live_pad.live_pad"]').wait_for(timeout=60_000)
-        frame = next(f for f in page.frames if "/component/pages.ui.live_pad.live_pad/" in f.url)
-        frame.wait_for_function("window.livePad && (livePad.ready || livePad.error)", timeout=90_000)
-        if frame.evaluate("livePad.error"):
-            raise RuntimeError(f"live pad: {frame.evaluate('livePad.error')}")
+        frame = pad_frame(page)
         page.wait_for_timeout(500)
         frame.evaluate("livePad.latencies = []; livePad.frameLatencies = []; livePad.frames = 0; livePad.decodes = 0")
         box = frame.locator("input[type=range]").first.bounding_box()
@@ -115,7 +180,9 @@ def server_drag(browser, url: str, model: str, seconds: float, move_ms: float) -
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["digits-vae", "shapes-vae"])
+    p.add_argument("--models", nargs="*", default=["digits-vae", "shapes-vae"])
+    p.add_argument("--classroom", nargs="*", type=int, default=[], metavar="N",
+                   help="also open the live pad in N browser contexts at once, for each N")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0, help="length of each drag")
     p.add_argument("--move-ms", type=float, default=8.0, help="time between mouse moves while dragging")
@@ -124,7 +191,7 @@ def main(argv=None) -> int:
 
     from playwright.sync_api import sync_playwright
 
-    rows, rows_server = [], []
+    rows, rows_server, rows_class = [], [], []
     with running_streamlit() as server, sync_playwright() as pw:
         url = server.url
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -151,18 +218,31 @@ def main(argv=None) -> int:
                 rows_server.append([model, f"{sum(d['moves'] for d in drags):,}", str(sum(d["during"] for d in drags)),
                                     str(sum(d["after"] for d in drags)), str(len(src)),
                                     f"**{fmt(percentile(src, 50))}**", fmt(percentile(src, 95))])
+            for n in args.classroom:
+                log(f"class of {n}: opening the live pad at once…")
+                c = class_opens(browser, url, server.process.pid, n)
+                rows_class.append([str(n), fmt(c["median_ready_s"]), fmt(c["all_ready_s"]), str(len(c["errors"])),
+                                   f"{c['reached']}/{n}", " / ".join(f"{v:,.0f}" for v in c["rss"])])
+                for e in c["errors"][:5]:
+                    log(f"  error: {e}")
         finally:
             browser.close()
-    text = (f"### Live pad: decode in the browser — `.venv/bin/python bench/live_pad_bench.py "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
-            f"{args.rounds} round(s) per model; each drag {args.seconds:g} s with a mouse move every "
-            f"{args.move_ms:g} ms (headless Chromium).\n\n"
-            + table(["model", "input events", "events/s", "frames/s with a new picture", "event → canvas, median ms",
-                     "p95", "max", f"events drawn within {FRAME_BUDGET_MS:.1f} ms", "event → the frame that paints it, median ms", "p95"], rows)
-            + "\n\nThe server path in the same run (Streamlit's sliders, the picture decoded on the server):\n\n"
-            + table(["model", "mouse moves while dragging", "new pictures while the button was down",
-                     "after release", "keyboard steps", "key → picture loaded, median ms", "p95"], rows_server)
-            + "\n\n" + machine_block())
+    command = f"`.venv/bin/python bench/live_pad_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
+    parts = [f"### Live pad: decode in the browser — {command}"]
+    if rows:
+        parts += [f"{args.rounds} round(s) per model; each drag {args.seconds:g} s with a mouse move every "
+                  f"{args.move_ms:g} ms (headless Chromium).",
+                  table(["model", "input events", "events/s", "frames/s with a new picture", "event → canvas, median ms",
+                         "p95", "max", f"events drawn within {FRAME_BUDGET_MS:.1f} ms",
+                         "event → the frame that paints it, median ms", "p95"], rows),
+                  "The server path in the same run (Streamlit's sliders, the picture decoded on the server):",
+                  table(["model", "mouse moves while dragging", "new pictures while the button was down",
+                         "after release", "keyboard steps", "key → picture loaded, median ms", "p95"], rows_server)]
+    if rows_class:
+        parts += ["A class opening the live pad at once (one Chromium, one context per student, on this machine):",
+                  table(["students", "first picture, median s", "all pads ready s", "errors",
+                         "released vector reached the server", "server RSS MiB (start / all ready / end)"], rows_class)]
+    text = "\n\n".join(parts + [machine_block()])
     print(text)
     return 0
 
