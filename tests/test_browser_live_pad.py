@@ -142,3 +142,20 @@ def test_without_webassembly_the_page_falls_back_to_server_sliders(app_url, brow
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(ARTIFACTS / "live-pad-fallback.png"), full_page=True)
     context.close()
+
+
+def test_picking_another_model_swaps_the_pads_decoder(app_url, browser):
+    page = open_page(browser, f"{app_url}/traversal?model=file:digits-vae", "Traversal")
+    frame = live_pad_frame(page)
+    assert frame.evaluate("document.querySelector('canvas.picture').width") == 8
+    page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name="shapes-vae", exact=True).click()
+    frame.wait_for_function("document.querySelector('canvas.picture')?.width === 32 && livePad.ready", timeout=60_000)
+    wait_until_idle(page)
+    assert frame.evaluate("livePad.error") is None
+    assert frame.evaluate("livePad.reported") is None  # the same frame: its decoder session was replaced
+    drag(page, frame, "input[type=range]", 0.9)
+    reported = wait_for_report(page, frame)
+    assert len(reported["z"]) == 6, "shapes-vae's six latent dimensions"
+    assert np.abs(canvas_pixels(frame).astype(int) - server_pixels("shapes-vae", reported["z"]).astype(int)).max() <= 2
+    page.close()

@@ -64,7 +64,10 @@ async function render(newArgs, theme) {
   const modelChanged = newArgs.model_key !== modelKey;
   args = newArgs;
   if (modelChanged) {
+    const previous = session;
     session = null;
+    await runQueue; // a run still in flight finishes on the model it started with
+    await previous?.release(); // another model picked: free the old one's WebAssembly memory
     modelKey = args.model_key;
     session = await ort.InferenceSession.create(args.model, { executionProviders: ["wasm"] });
     resetToken = null;
