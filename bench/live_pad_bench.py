@@ -28,6 +28,7 @@ Usage (from the repository root):
     .venv/bin/python bench/live_pad_bench.py                    # 2 models x 2 rounds, 5 s drags (~3 min)
     .venv/bin/python bench/live_pad_bench.py --models digits-vae --rounds 1 --seconds 2
     .venv/bin/python bench/live_pad_bench.py --models --classroom 10 30   # only the class opening
+    .venv/bin/python bench/live_pad_bench.py --models --classroom 10 10 10 10 10 --idle 135   # memory over classes
 Loopback only; the server and browser are always stopped; every wait has a timeout.
 """
 from __future__ import annotations
@@ -183,6 +184,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", nargs="*", default=["digits-vae", "shapes-vae"])
     p.add_argument("--classroom", nargs="*", type=int, default=[], metavar="N",
                    help="also open the live pad in N browser contexts at once, for each N")
+    p.add_argument("--idle", type=float, default=0.0, metavar="S",
+                   help="after each class, wait S seconds and read the server's RSS again (Streamlit keeps a "
+                        "closed session for server.disconnectedSessionTTL = 120 s: S > 120 shows what stays)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seconds", type=float, default=5.0, help="length of each drag")
     p.add_argument("--move-ms", type=float, default=8.0, help="time between mouse moves while dragging")
@@ -221,8 +225,10 @@ def main(argv=None) -> int:
             for n in args.classroom:
                 log(f"class of {n}: opening the live pad at once…")
                 c = class_opens(browser, url, server.process.pid, n)
+                time.sleep(args.idle)
                 rows_class.append([str(n), fmt(c["median_ready_s"]), fmt(c["all_ready_s"]), str(len(c["errors"])),
-                                   f"{c['reached']}/{n}", " / ".join(f"{v:,.0f}" for v in c["rss"])])
+                                   f"{c['reached']}/{n}", " / ".join(f"{v:,.0f}" for v in c["rss"]),
+                                   f"{rss_mib(server.process.pid):,.0f}"])
                 for e in c["errors"][:5]:
                     log(f"  error: {e}")
         finally:
@@ -241,7 +247,8 @@ def main(argv=None) -> int:
     if rows_class:
         parts += ["A class opening the live pad at once (one Chromium, one context per student, on this machine):",
                   table(["students", "first picture, median s", "all pads ready s", "errors",
-                         "released vector reached the server", "server RSS MiB (start / all ready / end)"], rows_class)]
+                         "released vector reached the server", "server RSS MiB (start / all ready / end)",
+                         f"RSS MiB after {args.idle:g} s idle"], rows_class)]
     text = "\n\n".join(parts + [machine_block()])
     print(text)
     return 0
