@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from pages.ui import browser_decoder, current_map, frame, map_figure, show_images
-from pages.ui.live_pad import live_pad
+from pages.ui.live_pad import live_pad, unsupported_reason
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
 from vae_core.latent import lerp, lerp_at, prior_log_density, slerp, slerp_at
 from vae_core.projection import place_on_map
@@ -57,17 +57,13 @@ for name, images in decoded.items():
 st.subheader("Scrub along the path")
 path_token = repr((active.token, a.tolist(), b.tolist(), label))
 onnx_model, export_problem = browser_decoder(active)
-if onnx_model is not None and not state.get("live_pad_unsupported"):
+if onnx_model is not None and not unsupported_reason():
     st.caption("Drag t: your browser decodes every point on the way, lerp or slerp.")
-    value = live_pad(onnx_model, active.token, cfg, a.tolist(), label=label, sections=(),
-                     scrubber={"a": a.tolist(), "b": b.tolist(), "t": 0.5, "mode": "slerp"},
-                     reset_token=path_token, image_px=160, key="interpolation_scrubber")
-    if value and value.get("status") == "unsupported":
-        state.live_pad_unsupported = value.get("reason") or "unknown reason"
-        st.rerun()
-    if value and value.get("id") != state.get("scrubber_applied") and len(value.get("z", [])) == cfg.latent_dim:
-        state.scrubber_applied = value["id"]
-        state.scrubbed = (path_token, value["z"], value["t"], value["mode"])
+    report = live_pad(onnx_model, active.token, cfg, a.tolist(), label=label, sections=(),
+                      scrubber={"a": a.tolist(), "b": b.tolist(), "t": 0.5, "mode": "slerp"},
+                      reset_token=path_token, image_px=160, key="interpolation_scrubber")
+    if report:
+        state.scrubbed = (path_token, report["z"], report["t"], report["mode"])
 else:
     st.caption(f"Decoded on the server: {export_problem or 'this browser cannot run the live pad'}.")
 

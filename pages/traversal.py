@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from pages.ui import browser_decoder, current_map, frame, latent_order, map_figure, persistent, show_images, store
-from pages.ui.live_pad import live_pad
+from pages.ui.live_pad import live_pad, unsupported_reason
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
@@ -38,28 +38,30 @@ if cfg.conditional:
     default = int(y_test[state.sample]) if base_kind == "sample" else 0
     label = c3.selectbox("Class", range(cfg.num_classes), index=default, format_func=lambda i: active.label_names[i])
 
+
+def current_z() -> list[float]:
+    """The vector the sliders hold (the server-side sliders' own state, which the live pad also sets)."""
+    return [float(state[f"slider_z{d}"]) for d in range(cfg.latent_dim)]
+
+
 # New base, model or start point: the sliders jump to it. Otherwise they keep the student's moves.
 signature = (active.token, base_kind, state.sample if base_kind == "sample" else state.seed)
 if state.get("traversal_signature") != signature:
     state.traversal_signature = signature
     for d in range(cfg.latent_dim):
         state[f"slider_z{d}"] = round(float(base[d]), 2)
-    state.current_z = [state[f"slider_z{d}"] for d in range(cfg.latent_dim)]
+    state.current_z = current_z()
 else:
     saved = state.get("current_z") or []
     for d in range(cfg.latent_dim):
         if f"slider_z{d}" not in state:  # back from another page: restore where the student left them
             state[f"slider_z{d}"] = saved[d] if len(saved) == cfg.latent_dim else round(float(base[d]), 2)
     if len(saved) != cfg.latent_dim:
-        state.current_z = [state[f"slider_z{d}"] for d in range(cfg.latent_dim)]
+        state.current_z = current_z()
 
 show_map = current_map(active) is not None
 if not show_map and cfg.latent_dim > 3:
     st.caption("Compute a map on the Latent map page to see the current point on it here.")
-
-
-def current_z() -> list[float]:
-    return [float(state[f"slider_z{d}"]) for d in range(cfg.latent_dim)]
 
 
 def follow(z: list[float]) -> None:
@@ -99,16 +101,12 @@ def live_panel(onnx_model: bytes):
     """The live pad: the browser decodes on every input event; Python hears the vector on release."""
     sections = ("sliders", "pad") if cfg.latent_dim >= 2 else ("sliders",)
     axes = (0, 1) if cfg.latent_dim == 2 else None  # a 2-D latent is its own map: the pad lies as the map does
-    value = live_pad(onnx_model, active.token, cfg, state.current_z, order=order, kl=kl, dead=sorted(dead), label=label,
-                     sections=sections, pad_axes=axes, reset_token=repr(signature), key="traversal_live_pad")
-    if value and value.get("status") == "unsupported":
-        state.live_pad_unsupported = value.get("reason") or "unknown reason"
-        st.rerun()  # the whole page: it falls back to the server-side sliders
-    if value and value.get("id") != state.get("live_pad_applied") and len(value.get("z", [])) == cfg.latent_dim:
-        state.live_pad_applied = value["id"]
-        for d, v in enumerate(value["z"]):
+    report = live_pad(onnx_model, active.token, cfg, state.current_z, order=order, kl=kl, dead=sorted(dead),
+                      label=label, sections=sections, pad_axes=axes, reset_token=repr(signature), key="traversal_live_pad")
+    if report:
+        for d, v in enumerate(report["z"]):
             state[f"slider_z{d}"] = round(float(v), 2)
-        state.current_z = [float(v) for v in value["z"]]
+        state.current_z = [float(v) for v in report["z"]]
     follow(state.current_z)
     show_on_map(state.current_z, height=320)
 
@@ -117,8 +115,8 @@ onnx_model, export_problem = browser_decoder(active)
 if onnx_model is None:
     st.caption(f"The sliders run on the server: {export_problem}.")
     slider_panel()
-elif state.get("live_pad_unsupported"):
-    st.info(f"This browser cannot run the live pad ({state.live_pad_unsupported}), so the sliders run on the "
+elif unsupported_reason():
+    st.info(f"This browser cannot run the live pad ({unsupported_reason()}), so the sliders run on the "
             "server: each move is sent there and the picture comes back.")
     slider_panel()
 elif st.toggle("Decode in this browser", key=persistent("live_pad_on", True), on_change=store, args=("live_pad_on",),

@@ -347,7 +347,9 @@ def frame(needs_model: bool = True) -> Active | None:
 
 
 # -- pictures ---------------------------------------------------------------------------------
-INLINE_PICTURE_BYTES = 256 * 1024
+INLINE_PICTURE_BYTES = 256 * 1024  # every picture the app draws is far smaller; bigger ones go to the media store
+
+
 def show_images(images: torch.Tensor, ncols: int | None = None, caption: str | None = None, height: int = 96,
                 width: str | int = "content") -> bytes:
     """Show a (N, C, H, W) batch as one crisp grid; returns the PNG so pages can offer it for download."""

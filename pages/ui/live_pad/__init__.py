@@ -16,10 +16,22 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import streamlit as st
 import streamlit.components.v1 as components
 
 BUILD = Path(__file__).parent / "frontend" / "build"
 _component = components.declare_component("live_pad", path=str(BUILD))
+UNSUPPORTED = "live_pad_unsupported"  # session_state: why this browser cannot run the pad
+
+
+def unsupported_reason() -> str | None:
+    """Why this session's browser cannot run the pad (it said so once), or None."""
+    return st.session_state.get(UNSUPPORTED)
+
+
+def _opaque(text: str) -> str:
+    """A short name for text the browser needs to compare but not read (server paths, tokens)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, order: Sequence[int] = (),
@@ -27,14 +39,28 @@ def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, o
              sections: Sequence[str] = ("sliders", "pad"), pad_axes: Sequence[int] | None = None,
              scrubber: dict | None = None, reset_token: str = "", value_range: float = 4.0,
              image_px: int = 220, key: str) -> dict | None:
-    """Draw the pad. `reset_token`: when it changes, the controls jump to `z`; otherwise they keep
-    the student's moves across reruns. `scrubber`: {"a": [...], "b": [...], "t", "mode"} endpoints."""
+    """Draw the pad; return the student's latest report the first time Python sees it, else None.
+
+    `reset_token`: when it changes, the controls jump to `z`; otherwise they keep the student's moves
+    across reruns. `scrubber`: {"a": [...], "b": [...], "t", "mode"} endpoints. A browser that
+    cannot run the pad is remembered for the session (unsupported_reason()) and the app reruns, so
+    the page draws its server-side fallback instead."""
     order = [int(d) for d in order] or list(range(config.latent_dim))
     kl = list(kl) or [0.0] * config.latent_dim
-    return _component(
-        model=onnx_model, model_key=hashlib.sha256(model_key.encode()).hexdigest()[:16], latent_dim=config.latent_dim, shape=list(config.input_shape),
-        num_classes=config.num_classes, label=0 if label is None else int(label),
+    value = _component(
+        model=onnx_model, model_key=_opaque(model_key), latent_dim=config.latent_dim,
+        shape=list(config.input_shape), num_classes=config.num_classes, label=0 if label is None else int(label),
         z=[float(v) for v in z], order=order, kl=[float(v) for v in kl], dead=[int(d) for d in dead],
         sections=list(sections), pad_axes=list(pad_axes or (order + order)[:2]), scrubber=scrubber,
-        reset_token=hashlib.sha256(reset_token.encode()).hexdigest()[:16], range=value_range, image_px=image_px, key=key, default=None,
+        reset_token=_opaque(reset_token), range=value_range, image_px=image_px, key=key, default=None,
     )
+    if value and value.get("status") == "unsupported":
+        st.session_state[UNSUPPORTED] = value.get("reason") or "unknown reason"
+        st.rerun()
+    # The component keeps answering its last report on every rerun: hand each one over once, so a
+    # new start point chosen since is not overwritten by an old gesture.
+    applied = f"_{key}_applied"
+    if not value or value.get("id") == st.session_state.get(applied) or len(value.get("z", [])) != config.latent_dim:
+        return None
+    st.session_state[applied] = value["id"]
+    return value

@@ -76,10 +76,8 @@ async function render(newArgs, theme) {
     resetToken = args.reset_token;
     z = Float32Array.from(args.z);
     if (args.scrubber) scrub = { t: args.scrubber.t, mode: args.scrubber.mode };
-    build();
-  } else {
-    build(); // labels, endpoints or sections may have changed; the student's z stays
-  }
+  } // otherwise the student's z stays; the label, endpoints or sections may still have changed
+  build();
   await request();
   await drawPadBackdrop();
   stats.ready = true;
