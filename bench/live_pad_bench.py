@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from app_bench import bench_slider, fmt, log, machine_block, percentile, table, wait_idle  # noqa: E402
+from classroom import classify, rss_mib  # noqa: E402
 from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
 
 FRAME_BUDGET_MS = 1000 / 60
@@ -59,15 +60,7 @@ def pad_frame(page, timeout_ms: int = 90_000):
     return frame
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def class_opens(browser, url: str, pid: int, n: int, model: str = "digits-vae") -> dict:
-    from classroom import classify
 
     errors: list[str] = []
 
