@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,3 +66,26 @@ def app_url():
 
     with streamlit_server() as url:
         yield url
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """The IDX format: magic (0x0000, type 0x08 = uint8, number of dims), big-endian int32 dims, bytes."""
+    path.write_bytes(struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + array.astype(np.uint8).tobytes())
+
+
+def write_mnist_like(root: Path, folder: str, n_train=20, n_test=10, seed=0, images=None):
+    """torchvision's MNIST layout under root/folder/raw: random digits-sized images, or the given
+    (n, 28, 28) uint8 ones cycled over both splits. Returns {"train"|"t10k": (images, labels)}."""
+    rng = np.random.default_rng(seed)
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    written = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        split = (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8) if images is None
+                 else images[np.arange(n) % len(images)])
+        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", split)
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+        written[prefix] = (split, labels)
+    return written

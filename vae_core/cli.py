@@ -10,6 +10,7 @@ examples:
   python -m vae_core train --dataset digits --latent-dim 8 --epochs 50 --out checkpoints/x.safetensors
   python -m vae_core train --dataset digits --conditional --out checkpoints/digits-cvae.safetensors
   python -m vae_core train --dataset shapes --arch conv --beta 4 --out checkpoints/shapes-betavae.safetensors
+  python -m vae_core train --dataset shapes --arch conv --objective beta-tcvae --beta 6 --out my-tcvae.safetensors
   torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
   python -m vae_core eval checkpoints/digits-vae.safetensors --iwae-k 100
   python -m vae_core sample checkpoints/digits-vae.safetensors --n 64 --out grid.png
@@ -38,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                        description="Train a (beta-, conditional) VAE. The checkpoint is written atomically after\n"
                                    "every epoch, so an interrupted or diverging run keeps its last good epoch.",
                        epilog=_examples("train"), formatter_class=_HelpFormatter)
-    t.add_argument("--dataset", default="digits", help="digits | shapes | mnist | fashion-mnist | kmnist | "
+    t.add_argument("--dataset", default="digits", help="mnist-5k | digits | shapes | mnist | fashion-mnist | kmnist | "
                    "cifar10 | folder:PATH | npz:PATH (see `datasets`)")
     t.add_argument("--data-root", help="where torchvision datasets live (default: $LATENT_EXPLORER_DATA "
                    "or ~/.cache/latent-explorer/data)")
@@ -49,10 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="encoder/decoder body")
     t.add_argument("--hidden", type=int, nargs="+", help="hidden widths (mlp) or channels per conv layer "
                    "(default: 256 128 for mlp, 32 64 for conv)")
+    t.add_argument("--dense", type=int, nargs="+", default=[], help="dense layers between the body and z "
+                   "(Burgess et al. 2018 for 64x64: --arch conv --hidden 32 32 64 64 --dense 256)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="p(x|z)")
     t.add_argument("--obs-sigma", type=float, default=0.1, help="std of the gaussian likelihood (smaller: sharper, "
                    "more information in z)")
-    t.add_argument("--beta", type=float, default=1.0, help="KL weight; > 1 trades reconstruction for disentanglement")
+    t.add_argument("--beta", type=float, default=1.0, help="KL weight (vae) or total-correlation weight "
+                   "(beta-tcvae); > 1 trades reconstruction for disentanglement")
+    t.add_argument("--objective", choices=["vae", "beta-tcvae"], default="vae",
+                   help="vae: recon + beta KL; beta-tcvae: recon + KL + (beta - 1) total correlation (Chen et al. 2018)")
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
     t.add_argument("--epochs", type=int, default=50)
     t.add_argument("--batch-size", type=int, default=128)
@@ -64,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="continue the run saved at --out up to --epochs")
     t.add_argument("--force", action="store_true", help="overwrite an existing --out without --resume")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--no-optimizer-state", action="store_true", help="leave Adam's moments out of the checkpoint "
+                   "(a third of the size; --resume then restarts Adam)")
 
     e = sub.add_parser("eval", help="test-set ELBO, reconstruction, KL, IWAE bound and active units",
                        description="Score a checkpoint on its dataset's test split (nats per image).",
@@ -116,7 +124,8 @@ def _train(args) -> int:
     if args.holdout_class is not None:
         data = data.without_class(args.holdout_class)
     train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               kl_warmup_epochs=args.kl_warmup, device=args.device)
+                               kl_warmup_epochs=args.kl_warmup, device=args.device,
+                               save_optimizer=not args.no_optimizer_state)
     resume = None
     if args.resume and out.exists():
         resume = load_checkpoint(out)
@@ -125,7 +134,8 @@ def _train(args) -> int:
         torch.manual_seed(args.seed)  # the initial weights too: same --seed, same run (and same on every rank)
         hidden = args.hidden or ([256, 128] if args.arch == "mlp" else [32, 64])
         model = VAE(VAEConfig(input_shape=data.image_shape, latent_dim=args.latent_dim, architecture=args.arch,
-                              hidden_sizes=hidden, likelihood=args.likelihood, beta=args.beta, obs_sigma=args.obs_sigma,
+                              hidden_sizes=hidden, dense_sizes=args.dense, likelihood=args.likelihood,
+                              beta=args.beta, objective=args.objective, obs_sigma=args.obs_sigma,
                               num_classes=data.num_classes if args.conditional else 0))
 
     class Progress(Callback):

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 ARCHITECTURES = ("mlp", "conv", "external")  # external: a user's own module (external.py)
 LIKELIHOODS = ("bernoulli", "gaussian")
+# vae: recon + beta * KL (beta > 1: Higgins et al., 2017). beta-tcvae: recon + KL + (beta - 1) * TC, the
+# total correlation of the aggregate posterior alone pushed harder (Chen et al., 2018).
+OBJECTIVES = ("vae", "beta-tcvae")
 
 
 @dataclass
@@ -16,14 +19,19 @@ class VAEConfig:
     architecture: str = "mlp"  # "mlp" | "conv" | "external"
     # MLP: widths of the hidden layers. conv: channels of each stride-2 conv layer.
     hidden_sizes: tuple[int, ...] = (256, 128)
+    # Dense layers between the body and the latent heads (mirrored in the decoder): Burgess et al.
+    # (2018) put 256 units after four stride-2 convs of 32-32-64-64 channels.
+    dense_sizes: tuple[int, ...] = ()
     likelihood: str = "bernoulli"  # p(x|z): "bernoulli" (BCE) or "gaussian" (fixed obs_sigma)
-    beta: float = 1.0  # weight of the KL term; beta > 1 is a beta-VAE (Higgins et al., 2017)
+    beta: float = 1.0  # weight of the KL term (vae) or of the total correlation (beta-tcvae)
+    objective: str = "vae"  # see OBJECTIVES
     num_classes: int = 0  # > 0 makes a conditional VAE: q(z|x,y), p(x|z,y)
     obs_sigma: float = 0.1  # std of the Gaussian likelihood; unused for Bernoulli
 
     def __post_init__(self):
         self.input_shape = tuple(int(s) for s in self.input_shape)
         self.hidden_sizes = tuple(int(h) for h in self.hidden_sizes)
+        self.dense_sizes = tuple(int(h) for h in self.dense_sizes)
         problems = []
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
             problems.append(f"input_shape must be (channels, height, width), got {self.input_shape}")
@@ -33,6 +41,10 @@ class VAEConfig:
             problems.append(f"architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
         if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             problems.append(f"hidden_sizes must be positive integers, got {self.hidden_sizes}")
+        if self.dense_sizes and min(self.dense_sizes) < 1:
+            problems.append(f"dense_sizes must be positive integers, got {self.dense_sizes}")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.likelihood not in LIKELIHOODS:
             problems.append(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not 0 <= float(self.beta) < math.inf:
@@ -71,6 +83,7 @@ class TrainConfig:
     kl_warmup_epochs: int = 0  # KL weight ramps linearly 0 -> beta over these epochs (Bowman et al., 2016)
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu
     grad_clip: float = 0.0  # 0 disables clipping
+    save_optimizer: bool = True  # Adam's moments in the checkpoint, for --resume (they triple its size)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:

