@@ -292,6 +292,19 @@ def test_out_must_be_safetensors(work, capsys):
     assert not (work / "model.pt").exists()
 
 
+def test_datasets_download_puts_mnist_where_training_finds_it(tmp_path, capsys):
+    """Offline here, so the files are already in place (IDX files the test writes): torchvision checks
+    them and fetches nothing; the command reports what training will see."""
+    from conftest import write_mnist_like
+
+    write_mnist_like(tmp_path, "MNIST", n_train=30, n_test=12)
+    result = cli(capsys, "datasets", "--download", "mnist", "--data-root", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"mnist is under {tmp_path}: 30 training and 12 test images" in result.stdout
+    bad = cli(capsys, "datasets", "--download", "imagenet")
+    assert bad.returncode == 2 and "mnist, fashion-mnist, kmnist, cifar10" in bad.stderr
+
+
 def test_unknown_dataset(work, capsys):
     assert_one_line_error(cli(capsys, "train", "--dataset", "imagenet", "--out", work / "u.safetensors"),
                           "imagenet", "digits", "npz:PATH")

@@ -83,6 +83,8 @@ def test_mnist_5k_is_the_packaged_file(mnist_5k):
     y = torch.cat([mnist_5k.y_train, mnist_5k.y_test])
     assert torch.bincount(y).tolist() == [500] * 10
     assert torch.bincount(mnist_5k.y_test).tolist() == [100] * 10, "stratified: 100 of each digit to test on"
+    assert len(set(mnist_5k.y_test[:12].tolist())) >= 5, "the file is sorted by digit; the splits are not"
+    assert len(set(mnist_5k.y_train[:12].tolist())) >= 5
     assert mnist_5k.label_names == [str(i) for i in range(10)]
     # real handwriting: a digit's ink covers about a fifth of the frame, centred as MNIST centres it
     ink = (mnist_5k.x_train > 0.5).float().mean()

