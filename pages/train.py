@@ -14,7 +14,8 @@ import plotly.express as px
 import streamlit as st
 
 from pages.ui import frame, persistent, shared_dataset, store
-from vae_core.catalog import checkpoint_dir, unique_path
+from vae_core.catalog import checkpoint_dir, unique_path, units_note
+from vae_core.config import VAEConfig
 from vae_core.datasets import DatasetError
 from vae_core.jobs import (ARCHITECTURES, DEFAULT_HIDDEN, DIVERGED, DONE, FAILED, MAX_EPOCHS, STOPPED, JobOptions,
                            QueueError, available_datasets, default_name, shared_queue)
@@ -26,13 +27,11 @@ BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 NO_HOLDOUT = -1
 FIELDS = {  # session key -> default: the shipped digits recipe, shortened (a good model in well under a minute)
     "train_dataset": "digits", "train_architecture": "mlp", "train_latent_dim": 8, "train_hidden": "256, 128",
-    "train_beta": 1.0, "train_conditional": False, "train_holdout": NO_HOLDOUT, "train_epochs": 40,
-    "train_lr": 1e-3, "train_batch_size": 32, "train_kl_warmup": 10, "train_likelihood": "gaussian",
-    "train_obs_sigma": 0.2, "train_name": "",
+    "train_beta": 1.0, "train_objective": "vae", "train_conditional": False, "train_holdout": NO_HOLDOUT,
+    "train_epochs": 40, "train_lr": 1e-3, "train_batch_size": 32, "train_kl_warmup": 10,
+    "train_likelihood": "bernoulli", "train_obs_sigma": 0.1, "train_name": "",
 }
-# p(x|z) that suits each dataset: the digits' 17 grey levels want a Gaussian (a Bernoulli collapses
-# more dimensions), the shapes' black-and-white pixels a Bernoulli. Set when the dataset changes.
-LIKELIHOODS = {"digits": ("gaussian", 0.2), "cifar10": ("gaussian", 0.1)}
+OBJECTIVE_LABELS = {"vae": "VAE / β-VAE: β weighs the KL", "beta-tcvae": "β-TCVAE: β weighs the total correlation"}
 
 frame(needs_model=False)  # training needs no model open; the folder may even be empty
 state = st.session_state
@@ -45,10 +44,6 @@ def hidden_text(architecture: str) -> str:
     return ", ".join(map(str, DEFAULT_HIDDEN[architecture]))
 
 
-def suit_likelihood(dataset: str) -> None:
-    state.train_likelihood, state.train_obs_sigma = LIKELIHOODS.get(dataset, ("bernoulli", 0.1))
-
-
 def apply_preset(preset: dict) -> list[str]:
     """Copy a preset's usable entries into the form's state; returns what was set, for the notice."""
     applied = []
@@ -59,7 +54,6 @@ def apply_preset(preset: dict) -> list[str]:
 
     if preset.get("dataset") in datasets:
         put("train_dataset", preset["dataset"], f"dataset {preset['dataset']}")
-        suit_likelihood(preset["dataset"])
     if "conditional" in preset:
         conditional = bool(preset["conditional"])
         put("train_conditional", conditional, "conditional" if conditional else "unconditional")
@@ -92,11 +86,6 @@ if state.train_dataset not in datasets:
     state.train_dataset = "digits"
 
 
-def _dataset_changed():
-    store("train_dataset")
-    suit_likelihood(state.train_dataset)
-
-
 def _architecture_changed():
     store("train_architecture")
     state.train_hidden = hidden_text(state.train_architecture)
@@ -117,7 +106,7 @@ def options_from_state() -> JobOptions:
     holdout = int(state.train_holdout)
     return JobOptions(
         dataset=state.train_dataset, architecture=state.train_architecture, latent_dim=int(state.train_latent_dim),
-        hidden_sizes=parse_hidden(state.train_hidden), beta=float(state.train_beta),
+        hidden_sizes=parse_hidden(state.train_hidden), beta=float(state.train_beta), objective=state.train_objective,
         conditional=bool(state.train_conditional), epochs=int(state.train_epochs), lr=float(state.train_lr),
         batch_size=int(state.train_batch_size), kl_warmup=int(state.train_kl_warmup),
         holdout_class=None if holdout == NO_HOLDOUT else holdout, name=state.train_name.strip(),
@@ -158,9 +147,9 @@ mine = queue.view(state.get("train_job"), state.train_owner)
 busy = mine is not None and mine.active
 
 c1, c2, c3, c4 = st.columns(4)
-c1.selectbox("Dataset", datasets, key=persistent("train_dataset"), on_change=_dataset_changed,
-             help="digits (8×8) and shapes (32×32) are built in; MNIST-style sets appear when their files are "
-                  "on the server")
+c1.selectbox("Dataset", datasets, key=persistent("train_dataset"), on_change=store, args=("train_dataset",),
+             help="mnist-5k (real digits, 28×28), digits (8×8) and shapes (64×64) are built in; MNIST-style sets "
+                  "appear when their files are on the server")
 c2.radio("Architecture", ARCHITECTURES, key=persistent("train_architecture"), on_change=_architecture_changed,
          horizontal=True, format_func={"mlp": "MLP", "conv": "convolutional"}.get)
 c3.number_input("Latent size", 1, 64, key=persistent("train_latent_dim"), on_change=store, args=("train_latent_dim",),
@@ -176,9 +165,14 @@ except DatasetError as exc:
 if state.train_holdout != NO_HOLDOUT and not 0 <= state.train_holdout < len(label_names):
     state.train_holdout = NO_HOLDOUT
 
-c1, c2, c3, c4 = st.columns(4)
-c1.number_input("β (KL weight)", 0.0, 50.0, step=0.5, key=persistent("train_beta"), on_change=store,
-                args=("train_beta",), help="1 is a plain VAE; above 1 a β-VAE: blurrier, often more disentangled")
+c0, c1, c2, c3, c4 = st.columns(5)
+c0.selectbox("Objective", list(OBJECTIVE_LABELS), key=persistent("train_objective"), on_change=store,
+             args=("train_objective",), format_func=OBJECTIVE_LABELS.get,
+             help="β-TCVAE (Chen et al., 2018) splits the KL and presses only on the total correlation between "
+                  "dimensions: disentangles with less blur than a β-VAE of the same β")
+c1.number_input("β", 0.0, 50.0, step=0.5, key=persistent("train_beta"), on_change=store,
+                args=("train_beta",), help="1 is a plain VAE; above 1 a β-VAE (or β-TCVAE): more disentangled, "
+                                           "blurrier")
 c2.checkbox("Conditional (CVAE)", key=persistent("train_conditional"), on_change=store, args=("train_conditional",),
             help="Encoder and decoder also see the label, so you can ask for a class when sampling")
 c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], key=persistent("train_holdout"),
@@ -188,7 +182,8 @@ c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], key=pe
 c4.text_input("Model name", key=persistent("train_name"), on_change=store, args=("train_name",), max_chars=64,
               placeholder=default_name(state.train_dataset, state.train_architecture, int(state.train_latent_dim),
                                        float(state.train_beta), bool(state.train_conditional),
-                                       None if state.train_holdout == NO_HOLDOUT else state.train_holdout))
+                                       None if state.train_holdout == NO_HOLDOUT else state.train_holdout,
+                                       state.train_objective))
 
 c1, c2, c3, c4 = st.columns(4)
 c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, key=persistent("train_epochs"), on_change=store, args=("train_epochs",))
@@ -205,7 +200,8 @@ if state.train_likelihood == "gaussian":
 with st.expander(f"Likelihood p(x|z): {likelihood_label}"):
     l1, l2 = st.columns(2)
     l1.radio("p(x|z)", ["bernoulli", "gaussian"], key=persistent("train_likelihood"), on_change=store,
-             args=("train_likelihood",), horizontal=True, help="Set to suit the dataset when you pick one")
+             args=("train_likelihood",), horizontal=True,
+             help="Bernoulli suits pixels in [0, 1] (as pytorch/examples, pythae and the β-VAE papers use)")
     l2.number_input("σ of the Gaussian", 0.01, 1.0, step=0.05, key=persistent("train_obs_sigma"), on_change=store,
                     args=("train_obs_sigma",), disabled=state.train_likelihood != "gaussian",
                     help="Smaller: sharper reconstructions, more information in z")
@@ -227,16 +223,16 @@ if state.get("train_error"):
 
 CHARTS = (  # (title, training-set column, test-set column)
     ("ELBO (higher is better)", "elbo", "test_elbo"),
-    ("Reconstruction error", "recon", "test_recon"),
+    ("Reconstruction cost −log p(x|z)", "recon", "test_recon"),
     ("KL(q(z|x) ‖ p(z))", "kl", "test_kl"),
 )
 
 
-def curves(history: list[dict]):
+def curves(history: list[dict], units: str):
     """ELBO, reconstruction and KL per epoch, each on its own scale, training and test sets alike."""
     table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
     last = max(int(table["epoch"].max()), 2)
-    st.caption("Per epoch, in nats per image: :blue[training set] and :orange[test set].")
+    st.caption(f"Per epoch, in nats per image: :blue[training set] and :orange[test set]. {units}")
     for column, (title, train, test) in zip(st.columns(len(CHARTS)), CHARTS):
         names = {train: "training", test: "test"}
         shown = table.rename(columns=names)[["epoch", *[n for c, n in names.items() if c in table]]]
@@ -302,7 +298,7 @@ def job_panel():
     elif view.status == FAILED:
         st.error(f"Training failed: {view.error}")
     if view.history:
-        curves(view.history)
+        curves(view.history, units_note(VAEConfig(likelihood=opts.likelihood, obs_sigma=opts.obs_sigma)))
         if view.grid_png:
             st.image(view.grid_png, output_format="PNG",
                      caption=f"After epoch {view.epoch}. Top: test images · then their reconstructions · "

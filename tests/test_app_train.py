@@ -88,7 +88,7 @@ def test_the_page_renders_the_form(checkpoints):
     assert_clean(at)
     assert [t.value for t in at.title] == ["Train"]
     dataset = widget(at, "selectbox", "train_dataset")
-    assert dataset.value == "digits" and {"digits", "shapes"} <= set(dataset.options)
+    assert dataset.value == "digits" and {"mnist-5k", "digits", "shapes"} <= set(dataset.options)
     assert widget(at, "text_input", "train_hidden").value == "256, 128"
     start_button = at.button(key="train_start")
     assert start_button.label == "Start training" and not start_button.disabled
@@ -103,13 +103,28 @@ def test_switching_to_conv_proposes_conv_channels(checkpoints):
     assert widget(at, "text_input", "train_hidden").value == "32, 64"
 
 
-def test_the_likelihood_follows_the_dataset(checkpoints):
+def test_bernoulli_is_the_default_likelihood_for_every_dataset_and_gaussian_stays_a_choice(checkpoints):
     at = start()
-    assert widget(at, "radio", "train_likelihood").value == "gaussian", "digits: 17 grey levels"
-    widget(at, "selectbox", "train_dataset").set_value("shapes").run()
-    assert_clean(at)
-    assert widget(at, "radio", "train_likelihood").value == "bernoulli", "shapes: black and white"
+    for dataset in ("digits", "mnist-5k", "shapes"):
+        widget(at, "selectbox", "train_dataset").set_value(dataset).run()
+        assert_clean(at)
+        assert widget(at, "radio", "train_likelihood").value == "bernoulli", dataset
     assert any("Likelihood p(x|z): bernoulli" in e.label for e in at.expander)
+    widget(at, "radio", "train_likelihood").set_value("gaussian").run()
+    assert_clean(at)
+    assert widget(at, "radio", "train_likelihood").value == "gaussian"
+    assert any("Likelihood p(x|z): gaussian, σ 0.1" in e.label for e in at.expander)
+
+
+def test_the_objective_reaches_the_job_and_the_name(checkpoints):
+    at = start()
+    objective = widget(at, "selectbox", "train_objective")
+    assert objective.value == "vae" and objective.options == ["VAE / β-VAE: β weighs the KL",
+                                                              "β-TCVAE: β weighs the total correlation"]
+    objective.set_value("beta-tcvae").run()
+    widget(at, "number_input", "train_beta").set_value(6.0).run()
+    assert_clean(at)
+    assert any("Will be saved as **digits-tcvae-mlp-z8-b6**" in c.value for c in at.caption)
 
 
 def test_bad_hidden_sizes_disable_start_with_a_message(checkpoints):
@@ -202,7 +217,6 @@ def test_a_preset_prefills_the_form(checkpoints):
     assert widget(at, "number_input", "train_beta").value == 4.0
     assert widget(at, "selectbox", "train_holdout").value == 1
     assert widget(at, "number_input", "train_epochs").value == 7
-    assert widget(at, "radio", "train_likelihood").value == "bernoulli", "suited to the preset's dataset"
     assert any("Prefilled" in i.value and "conditional" in i.value for i in at.info)
     at.switch_page("pages/overview.py").run()
     at.switch_page(PAGE).run()

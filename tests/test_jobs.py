@@ -323,6 +323,7 @@ def test_finished_jobs_are_pruned(make_queue):
     {"lr": math.nan}, {"lr": 0.0}, {"beta": -1.0}, {"beta": math.inf}, {"latent_dim": 1000}, {"batch_size": 0},
     {"holdout_class": -1}, {"kl_warmup": -1}, {"likelihood": "poisson"}, {"latent_dim": 2.5},
     {"epochs": math.inf}, {"latent_dim": math.nan}, {"holdout_class": True}, {"hidden_sizes": ("wide",)},
+    {"objective": "wae"}, {"objective": None},
 ])
 def test_options_are_checked(bad):
     with pytest.raises(ValueError):
@@ -334,6 +335,15 @@ def test_a_class_that_does_not_exist_fails_with_a_message(make_queue, folder):
     view = queue.wait(queue.submit(tiny(holdout_class=12), owner="ann"), TIMEOUT)
     assert view.status == jobs.FAILED and "no class 12" in view.error
     assert files(folder) == {"digits-vae.safetensors"}
+
+
+def test_a_beta_tcvae_job_trains_that_objective(make_queue):
+    queue = make_queue()
+    view = queue.wait(queue.submit(tiny(epochs=1, objective="beta-tcvae", beta=4.0), owner="ann"), TIMEOUT)
+    assert view.status == jobs.DONE, view.error
+    assert view.checkpoint_path.name == "digits-tcvae-mlp-z2-b4.safetensors"
+    config = load_checkpoint(view.checkpoint_path).config
+    assert (config.objective, config.beta) == ("beta-tcvae", 4.0)
 
 
 def test_holdout_class_is_left_out_of_training(make_queue):
@@ -384,11 +394,11 @@ def test_default_thread_count_leaves_a_core_for_serving(monkeypatch):
 
 
 def test_available_datasets_lists_registry_sets_only_when_their_files_are_there(tmp_path):
-    assert jobs.available_datasets(tmp_path) == ["digits", "shapes"]
+    assert jobs.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes"]
     for name in jobs.DATASET_FILES["mnist"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    assert jobs.available_datasets(tmp_path) == ["digits", "shapes", "mnist"]
+    assert jobs.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes", "mnist"]
 
 
 def test_shared_queue_is_one_per_process(monkeypatch):

@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 
 from .catalog import checkpoint_dir, safe_name, unique_path
-from .config import TrainConfig, VAEConfig
+from .config import OBJECTIVES, TrainConfig, VAEConfig
 from .datasets import DATASETS, DatasetError, ImageDataset, default_data_root, load_dataset
 from .images import make_grid, png_bytes, upscale_factor
 from .model import VAE
@@ -64,7 +64,7 @@ FINISHED = (DONE, STOPPED, DIVERGED, FAILED)
 
 ARCHITECTURES = ("mlp", "conv")
 DEFAULT_HIDDEN = {"mlp": (256, 128), "conv": (32, 64)}
-OFFLINE_DATASETS = ("digits", "shapes")
+OFFLINE_DATASETS = ("mnist-5k", "digits", "shapes")
 MAX_EPOCHS = 500
 MAX_LATENT = 64
 MAX_LAYERS = 4
@@ -97,9 +97,9 @@ def available_datasets(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def default_name(dataset: str, architecture: str, latent_dim: int, beta: float, conditional: bool,
-                 holdout_class: int | None) -> str:
-    parts = [dataset, "cvae" if conditional else ("betavae" if beta != 1 else "vae"), architecture,
-             f"z{latent_dim}"]
+                 holdout_class: int | None, objective: str = "vae") -> str:
+    kind = "tcvae" if objective == "beta-tcvae" else ("betavae" if beta != 1 else "vae")
+    parts = [dataset, "cvae" if conditional else kind, architecture, f"z{latent_dim}"]
     if beta != 1:
         parts.append(f"b{beta:g}")
     if holdout_class is not None:
@@ -115,6 +115,7 @@ class JobOptions:
     latent_dim: int = 8
     hidden_sizes: tuple[int, ...] | None = None  # None: DEFAULT_HIDDEN[architecture]
     beta: float = 1.0
+    objective: str = "vae"  # "vae" (beta weighs the KL) or "beta-tcvae" (beta weighs the total correlation)
     conditional: bool = False
     epochs: int = 20
     lr: float = 1e-3
@@ -164,6 +165,8 @@ class JobOptions:
             if isinstance(self.holdout_class, bool) or not isinstance(self.holdout_class, int) \
                     or self.holdout_class < 0:
                 problems.append(f"holdout_class must be a class index >= 0 or None, got {self.holdout_class!r}")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             problems.append(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         fix("conditional", bool(self.conditional))
@@ -175,7 +178,8 @@ class JobOptions:
     def model_name(self) -> str:
         """The sanitised name the checkpoint gets (before a -2, -3 … that avoids existing files)."""
         return safe_name(self.name) if self.name.strip() else default_name(
-            self.dataset, self.architecture, self.latent_dim, self.beta, self.conditional, self.holdout_class)
+            self.dataset, self.architecture, self.latent_dim, self.beta, self.conditional, self.holdout_class,
+            self.objective)
 
 
 @dataclass(frozen=True)
@@ -520,6 +524,7 @@ class JobQueue:
         config = VAEConfig(input_shape=data.image_shape, latent_dim=opts.latent_dim,
                            architecture=opts.architecture, hidden_sizes=opts.hidden_sizes,
                            likelihood=opts.likelihood, obs_sigma=opts.obs_sigma, beta=opts.beta,
+                           objective=opts.objective,
                            num_classes=data.num_classes if opts.conditional else 0)
         with _seed_lock:  # torch's global RNG: the same seed gives the same initial weights
             torch.manual_seed(opts.seed)
