@@ -6,6 +6,7 @@ import torch
 
 from pages.ui import current_map, frame, persistent, shared_dataset, show_images, store
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
+from vae_core.catalog import units_note
 from vae_core.images import ImageError, load_image
 
 active = frame()
@@ -14,7 +15,8 @@ state = st.session_state
 st.title("Anomalies")
 st.caption("A VAE scores an image by how well it can explain it: the negative ELBO (reconstruction cost plus "
            "the KL of its code) or simply how far its reconstruction is from it. Images unlike the training "
-           "data score high. Scores use the posterior mean μ (no sampling), so they are the same on every run.")
+           "data score high. Scores use the posterior mean μ (no sampling), so they are the same on every run. "
+           + units_note(cfg))
 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring every image…")
@@ -131,7 +133,7 @@ if held_out is not None:
         column.metric(f"ROC AUC · {title}", f"{holdout_auc(scores[score], y_test, held_out):.3f}")
 elif active.ckpt.dataset.get("name"):
     st.caption("Train a model with a class left out (`python -m vae_core train … --holdout-class 3`, shipped as "
-               "digits-vae-no3) to see how well these scores find a class the model never saw.")
+               "mnist-vae-no3) to see how well these scores find a class the model never saw.")
 
 st.subheader("The most anomalous test images")
 k = st.slider("How many", 4, 24, 8, 4, key="anomaly_top_k")

@@ -6,7 +6,7 @@ import streamlit as st
 import torch
 
 from pages.ui import latent_order, persistent, frame, show_images, store
-from vae_core.catalog import model_card
+from vae_core.catalog import model_card, units_note
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 
 active = frame()
@@ -15,10 +15,11 @@ st.title("Overview")
 st.caption(f"{active.ckpt.path.name if active.ckpt.path else active.key} — what this VAE has learned at a glance.")
 
 card = model_card(active.ckpt)
-headline = ("dataset", "architecture", "latent size", "β", "test ELBO")
+headline = ("dataset", "architecture", "latent size", "objective", "test ELBO")
 for col, name in zip(st.columns(len(headline)), headline):
     col.metric(name, card[name])
 st.caption(" · ".join(f"{k}: **{v}**" for k, v in card.items() if k not in headline))
+st.caption(units_note(cfg))
 
 left, right = st.columns(2)
 with left:
@@ -49,7 +50,9 @@ with left:
     history = active.ckpt.history
     if history:
         table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
-        curves = [c for c in ("elbo", "test_elbo", "recon", "kl") if c in table]
+        names = {"elbo": "ELBO", "test_elbo": "test ELBO", "recon": "reconstruction −log p(x|z)", "kl": "KL"}
+        table = table.rename(columns=names)
+        curves = [n for n in names.values() if n in table]
         figure = px.line(table, x="epoch", y=curves, labels={"value": "nats per image", "variable": ""})
         figure.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
         st.plotly_chart(figure, width="stretch")

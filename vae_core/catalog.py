@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint, CheckpointError, load_state_dict_pt, parse_checkpoint
 
-DEFAULT_MODEL = "digits-vae"
+DEFAULT_MODEL = "mnist-vae"
 
 
 def checkpoint_dir() -> Path:
@@ -43,6 +43,23 @@ def unique_path(name: str, folder: Path | None = None) -> Path:
     return path
 
 
+def objective_label(config) -> str:
+    """What the model was trained to do, in the words of the papers: VAE, β-VAE or β-TCVAE, with β."""
+    if config.objective == "beta-tcvae":
+        return f"β-TCVAE (β = {config.beta:g})"
+    return "VAE" if config.beta == 1 else f"β-VAE (β = {config.beta:g})"
+
+
+def units_note(config) -> str:
+    """One line on what the ELBO's numbers mean under this model's p(x|z), for every page that shows them."""
+    if config.likelihood == "gaussian":
+        return (f"Gaussian p(x|z), σ = {config.obs_sigma:g}: the ELBO is a log-*density* in nats per image and can be "
+                "positive; the reconstruction term is a squared error over 2σ² plus a constant, and can fall below "
+                "zero. Compare these numbers only between models with the same σ.")
+    return ("Bernoulli p(x|z): the ELBO is a log-probability in nats per image, always ≤ 0 (closer to 0 is "
+            "better); the reconstruction term is the cross-entropy of the pixels, a positive number of nats.")
+
+
 def model_card(ckpt: Checkpoint) -> dict:
     """What a person needs to know about a model at a glance."""
     cfg = ckpt.config
@@ -51,6 +68,7 @@ def model_card(ckpt: Checkpoint) -> dict:
         "architecture": cfg.architecture,
         "latent size": cfg.latent_dim,
         "β": cfg.beta,
+        "objective": objective_label(cfg),
         "conditional": f"yes ({cfg.num_classes} classes)" if cfg.conditional else "no",
         "likelihood": cfg.likelihood,
         "input": "×".join(map(str, cfg.input_shape)),
