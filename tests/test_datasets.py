@@ -205,7 +205,7 @@ def test_a_rendered_square_is_square(shapes):
     """Unrotated, scale 1: the square's ink box is as wide as it is tall and filled, the ellipse's is not."""
     x = torch.cat([shapes.x_train, shapes.x_test])[:, 0]
     f = torch.cat([shapes.factors_train, shapes.factors_test])
-    for shape, fill in ((0, (0.9, 1.0)), (1, (0.7, 0.85))):
+    for shape, fill in ((0, (0.95, 1.0)), (1, (0.7, 0.85))):
         pick = (f[:, 0] == shape) & (f[:, 1] == 1.0) & (f[:, 2] == 0) & (f[:, 3] == 0.4) & (f[:, 4] == 0.6)
         image = x[pick][0] > 0.5
         rows, cols = image.any(1).nonzero().flatten(), image.any(0).nonzero().flatten()

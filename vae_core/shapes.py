@@ -2,12 +2,8 @@
 
 Every combination of the factors is rendered once (3 x 6 x 16 x 16 x 16 = 73,728 images), so the
 set is the same on every machine and its ground-truth factors are known exactly: what
-disentanglement metrics need. As in dSprites, the shapes are small (at most ~11 of 64 pixels
-across) and move over most of the frame (centres 45 pixels apart at the extremes), so position
-carries as much of the pixels' variance as shape, scale and rotation do.
-Each (shape, scale, rotation) is drawn once at 64x64 as an anti-aliased sprite and then moved by
-whole pixels (3 per position step), so the 73,728 images cost 288 renders and some copying; the
-32x32 set is the 64x64 one averaged over 2x2 blocks (its steps are 1.5 pixels).
+disentanglement metrics need. Each (shape, scale, rotation) is drawn once as an anti-aliased sprite
+and then moved by whole pixels, so the 73,728 images cost 288 renders and some copying (~1 s at 64 px).
 """
 from __future__ import annotations
 
@@ -17,12 +13,11 @@ import numpy as np
 
 SHAPE_NAMES = ("square", "ellipse", "heart")
 FACTOR_NAMES = ("shape", "scale", "rotation", "x", "y")
-SIZES = (32, 64)
+SIZES = (32, 64)  # positions move by size / 32 pixels, so the sprite's moves are whole pixels
 SCALES, ROTATIONS, POSITIONS = 6, 16, 16
-RENDER_SIZE, STEP = 64, 3  # rendered at 64x64; one position step moves the sprite 3 pixels
-# A scale-1 shape reaches RADIUS of the frame from its centre (a rotated square's corner 1.13 RADIUS
-# = 8 pixels at 64), so centres spread over 15 steps (45 pixels) keep every shape off the border.
-RADIUS = 0.11
+# A scale-1 shape spans radius = 0.2 of the frame from its centre (a rotated square reaches 0.23), so
+# centres spread over 15/32 = 0.47 of the frame keep every shape inside it.
+RADIUS = 0.2
 
 
 def _inside(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -43,18 +38,20 @@ def factor_values() -> tuple[np.ndarray, ...]:
             np.linspace(0, 1, POSITIONS))
 
 
-def _sprites(supersample: int) -> np.ndarray:
-    """(shapes, scales, rotations, 64, 64) uint8 in 0..255: each sprite at the first (bottom-left) position."""
+def _sprites(size: int, supersample: int) -> np.ndarray:
+    """(shapes, scales, rotations, size, size) uint8 in 0..255: each sprite at the top-left position."""
     shapes, scales, rotations, _, _ = factor_values()
-    size, fine = RENDER_SIZE, RENDER_SIZE * supersample
+    step = size // 32
+    fine = size * supersample
     coords = (np.arange(fine) + 0.5) / fine  # pixel centres in [0, 1]
     px, py = np.meshgrid(coords, coords[::-1], indexing="xy")  # py grows upward
-    # Centre of the first position: the frame's centre less 7.5 steps, in x and in y (from the bottom).
-    origin = 0.5 - (POSITIONS - 1) / 2 * STEP / size
+    # Centre of the first position: the frame's centre less 7.5 moves; position k adds k moves.
+    origin_x = 0.5 - (POSITIONS - 1) / 2 * step / size
+    origin_y = 0.5 - (POSITIONS - 1) / 2 * step / size  # from the bottom, since py grows upward
     out = np.empty((len(shapes), len(scales), len(rotations), size, size), dtype=np.uint8)
     for s in range(len(shapes)):
         for i, scale in enumerate(scales):
-            dx, dy = (px - origin) / (RADIUS * scale), (py - origin) / (RADIUS * scale)
+            dx, dy = (px - origin_x) / (RADIUS * scale), (py - origin_y) / (RADIUS * scale)
             for j, angle in enumerate(rotations):
                 cos, sin = np.cos(angle), np.sin(angle)
                 mask = _inside(s, cos * dx + sin * dy, -sin * dx + cos * dy)
@@ -72,20 +69,14 @@ def render_shapes(size: int = 64, supersample: int = 4) -> tuple[np.ndarray, np.
     """
     if size not in SIZES:
         raise ValueError(f"shapes are rendered at {' or '.join(map(str, SIZES))} pixels, not {size}")
-    if size != RENDER_SIZE:
-        images, factors = render_shapes(RENDER_SIZE, supersample)
-        k = RENDER_SIZE // size
-        total = images.reshape(len(images), 1, size, k, size, k).sum((3, 5), dtype=np.uint16)
-        images = ((total + k * k // 2) // (k * k)).astype(np.uint8)  # the block mean, rounded
-        images.flags.writeable = False
-        return images, factors
-    sprites = _sprites(supersample)
+    sprites = _sprites(size, supersample)
+    step = size // 32
     n_s, n_sc, n_r = sprites.shape[:3]
     images = np.zeros((n_s, n_sc, n_r, POSITIONS, POSITIONS, size, size), dtype=np.uint8)
-    reach = (POSITIONS - 1) * STEP
+    reach = (POSITIONS - 1) * step
     for a in range(POSITIONS):  # x: move right by a steps
         for b in range(POSITIONS):  # y: move up by b steps (rows shift towards the top)
-            dx, dy = a * STEP, b * STEP
+            dx, dy = a * step, b * step
             images[:, :, :, a, b, reach - dy: size - dy, dx: size - reach + dx] = \
                 sprites[:, :, :, reach:, : size - reach]
     grids = np.meshgrid(*factor_values(), indexing="ij")
