@@ -9,7 +9,7 @@ PAGES = ["pages/overview.py", "pages/latent_map.py", "pages/traversal.py", "page
 
 
 def test_there_are_shipped_checkpoints():
-    assert {"digits-vae", "digits-vae-2d", "digits-cvae", "shapes-betavae"} <= set(SHIPPED)
+    assert {"mnist-vae", "mnist-vae-2d", "mnist-cvae", "shapes-betavae", "digits-vae"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("model", SHIPPED)
@@ -22,10 +22,12 @@ def test_every_page_renders_with_every_shipped_checkpoint(checkpoints, page, mod
         assert image_urls(at), f"{page} shows decoded images"
 
 
-def test_default_model_is_digits_vae(checkpoints):
+def test_default_model_is_mnist_vae(checkpoints):
     at = start()
-    assert at.sidebar.selectbox(key="_w_model_key").value == "file:digits-vae"
-    assert "digits-vae" in at.caption[0].value
+    assert at.sidebar.selectbox(key="_w_model_key").value == "file:mnist-vae"
+    assert "mnist-vae" in at.caption[0].value
+    assert any("Bernoulli p(x|z): the ELBO is a log-probability" in c.value for c in at.caption), \
+        "the units of the numbers on the page, in one line"
 
 
 def test_traversal_slider_changes_the_decoded_image(checkpoints):
@@ -79,14 +81,14 @@ def test_latent_map_computes_pca_and_selects_a_sample(checkpoints):
 
 
 def test_two_d_latent_is_mapped_without_projection(checkpoints):
-    at = start("pages/latent_map.py", "digits-vae-2d")
+    at = start("pages/latent_map.py", "mnist-vae-2d")
     assert_clean(at)
     assert any("plotted as it is" in i.value for i in at.info)
     assert at.get("plotly_chart")
 
 
 def test_latent_map_kmeans_scores_are_shown(checkpoints):
-    at = start("pages/latent_map.py", "digits-vae-2d")
+    at = start("pages/latent_map.py", "mnist-vae-2d")
     next(b for b in at.button if b.label == "Run k-means").click().run()
     assert_clean(at)
     values = {m.label: float(m.value) for m in at.metric}
@@ -109,9 +111,9 @@ def test_interpolation_prior_endpoints(checkpoints):
 
 
 def test_shared_link_reopens_the_same_view(checkpoints):
-    at = start("pages/traversal.py", model="file:digits-vae-2d", sample=5, seed=3)
+    at = start("pages/traversal.py", model="file:mnist-vae-2d", sample=5, seed=3)
     assert_clean(at)
-    assert at.session_state.model_key == "file:digits-vae-2d"
+    assert at.session_state.model_key == "file:mnist-vae-2d"
     assert at.session_state.sample == 5 and at.session_state.seed == 3
     assert query(at, "sample") == "5"
 
@@ -122,14 +124,14 @@ def test_broken_checkpoint_gives_a_message_and_keeps_the_previous_model(checkpoi
     at.sidebar.selectbox(key="_w_model_key").set_value("file:broken").run()
     assert not at.exception
     assert any("broken" in e.value for e in at.sidebar.error)
-    assert at.session_state.model_key == "file:digits-vae"
+    assert at.session_state.model_key == "file:mnist-vae"
     assert image_urls(at), "the page still shows the previous model's pictures"
 
 
 def test_unknown_model_in_the_url_falls_back_to_the_default(checkpoints):
     at = start(model="file:../../etc/passwd")
     assert_clean(at)
-    assert at.session_state.model_key == "file:digits-vae"
+    assert at.session_state.model_key == "file:mnist-vae"
 
 
 BYOM_SOURCE = '''
@@ -194,7 +196,7 @@ def test_own_model_that_fails_to_load_gives_a_message_and_keeps_the_previous_mod
     next(b for b in at.sidebar.button if b.label == "Open my model").click().run()
     assert not at.exception
     assert any("this file is broken" in e.value for e in at.sidebar.error)
-    assert at.session_state.model_key == "file:digits-vae"
+    assert at.session_state.model_key == "file:mnist-vae"
     assert not any(k.startswith("external:") for k in at.sidebar.selectbox(key="_w_model_key").options)
 
 
@@ -225,3 +227,26 @@ def test_shared_models_are_read_only(checkpoints):
     model = file_checkpoint(str(path), path.stat().st_mtime).model
     assert not model.training
     assert not any(p.requires_grad for p in model.parameters()), "no session can build a graph on it"
+
+
+def test_the_default_model_maps_all_10000_mnist_test_images_from_idx_files(tmp_path, monkeypatch):
+    """After `--download` (here: IDX files the test writes, real digits from mnist-5k cycled to 10,000),
+    the default model encodes torchvision's MNIST test split and the map holds every one of its images."""
+    import json
+
+    from conftest import write_mnist_like
+    from vae_core.datasets import load_dataset
+
+    digits = load_dataset("mnist-5k")
+    real = (torch.cat([digits.x_train, digits.x_test])[:, 0] * 255).round().to(torch.uint8).numpy()
+    write_mnist_like(tmp_path, "MNIST", n_train=100, n_test=10_000, images=real)
+    monkeypatch.setenv("LATENT_EXPLORER_DATA", str(tmp_path))
+    at = start("pages/latent_map.py")
+    dataset_box = at.sidebar.selectbox(key="_w_dataset_for_file:mnist-vae")
+    assert dataset_box.value == "mnist-5k" and "mnist" in dataset_box.options
+    dataset_box.set_value("mnist").run()
+    assert_clean(at)
+    next(b for b in at.button if b.label == "Compute map").click().run()
+    assert_clean(at)
+    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert sum(len(trace.get("x", [])) for trace in figure["data"] if trace.get("mode") != "text") >= 10_000

@@ -103,7 +103,7 @@ def test_shapes_start_from_the_bigger_attribute_and_operands_can_change():
 
 
 def test_arithmetic_on_a_cvae_decodes_the_chosen_class():
-    at = start("pages/arithmetic.py", "digits-cvae")
+    at = start("pages/arithmetic.py", "mnist-cvae")
     label = next(box for box in at.selectbox if box.label == "Decode as class")
     before = image_with(at, "result:")
     label.set_value((label.value + 1) % 10).run()
@@ -133,7 +133,7 @@ def test_conditional_renders_with_every_shipped_checkpoint(model):
 
 
 def test_temperature_seed_and_classes_change_the_grid():
-    at = start("pages/conditional.py", "digits-cvae")
+    at = start("pages/conditional.py", "mnist-cvae")
     grid = lambda: image_with(at, "each column is one z")  # noqa: E731
     seen = [grid()]
     at.slider(key="cond_temperature").set_value(0.3).run()
@@ -149,7 +149,7 @@ def test_temperature_seed_and_classes_change_the_grid():
 
 
 def test_style_transfer_follows_the_chosen_image_and_label():
-    at = start("pages/conditional.py", "digits-cvae")
+    at = start("pages/conditional.py", "mnist-cvae")
     strip = lambda: image_with(at, "the same style across all classes")  # noqa: E731
     first = strip()
     at.number_input(key="_w_sample").set_value(5).run()
@@ -162,7 +162,7 @@ def test_style_transfer_follows_the_chosen_image_and_label():
 
 
 def test_upload_choice_waits_for_a_file():
-    at = start("pages/conditional.py", "digits-cvae")
+    at = start("pages/conditional.py", "mnist-cvae")
     at.radio(key="style_source").set_value("upload").run()
     assert_clean(at)
     assert any("Upload a picture" in i.value for i in at.info)

@@ -36,7 +36,7 @@ def values(data) -> np.ndarray:
     return np.asarray(data)
 
 
-@pytest.mark.parametrize("model", ["digits-vae", "digits-cvae", "shapes-vae"])
+@pytest.mark.parametrize("model", ["digits-vae", "mnist-cvae", "shapes-vae"])
 def test_traversal_hands_the_browser_this_models_decoder_and_z(checkpoints, model):
     at = start("pages/traversal.py", model)
     assert_clean(at)
@@ -55,7 +55,7 @@ def test_traversal_hands_the_browser_this_models_decoder_and_z(checkpoints, mode
 
 
 def test_a_release_in_the_browser_moves_the_page_along(checkpoints):
-    at = start("pages/traversal.py", "digits-vae-2d")
+    at = start("pages/traversal.py", "mnist-vae-2d")
     reported = [1.25, -2.5]
     at.session_state["traversal_live_pad"] = {"status": "ok", "source": "pad", "z": reported, "id": "t-1"}
     at.run()
@@ -97,7 +97,7 @@ def test_a_decoder_that_cannot_be_exported_leaves_the_server_sliders(checkpoints
         raise DecoderExportError("the decoder could not be exported to ONNX (Unsupported: a test)")
 
     monkeypatch.setattr(onnx_decoder, "decoder_onnx", refuse)
-    at = start("pages/traversal.py", "digits-vae-2d")
+    at = start("pages/traversal.py", "mnist-vae-2d")
     assert_clean(at)
     assert not at.get("component_instance")
     assert any("could not be exported to ONNX" in c.value for c in at.caption)
@@ -105,7 +105,7 @@ def test_a_decoder_that_cannot_be_exported_leaves_the_server_sliders(checkpoints
 
 
 def test_interpolation_scrubber_reports_a_point_on_the_path(checkpoints):
-    at = start("pages/interpolation.py", "digits-vae-2d")
+    at = start("pages/interpolation.py", "mnist-vae-2d")
     args, _ = pad_of(at)
     a, b = args["scrubber"]["a"], args["scrubber"]["b"]
     assert args["sections"] == [] and args["scrubber"]["mode"] == "slerp"
@@ -118,7 +118,7 @@ def test_interpolation_scrubber_reports_a_point_on_the_path(checkpoints):
 
 
 def test_interpolation_scrubber_falls_back_to_the_server(checkpoints):
-    at = start("pages/interpolation.py", "digits-vae-2d")
+    at = start("pages/interpolation.py", "mnist-vae-2d")
     at.session_state["interpolation_scrubber"] = {"status": "unsupported", "reason": "no WebAssembly"}
     at.run()
     assert_clean(at)

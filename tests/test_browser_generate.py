@@ -48,7 +48,7 @@ def digit_on_paper() -> bytes:
 
 
 def test_conditional_page_uploads_and_export(app_url, browser, tmp_path):
-    page = open_page(browser, f"{app_url}/conditional?model=file:digits-cvae", "Conditional generation",
+    page = open_page(browser, f"{app_url}/conditional?model=file:mnist-cvae", "Conditional generation",
                      accept_downloads=True)
     image_src(page, "each column is one z")
     image_src(page, "the same style across all classes")
@@ -81,7 +81,7 @@ def test_conditional_page_uploads_and_export(app_url, browser, tmp_path):
     path = tmp_path / "samples.npz"
     download.value.save_as(path)
     with np.load(path, allow_pickle=False) as f:
-        assert f["images"].shape == (1000, 8, 8) and f["labels"].tolist() == np.repeat(np.arange(10), 100).tolist()
+        assert f["images"].shape == (1000, 28, 28) and f["labels"].tolist() == np.repeat(np.arange(10), 100).tolist()
     page.close()
 
 

@@ -56,7 +56,7 @@ def wait_for_report(page, frame) -> dict:
     return frame.evaluate("livePad.reported")
 
 
-@pytest.mark.parametrize("model", ["digits-vae", "shapes-vae", "digits-cvae"])
+@pytest.mark.parametrize("model", ["digits-vae", "shapes-vae", "mnist-cvae"])
 def test_dragging_a_slider_redraws_the_canvas_as_pytorch_would(app_url, browser, model):
     page = open_page(browser, f"{app_url}/traversal?model=file:{model}", "Traversal")
     outside = []
@@ -71,7 +71,7 @@ def test_dragging_a_slider_redraws_the_canvas_as_pytorch_would(app_url, browser,
     assert reported["source"] == "slider"
     assert np.abs(after.astype(int) - before.astype(int)).max() > 20, "the picture changed"
     label = None
-    if model == "digits-cvae":
+    if model == "mnist-cvae":
         label = page.locator('[data-testid="stSelectbox"]', has_text="Class").locator("input").input_value()
         label = int(label)
     expected = server_pixels(model, reported["z"], label)
@@ -85,7 +85,7 @@ def test_dragging_a_slider_redraws_the_canvas_as_pytorch_would(app_url, browser,
 
 
 def test_dragging_on_the_pad_moves_two_dimensions(app_url, browser):
-    page = open_page(browser, f"{app_url}/traversal?model=file:digits-vae-2d", "Traversal")
+    page = open_page(browser, f"{app_url}/traversal?model=file:mnist-vae-2d", "Traversal")
     frame = live_pad_frame(page)
     before = canvas_pixels(frame)
     box = frame.locator(".pad").bounding_box()
@@ -99,12 +99,12 @@ def test_dragging_on_the_pad_moves_two_dimensions(app_url, browser):
         "x is z0 and y is z1 (up is +), as on the map"
     after = canvas_pixels(frame)
     assert np.abs(after.astype(int) - before.astype(int)).max() > 20
-    assert np.abs(after.astype(int) - server_pixels("digits-vae-2d", reported["z"]).astype(int)).max() <= 2
+    assert np.abs(after.astype(int) - server_pixels("mnist-vae-2d", reported["z"]).astype(int)).max() <= 2
     page.screenshot(path=str(ARTIFACTS / "live-pad-2d.png"), full_page=True)
     page.close()
 
 
-@pytest.mark.parametrize("model", ["digits-vae", "digits-vae-2d"])
+@pytest.mark.parametrize("model", ["digits-vae", "mnist-vae-2d"])
 def test_the_scrubber_follows_the_same_slerp_as_python(app_url, browser, model):
     page = open_page(browser, f"{app_url}/interpolation?model=file:{model}", "Interpolation")
     frame = live_pad_frame(page)
@@ -115,7 +115,7 @@ def test_the_scrubber_follows_the_same_slerp_as_python(app_url, browser, model):
     expected = slerp_at(torch.tensor(args["a"]), torch.tensor(args["b"]), reported["t"])[0]
     assert np.abs(np.asarray(reported["z"]) - expected.numpy()).max() < 1e-5
     assert np.abs(canvas_pixels(frame).astype(int) - server_pixels(model, reported["z"]).astype(int)).max() <= 2
-    if model == "digits-vae-2d":  # a 2-D latent is its own map: Python marks the scrubbed point on it
+    if model == "mnist-vae-2d":  # a 2-D latent is its own map: Python marks the scrubbed point on it
         page.get_by_text("scrubbed: slerp").first.wait_for(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / f"live-pad-scrubber-{model}.png"), full_page=True)
     page.close()
@@ -150,12 +150,12 @@ def test_picking_another_model_swaps_the_pads_decoder(app_url, browser):
     assert frame.evaluate("document.querySelector('canvas.picture').width") == 8
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name="shapes-vae", exact=True).click()
-    frame.wait_for_function("document.querySelector('canvas.picture')?.width === 32 && livePad.ready", timeout=60_000)
+    frame.wait_for_function("document.querySelector('canvas.picture')?.width === 64 && livePad.ready", timeout=60_000)
     wait_until_idle(page)
     assert frame.evaluate("livePad.error") is None
     assert frame.evaluate("livePad.reported") is None  # the same frame: its decoder session was replaced
     drag(page, frame, "input[type=range]", 0.9)
     reported = wait_for_report(page, frame)
-    assert len(reported["z"]) == 6, "shapes-vae's six latent dimensions"
+    assert len(reported["z"]) == 10, "shapes-vae's ten latent dimensions"
     assert np.abs(canvas_pixels(frame).astype(int) - server_pixels("shapes-vae", reported["z"]).astype(int)).max() <= 2
     page.close()

@@ -34,6 +34,11 @@ def digits():
 
 
 @pytest.fixture(scope="module")
+def mnist():
+    return load_dataset("mnist-5k")
+
+
+@pytest.fixture(scope="module")
 def shapes():
     return load_dataset("shapes")
 
@@ -44,24 +49,33 @@ def shipped(name: str) -> VAE:
 
 @pytest.fixture(scope="module")
 def cvae():
-    return shipped("digits-cvae")
+    return shipped("mnist-cvae")
+
+
+def _knn_judge(data):
+    """3-nearest-neighbours on the real training digits' pixels: an independent judge of which digit
+    a decoded image shows (98.6% on the 8x8 digits test split, 94% on mnist-5k's)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(3).fit(data.x_train.flatten(1).numpy(), data.y_train.numpy())
+    return lambda images: knn.predict(np.asarray(images, dtype=np.float32).reshape(len(images), -1))
 
 
 @pytest.fixture(scope="module")
 def pixel_classifier(digits):
-    """3-nearest-neighbours on the real training digits' pixels (98% on the test split): an
-    independent judge of which digit a decoded image shows."""
-    from sklearn.neighbors import KNeighborsClassifier
+    return _knn_judge(digits)
 
-    knn = KNeighborsClassifier(3).fit(digits.x_train.flatten(1).numpy(), digits.y_train.numpy())
-    return lambda images: knn.predict(np.asarray(images, dtype=np.float32).reshape(len(images), -1))
+
+@pytest.fixture(scope="module")
+def mnist_classifier(mnist):
+    return _knn_judge(mnist)
 
 
 # -- style transfer --------------------------------------------------------------------------------
-def test_style_transfer_decodes_one_z_with_every_label(cvae, digits):
-    x, y = digits.x_test[:1], int(digits.y_test[0])
+def test_style_transfer_decodes_one_z_with_every_label(cvae, mnist):
+    x, y = mnist.x_test[:1], int(mnist.y_test[0])
     strip = style_transfer(cvae, x, y)
-    assert strip.shape == (10, 1, 8, 8)
+    assert strip.shape == (10, 1, 28, 28)
     with torch.inference_mode():
         z = cvae.embed(x, torch.tensor([y]))  # the encoder reads the label too
         for k in range(10):
@@ -71,17 +85,17 @@ def test_style_transfer_decodes_one_z_with_every_label(cvae, digits):
     assert distances.min() > 0.5, "every class label gives a visibly different image"
 
 
-def test_style_transfer_writes_each_class(cvae, digits, pixel_classifier):
+def test_style_transfer_writes_each_class(cvae, mnist, mnist_classifier):
     """The strip shows the digits 0..9 in that order, not ten copies of the input."""
-    hits = sum((pixel_classifier(style_transfer(cvae, digits.x_test[i], int(digits.y_test[i]))) == np.arange(10)).sum()
+    hits = sum((mnist_classifier(style_transfer(cvae, mnist.x_test[i], int(mnist.y_test[i]))) == np.arange(10)).sum()
                for i in range(10))
     assert hits / 100 >= 0.8
 
 
-def test_an_unlabelled_image_is_read_by_its_best_elbo(cvae, digits):
-    accuracy = np.mean([infer_label(cvae, digits.x_test[i]) == int(digits.y_test[i]) for i in range(150)])
+def test_an_unlabelled_image_is_read_by_its_best_elbo(cvae, mnist):
+    accuracy = np.mean([infer_label(cvae, mnist.x_test[i]) == int(mnist.y_test[i]) for i in range(150)])
     assert accuracy >= 0.9
-    x = digits.x_test[3]
+    x = mnist.x_test[3]
     z, used = style_code(cvae, x)  # no label given: the inferred one is used, and said
     assert used == infer_label(cvae, x)
     assert torch.equal(style_transfer(cvae, x), style_transfer(cvae, x, used))
@@ -92,13 +106,13 @@ def test_style_transfer_needs_a_conditional_model(digits):
         style_transfer(shipped("digits-vae"), digits.x_test[:1])
 
 
-def test_class_grid_rows_are_classes_and_columns_share_z(cvae, pixel_classifier):
+def test_class_grid_rows_are_classes_and_columns_share_z(cvae, mnist_classifier):
     grid = class_grid(cvae, [2, 7], n=5, temperature=0.8, seed=3)
-    assert grid.shape == (10, 1, 8, 8)
+    assert grid.shape == (10, 1, 28, 28)
     assert torch.equal(grid, class_grid(cvae, [2, 7], n=5, temperature=0.8, seed=3)), "same seed, same grid"
     assert not torch.equal(grid, class_grid(cvae, [2, 7], n=5, temperature=0.8, seed=4))
     assert not torch.equal(grid, class_grid(cvae, [2, 7], n=5, temperature=1.5, seed=3))
-    assert (pixel_classifier(grid) == np.repeat([2, 7], 5)).mean() >= 0.8
+    assert (mnist_classifier(grid) == np.repeat([2, 7], 5)).mean() >= 0.8
     # Column j of row "7" is row "2"'s z decoded as a 7: the same as a one-class grid with that seed.
     assert torch.allclose(grid[5:], class_grid(cvae, [7], n=5, temperature=0.8, seed=3), atol=1e-6)
 
@@ -203,26 +217,27 @@ def _load_npz(data: bytes) -> dict:
         return {k: f[k] for k in f.files}
 
 
-def test_npz_export_has_n_samples_per_class_with_their_labels(cvae, digits, pixel_classifier, tmp_path):
-    data = npz_bytes(synthesize(cvae, 7, digits.label_names, temperature=1.0, seed=5))
+def test_npz_export_has_n_samples_per_class_with_their_labels(cvae, mnist, mnist_classifier, tmp_path):
+    data = npz_bytes(synthesize(cvae, 7, mnist.label_names, temperature=1.0, seed=5))
     arrays = _load_npz(data)
-    assert arrays["images"].shape == (70, 8, 8) and arrays["images"].dtype == np.uint8
+    assert arrays["images"].shape == (70, 28, 28) and arrays["images"].dtype == np.uint8
     assert arrays["labels"].dtype == np.int64 and arrays["labels"].tolist() == np.repeat(np.arange(10), 7).tolist()
     assert arrays["label_names"].tolist() == [str(i) for i in range(10)]
     assert arrays["images"].max() > 200, "uint8 0..255, not 0..1"
-    assert (pixel_classifier(arrays["images"] / 255.0) == arrays["labels"]).mean() >= 0.9, "each image shows its label"
-    assert npz_bytes(synthesize(cvae, 7, digits.label_names, temperature=1.0, seed=5)) == data, "same seed, same file"
-    assert not np.array_equal(_load_npz(npz_bytes(synthesize(cvae, 7, digits.label_names, seed=6)))["images"],
+    # the judge reads 94% of real mnist-5k test digits right (98.6% of the 8x8 ones): 80% is near its limit
+    assert (mnist_classifier(arrays["images"] / 255.0) == arrays["labels"]).mean() >= 0.8, "each image shows its label"
+    assert npz_bytes(synthesize(cvae, 7, mnist.label_names, temperature=1.0, seed=5)) == data, "same seed, same file"
+    assert not np.array_equal(_load_npz(npz_bytes(synthesize(cvae, 7, mnist.label_names, seed=6)))["images"],
                               arrays["images"])
     path = tmp_path / "samples.npz"
     path.write_bytes(data)
     again = load_dataset(f"npz:{path}")  # what `--dataset npz:FILE` trains on
-    assert len(again.x_train) + len(again.x_test) == 70 and again.label_names == digits.label_names
+    assert len(again.x_train) + len(again.x_test) == 70 and again.label_names == mnist.label_names
 
 
 def test_unconditional_export_is_n_unlabelled_samples(shapes):
     arrays = _load_npz(npz_bytes(synthesize(shipped("shapes-vae"), 12, shapes.label_names, seed=1)))
-    assert arrays["images"].shape == (12, 32, 32) and arrays["images"].dtype == np.uint8
+    assert arrays["images"].shape == (12, 64, 64) and arrays["images"].dtype == np.uint8
     assert arrays["labels"].tolist() == [UNLABELLED] * 12
     assert arrays["label_names"].tolist() == ["square", "ellipse", "heart"]
 
@@ -238,24 +253,24 @@ def test_colour_models_export_channels_last():
     assert len(names) == 6
 
 
-def test_zip_export_has_one_png_per_sample_in_a_folder_per_class(cvae, digits, tmp_path):
-    data = png_zip_bytes(synthesize(cvae, 3, digits.label_names, seed=2))
+def test_zip_export_has_one_png_per_sample_in_a_folder_per_class(cvae, mnist, tmp_path):
+    data = png_zip_bytes(synthesize(cvae, 3, mnist.label_names, seed=2))
     archive = zipfile.ZipFile(io.BytesIO(data))
     names = archive.namelist()
     assert len(names) == 30 and all(n.endswith(".png") for n in names)
     assert sorted({n.split("/")[0] for n in names}) == [str(i) for i in range(10)]
     for name in names:
         image = Image.open(io.BytesIO(archive.read(name)))
-        assert image.size == (8, 8) and image.mode == "L"
-    expected = synthesize(cvae, 3, digits.label_names, seed=2).images
+        assert image.size == (28, 28) and image.mode == "L"
+    expected = synthesize(cvae, 3, mnist.label_names, seed=2).images
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(archive.read("4/000013.png")))), expected[13])
-    assert png_zip_bytes(synthesize(cvae, 3, digits.label_names, seed=2)) == data, "same seed, same file"
+    assert png_zip_bytes(synthesize(cvae, 3, mnist.label_names, seed=2)) == data, "same seed, same file"
     archive.extractall(tmp_path / "set")
-    assert len(load_dataset(f"folder:{tmp_path / 'set'}", image_size=8).label_names) == 10
+    assert len(load_dataset(f"folder:{tmp_path / 'set'}", image_size=28).label_names) == 10
 
 
 def test_unconditional_zip_goes_to_an_unlabelled_folder():
-    names = zipfile.ZipFile(io.BytesIO(png_zip_bytes(synthesize(shipped("digits-vae-2d"), 4, seed=0)))).namelist()
+    names = zipfile.ZipFile(io.BytesIO(png_zip_bytes(synthesize(shipped("mnist-vae-2d"), 4, seed=0)))).namelist()
     assert names == [f"unlabelled/{i:06d}.png" for i in range(4)]
 
 
@@ -292,13 +307,13 @@ def test_unusable_uploads_give_a_message_not_an_exception(data, message):
     assert tensor is None and message in error
 
 
-def test_a_real_picture_becomes_a_model_input(digits, cvae):
-    """A dark digit on light paper, 64×64 with transparency: inverted, flattened, shrunk to 8×8, and
+def test_a_real_picture_becomes_a_model_input(mnist, cvae):
+    """A dark digit on light paper, 112×112 with transparency: inverted, flattened, shrunk to 28×28, and
     read as the digit it shows."""
-    digit = (digits.x_test[0, 0].numpy() * 255).astype(np.uint8)
-    paper = 255 - np.kron(digit, np.ones((8, 8), dtype=np.uint8))
+    digit = (mnist.x_test[0, 0].numpy() * 255).astype(np.uint8)
+    paper = 255 - np.kron(digit, np.ones((4, 4), dtype=np.uint8))
     rgba = np.dstack([paper] * 3 + [np.full_like(paper, 255)])
-    tensor, error = image_from_upload(_png(rgba, "RGBA"), (1, 8, 8))
-    assert error is None and tensor.shape == (1, 1, 8, 8)
-    assert np.corrcoef(tensor.flatten(), digits.x_test[0].flatten())[0, 1] > 0.95  # shrinking blurs a little
-    assert infer_label(cvae, tensor) == int(digits.y_test[0])
+    tensor, error = image_from_upload(_png(rgba, "RGBA"), (1, 28, 28))
+    assert error is None and tensor.shape == (1, 1, 28, 28)
+    assert np.corrcoef(tensor.flatten(), mnist.x_test[0].flatten())[0, 1] > 0.95  # shrinking blurs a little
+    assert infer_label(cvae, tensor) == int(mnist.y_test[0])

@@ -58,7 +58,7 @@ def test_a_conditional_graph_takes_the_label_as_one_hot_rows(conditional_model):
 
 
 def test_the_cache_returns_an_earlier_export_without_exporting(tmp_path, monkeypatch):
-    model = load_checkpoint("checkpoints/digits-vae-2d.safetensors").model.eval()
+    model = load_checkpoint("checkpoints/mnist-vae-2d.safetensors").model.eval()
     first = decoder_onnx(model, tmp_path)
     assert len(list(tmp_path.glob("*.onnx"))) == 1
     monkeypatch.setattr(onnx_decoder, "export_decoder", lambda m: pytest.fail("exported again"))
@@ -66,7 +66,7 @@ def test_the_cache_returns_an_earlier_export_without_exporting(tmp_path, monkeyp
 
 
 def test_other_weights_are_exported_anew(tmp_path):
-    model = load_checkpoint("checkpoints/digits-vae-2d.safetensors").model.eval()
+    model = load_checkpoint("checkpoints/mnist-vae-2d.safetensors").model.eval()
     decoder_onnx(model, tmp_path)
     with torch.no_grad():
         next(model.parameters()).add_(0.5)
@@ -76,7 +76,7 @@ def test_other_weights_are_exported_anew(tmp_path):
 
 
 def test_a_corrupt_cache_file_is_replaced(tmp_path):
-    model = load_checkpoint("checkpoints/digits-vae-2d.safetensors").model.eval()
+    model = load_checkpoint("checkpoints/mnist-vae-2d.safetensors").model.eval()
     decoder_onnx(model, tmp_path)
     (cached,) = tmp_path.glob("*.onnx")
     cached.write_bytes(cached.read_bytes()[:100])  # truncated, as by a full disk
@@ -85,7 +85,7 @@ def test_a_corrupt_cache_file_is_replaced(tmp_path):
 
 
 def test_an_unwritable_cache_still_exports(tmp_path):
-    model = load_checkpoint("checkpoints/digits-vae-2d.safetensors").model.eval()
+    model = load_checkpoint("checkpoints/mnist-vae-2d.safetensors").model.eval()
     blocked = tmp_path / "a-file"
     blocked.write_text("not a folder")
     assert_same_images(model, decoder_onnx(model, blocked / "onnx"), 3)
@@ -102,8 +102,8 @@ def test_a_decoder_that_cannot_be_traced_gives_a_clear_error(user_model):  # noq
 
 
 def test_a_graph_of_other_weights_is_caught():
-    plain = load_checkpoint("checkpoints/digits-vae.safetensors").model.eval()
-    other = load_checkpoint("checkpoints/digits-vae-no3.safetensors").model.eval()
+    plain = load_checkpoint("checkpoints/mnist-vae.safetensors").model.eval()
+    other = load_checkpoint("checkpoints/mnist-vae-no3.safetensors").model.eval()
     assert max_difference(plain, export_decoder(plain)) <= TOLERANCE
     assert max_difference(plain, export_decoder(other)) > 0.01
 

@@ -22,6 +22,7 @@ from vae_core.catalog import DEFAULT_MODEL, checkpoint_dir, list_checkpoints, mo
 from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import DatasetError, ImageDataset, load_dataset
 from vae_core.images import make_grid, png_bytes, png_data_uri, upscale_factor
+from vae_core.jobs import available_datasets
 from vae_core.metrics import encode_all
 from vae_core.projection import ProjectionParams, project
 
@@ -291,7 +292,7 @@ def sidebar() -> Active | None:
                 st.text_input("Model", key="byom_spec", placeholder="path/to/my_vae.py:VAE")
                 st.text_input("Weights (.pt state_dict or .safetensors)", key="byom_weights",
                               placeholder="path/to/weights.pt")
-                st.selectbox("Dataset", ["digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"],
+                st.selectbox("Dataset", ["mnist-5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"],
                              key="byom_dataset")
                 st.radio("decode(z) returns", ["logits", "probabilities"], key="byom_outputs", horizontal=True)
                 st.button("Open my model", on_click=_open_local_model)
@@ -313,7 +314,7 @@ def sidebar() -> Active | None:
             return None
         state.last_good_model = state.model_key
         own = ckpt.dataset.get("name") or "digits"
-        options = [own] + [d for d in ("digits", "shapes") if d != own]
+        options = [own] + [d for d in available_datasets() if d != own]
         dataset_key = f"dataset_for_{state.model_key}"
         dataset = st.selectbox("Dataset to encode", options, key=persistent(dataset_key, own), on_change=store,
                                args=(dataset_key,), help="The model's own dataset, or another with the same image shape")
