@@ -2,8 +2,8 @@
 """Live pad benchmark: the decoder in the browser against the server round trip, in one run.
 
 One real `streamlit run` (tests/streamlit_server.py, 127.0.0.1 only) and one headless Chromium (Debian's
-/usr/bin/chromium through Playwright). For each model (--models; default the MLP digits-vae and the
-conv shapes-vae) and each of --rounds rounds:
+/usr/bin/chromium through Playwright). For each model (--models; default the MLP digits-vae (8x8), the
+conv mnist-vae (28x28) and the Burgess-style conv shapes-vae (64x64)) and each of --rounds rounds:
 
   live    /traversal?model=file:<model> with the live pad. The mouse presses the first latent slider of
           the component and drags it back and forth (a sine over the slider's width, one mouse move every
@@ -174,7 +174,7 @@ def server_drag(browser, url: str, model: str, seconds: float, move_ms: float) -
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="*", default=["digits-vae", "shapes-vae"])
+    p.add_argument("--models", nargs="*", default=["digits-vae", "mnist-vae", "shapes-vae"])
     p.add_argument("--classroom", nargs="*", type=int, default=[], metavar="N",
                    help="also open the live pad in N browser contexts at once, for each N")
     p.add_argument("--idle", type=float, default=0.0, metavar="S",

@@ -8,14 +8,14 @@ import torch
 
 from pages.ui import encodings, file_checkpoint, frame, shared_dataset, show_images
 from vae_core.analysis import mutual_information_gap
-from vae_core.catalog import list_checkpoints
+from vae_core.catalog import list_checkpoints, objective_label
 from vae_core.checkpoint import CheckpointError
 from vae_core.latent import traversal_grid
 
 active = frame()
-cfg = active.config
 state = st.session_state
 data = active.data
+MAX_COMPARED = 2  # three panels side by side: β = 1, β-VAE, β-TCVAE
 st.title("Disentanglement")
 st.caption("A disentangled latent space gives each generative factor of the data (shape, size, position…) "
            "its own dimension, so moving one dimension changes one thing.")
@@ -32,15 +32,18 @@ dimension minus that of its second best; MIG is the mean gap over factors.
 - MIG ≈ 0: factors are spread over several dimensions (or not captured at all).
 
 A β-VAE (β > 1) presses the posterior towards the factorised prior, which often — not always — raises MIG
-at the cost of blurrier reconstructions.
+at the cost of blurrier reconstructions. A β-TCVAE splits the KL into three parts (the information
+z keeps about x, the **total correlation** between dimensions, and each dimension's distance from
+the prior) and weighs only the total correlation by β: dimensions become independent without
+throwing away as much of the image.
 """)
 
 if not data.factor_names or data.factors_test is None:
     st.info(f"**{active.dataset_name}** has no ground-truth factors, so there is nothing to measure "
             "disentanglement against: MIG compares each latent dimension with known generative factors. "
-            "The **shapes** dataset has them (shape, scale, rotation, x, y): pick **shapes-vae** (β = 1) or "
-            "**shapes-betavae** (β = 4) in the sidebar. The Traversal page still shows what each dimension "
-            "of this model does.")
+            "The **shapes** dataset has them (shape, scale, rotation, x, y): pick **shapes-vae** (β = 1), "
+            "**shapes-betavae** or **shapes-tcvae** in the sidebar. The Traversal page still shows what each "
+            "dimension of this model does.")
     st.stop()
 
 factor_names = list(data.factor_names)
@@ -70,14 +73,15 @@ def _candidates() -> dict[str, tuple[str, float]]:
     return found
 
 
-def _panel(title: str, model, token: str, beta: float) -> None:
+def _panel(title: str, model, token: str) -> None:
     """MIG, the normalised-MI heat map and one traversal row per dimension, for one model."""
     z = encodings(token, active.dataset_name, "test", model)[0]
     result = _mig(token, active.dataset_name, bins, z)
     st.markdown(f"#### {title}")
     m1, m2 = st.columns(2)
     m1.metric("MIG", f"{result.mig:.3f}", help="0: entangled · 1: each factor in one dimension")
-    m2.metric("β", f"{beta:g}")
+    m2.metric("β", f"{model.config.beta:g}", help=objective_label(model.config))
+    st.caption(objective_label(model.config))
     gaps = " · ".join(f"{name} {gap:.2f}" for name, gap in zip(factor_names, result.gaps) if np.isfinite(gap))
     st.caption(f"Gap per factor: {gaps}")
     tracked = [factor_names[f] if f >= 0 else "—" for f in result.best_factor]
@@ -116,23 +120,18 @@ span = c2.slider("Span ±", 0.5, 4.0, 2.5, 0.5, key="mig_span")
 steps = c3.slider("Columns", 3, 13, 7, 2, key="mig_steps")
 
 others = _candidates()
-choices = ["none"] + list(others)
-if state.get("mig_compare") not in choices:
-    state.mig_compare = choices[1] if len(choices) > 1 else "none"
+if "mig_compare" not in state or not set(state.mig_compare) <= set(others):
+    state.mig_compare = list(others)[:MAX_COMPARED]
 own_name = Path(active.ckpt.path).stem if active.ckpt.path else active.key
-compare = st.selectbox("Compare with", choices, key="mig_compare",
-                       format_func=lambda c: "nothing (this model only)" if c == "none" else c,
-                       help="another checkpoint trained on data with the same factors, e.g. β = 1 against β = 4")
-
-if compare == "none":
-    _panel(own_name, active.model, active.token, cfg.beta)
-else:
-    path, mtime = others[compare]
-    other = file_checkpoint(path, mtime)
-    left, right = st.columns(2)
-    with left:
-        _panel(own_name, active.model, active.token, cfg.beta)
-    with right:
-        _panel(compare, other.model, f"{path}:{mtime}", other.config.beta)
+compare = st.multiselect("Side by side with", list(others), key="mig_compare", max_selections=MAX_COMPARED,
+                         placeholder="nothing (this model only)",
+                         help="other checkpoints trained on data with the same factors: β = 1, β-VAE, β-TCVAE")
+panels = [(own_name, active.model, active.token)]
+for name in compare:
+    path, mtime = others[name]
+    panels.append((name, file_checkpoint(path, mtime).model, f"{path}:{mtime}"))
+for column, panel in zip(st.columns(len(panels)), panels):
+    with column:
+        _panel(*panel)
 st.caption("Each row sweeps one dimension from −span to +span with the others held fixed; its label is the factor "
            "that dimension shares most information with (normalised MI in brackets, “no factor” below 0.05).")

@@ -13,8 +13,8 @@ def metrics(at) -> dict[str, str]:
 
 
 def test_the_held_out_and_factor_models_are_shipped():
-    assert "digits-vae-no3" in SHIPPED
-    assert {"shapes-vae", "shapes-betavae"} <= set(FACTOR_MODELS)
+    assert "mnist-vae-no3" in SHIPPED
+    assert {"shapes-vae", "shapes-betavae", "shapes-tcvae"} <= set(FACTOR_MODELS)
 
 
 @pytest.mark.parametrize("model", SHIPPED)
@@ -26,7 +26,7 @@ def test_anomalies_renders_with_every_shipped_checkpoint(checkpoints, model):
     flagged, total = metrics(at)["Images above the threshold"].split(" of ")
     assert 0 < int(flagged) < int(total), "the default threshold (95th percentile) flags a few"
     aucs = {k: float(v) for k, v in metrics(at).items() if k.startswith("ROC AUC")}
-    if model == "digits-vae-no3":
+    if model == "mnist-vae-no3":
         assert len(aucs) == 2 and all(v > 0.8 for v in aucs.values()), aucs
     else:
         assert not aucs, "only a model trained with a class held out gets the held-out demo"
@@ -45,7 +45,7 @@ def test_anomaly_threshold_changes_the_count(checkpoints):
 
 
 def test_anomaly_score_choice_and_top_k_change_the_output(checkpoints):
-    at = start("pages/anomalies.py", "digits-vae-no3")
+    at = start("pages/anomalies.py", "mnist-vae-no3")
     before = image_urls(at)
     at.radio(key="anomaly_score").set_value("recon_error").run()
     assert_clean(at)
@@ -59,7 +59,7 @@ def test_anomaly_scores_go_on_the_latent_map_when_there_is_one(checkpoints):
     at = start("pages/anomalies.py", "digits-vae")
     assert not [c for c in at.get("plotly_chart") if "anomaly_map" in str(c.proto.id)]
     assert any("Latent map page" in c.value for c in at.caption)
-    at = start("pages/anomalies.py", "digits-vae-2d")  # a 2-D latent is its own map
+    at = start("pages/anomalies.py", "mnist-vae-2d")  # a 2-D latent is its own map
     assert_clean(at)
     assert len(at.get("plotly_chart")) == 2, "the histogram and the map coloured by score"
 
@@ -73,12 +73,12 @@ def test_imputation_renders_with_every_shipped_checkpoint(checkpoints, model):
     values = {k: float(v) for k, v in metrics(at).items()}
     filled = next(v for k, v in values.items() if k.startswith("VAE fill"))
     assert len(values) == 3 and all(v >= 0 for v in values.values())
-    if model.startswith("digits"):  # test digit #0 under the centre square: the fill beats black
+    if model.startswith(("digits", "mnist")):  # test digit #0 under the centre square: the fill beats black
         assert filled < values["masked image, hidden = 0"]
 
 
 def test_mask_size_changes_the_masked_image(checkpoints):
-    at = start("pages/imputation.py")
+    at = start("pages/imputation.py", "digits-vae")
     original, masked, *_ = image_urls(at)
     at.slider(key="impute_width").set_value(8).run()
     assert_clean(at)
@@ -111,29 +111,31 @@ def test_disentanglement_renders_or_explains(checkpoints, model):
     assert at.title[0].value == "Disentanglement"
     if model in FACTOR_MODELS:
         migs = [float(m.value) for m in at.metric if m.label == "MIG"]
-        assert len(migs) == 2, "this model and, by default, the other shapes model beside it"
+        assert len(migs) == 3, "this model and, by default, the two other shapes models beside it"
         assert all(0.0 <= v <= 1.0 for v in migs)
-        assert len(image_urls(at)) == 12, "one traversal row per latent dimension, for both models"
-        assert at.get("plotly_chart"), "the heat maps"
+        assert len(image_urls(at)) == 30, "one traversal row per latent dimension, for all three models"
+        assert len(at.get("plotly_chart")) == 3, "the heat maps"
+        assert {c.value for c in at.caption} >= {"VAE", "β-VAE (β = 6)", "β-TCVAE (β = 6)"}, "the objectives named"
     else:
         assert any("no ground-truth factors" in i.value for i in at.info)
         assert not at.metric and not image_urls(at)
 
 
-def test_second_checkpoint_choice_changes_the_comparison(checkpoints):
+def test_the_comparison_can_be_narrowed(checkpoints):
     at = start("pages/disentanglement.py", "shapes-vae")
-    box = at.selectbox(key="mig_compare")
-    assert box.value == "shapes-betavae" and "shapes-vae" not in box.options
-    assert not any(o.startswith("digits") for o in box.options), "only models of data with factors"
-    both = image_urls(at)
-    at.selectbox(key="mig_compare").set_value("none").run()
+    box = at.multiselect(key="mig_compare")
+    assert box.value == ["shapes-betavae", "shapes-tcvae"] and "shapes-vae" not in box.options
+    assert not any(o.startswith(("digits", "mnist")) for o in box.options), "only models of data with factors"
+    all_three = image_urls(at)
+    at.multiselect(key="mig_compare").unselect("shapes-betavae").run()
     assert_clean(at)
-    assert len([m for m in at.metric if m.label == "MIG"]) == 1
-    assert image_urls(at) == both[:6], "the left panel is unchanged, the right one is gone"
-    at = start("pages/disentanglement.py", "shapes-betavae")
-    assert at.selectbox(key="mig_compare").value == "shapes-vae"
-    labels = [m.value for m in at.metric if m.label == "β"]
-    assert labels == ["4", "1"]
+    assert len([m for m in at.metric if m.label == "MIG"]) == 2
+    assert image_urls(at) == all_three[:10] + all_three[20:], "the β-VAE panel is gone, the others unchanged"
+    at.multiselect(key="mig_compare").unselect("shapes-tcvae").run()
+    assert [m.value for m in at.metric if m.label == "β"] == ["1"], "this model only"
+    at = start("pages/disentanglement.py", "shapes-tcvae")
+    assert at.multiselect(key="mig_compare").value == ["shapes-betavae", "shapes-vae"]
+    assert [m.value for m in at.metric if m.label == "β"] == ["6", "6", "1"]
 
 
 def test_disentanglement_controls_change_the_traversals(checkpoints):

@@ -292,7 +292,7 @@ def sidebar() -> Active | None:
                 st.text_input("Model", key="byom_spec", placeholder="path/to/my_vae.py:VAE")
                 st.text_input("Weights (.pt state_dict or .safetensors)", key="byom_weights",
                               placeholder="path/to/weights.pt")
-                st.selectbox("Dataset", ["mnist-5k", "digits", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"],
+                st.selectbox("Dataset", ["digits", "mnist-5k", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"],
                              key="byom_dataset")
                 st.radio("decode(z) returns", ["logits", "probabilities"], key="byom_outputs", horizontal=True)
                 st.button("Open my model", on_click=_open_local_model)
