@@ -71,12 +71,13 @@ def test_a_release_in_the_browser_moves_the_page_along(checkpoints):
 
 def test_a_new_start_point_is_not_overwritten_by_an_old_report(checkpoints):
     at = start("pages/traversal.py")
-    at.session_state["traversal_live_pad"] = {"status": "ok", "source": "slider", "z": [3.0] * 8, "id": "t-1"}
+    latent = len(at.session_state.current_z)  # the default model's
+    at.session_state["traversal_live_pad"] = {"status": "ok", "source": "slider", "z": [3.0] * latent, "id": "t-1"}
     at.run()
     at.radio(key="traversal_base").set_value("zero").run()  # the component still holds its last report
     assert_clean(at)
-    assert at.session_state.current_z == [0.0] * 8
-    assert pad_of(at)[0]["z"] == [0.0] * 8
+    assert at.session_state.current_z == [0.0] * latent
+    assert pad_of(at)[0]["z"] == [0.0] * latent
 
 
 def test_a_browser_without_webassembly_gets_the_server_sliders(checkpoints):
