@@ -8,13 +8,14 @@ from pathlib import Path
 EXAMPLES = """\
 examples:
   python -m vae_core train --dataset digits --latent-dim 8 --epochs 50 --out checkpoints/x.safetensors
-  python -m vae_core train --dataset digits --conditional --out checkpoints/digits-cvae.safetensors
-  python -m vae_core train --dataset shapes --arch conv --beta 4 --out checkpoints/shapes-betavae.safetensors
+  python -m vae_core train --dataset mnist-5k --arch conv --hidden 32 64 128 --latent-dim 16 --out checkpoints/x.safetensors
+  python -m vae_core train --dataset mnist-5k --arch conv --latent-dim 4 --conditional --out checkpoints/my-cvae.safetensors
+  python -m vae_core train --dataset shapes --arch conv --hidden 32 32 64 64 --dense 256 --latent-dim 10 --beta 6 --out my-betavae.safetensors
   python -m vae_core train --dataset shapes --arch conv --objective beta-tcvae --beta 6 --out my-tcvae.safetensors
   torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
-  python -m vae_core eval checkpoints/digits-vae.safetensors --iwae-k 100
-  python -m vae_core sample checkpoints/digits-vae.safetensors --n 64 --out grid.png
-  python -m vae_core export-onnx checkpoints/digits-cvae.safetensors --out decoder.onnx
+  python -m vae_core eval checkpoints/mnist-vae.safetensors --iwae-k 100
+  python -m vae_core sample checkpoints/mnist-cvae.safetensors --n 40 --out grid.png
+  python -m vae_core export-onnx checkpoints/mnist-cvae.safetensors --out decoder.onnx
 """
 
 
@@ -185,8 +186,9 @@ def _eval(args) -> int:
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
     result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k)
     print(f"{Path(args.checkpoint).name} on {name} test ({len(x)} samples), nats per image:")
-    print(f"  ELBO          {result['elbo']:10.3f}")
-    print(f"  reconstruction{-result['recon']:10.3f}   (log p(x|z))")
+    meaning = "a log-density" if ckpt.config.likelihood == "gaussian" else "a log-probability, <= 0"
+    print(f"  ELBO          {result['elbo']:10.3f}   ({ckpt.config.likelihood} p(x|z): {meaning})")
+    print(f"  reconstruction{result['recon']:10.3f}   (cost, -log p(x|z))")
     print(f"  KL            {result['kl']:10.3f}")
     if "iwae" in result:
         print(f"  IWAE (k={args.iwae_k:<3}) {result['iwae']:10.3f}   (tighter bound on log p(x))")
