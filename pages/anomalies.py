@@ -16,7 +16,7 @@ st.title("Anomalies")
 st.caption("A VAE scores an image by how well it can explain it: the negative ELBO (reconstruction cost plus "
            "the KL of its code) or simply how far its reconstruction is from it. Images unlike the training "
            "data score high. Scores use the posterior mean μ (no sampling), so they are the same on every run. "
-           + units_note(cfg))
+           + units_note(cfg.likelihood, cfg.obs_sigma))
 
 
 @st.cache_data(max_entries=32, show_spinner="Scoring every image…")

@@ -19,7 +19,7 @@ headline = ("dataset", "architecture", "latent size", "objective", "test ELBO")
 for col, name in zip(st.columns(len(headline)), headline):
     col.metric(name, card[name])
 st.caption(" · ".join(f"{k}: **{v}**" for k, v in card.items() if k not in headline))
-st.caption(units_note(cfg))
+st.caption(units_note(cfg.likelihood, cfg.obs_sigma))
 
 left, right = st.columns(2)
 with left:

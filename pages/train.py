@@ -15,7 +15,6 @@ import streamlit as st
 
 from pages.ui import frame, persistent, shared_dataset, store
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
-from vae_core.config import VAEConfig
 from vae_core.datasets import DatasetError
 from vae_core.jobs import (ARCHITECTURES, DEFAULT_HIDDEN, DIVERGED, DONE, FAILED, MAX_EPOCHS, STOPPED, JobOptions,
                            QueueError, available_datasets, default_name, shared_queue)
@@ -298,7 +297,7 @@ def job_panel():
     elif view.status == FAILED:
         st.error(f"Training failed: {view.error}")
     if view.history:
-        curves(view.history, units_note(VAEConfig(likelihood=opts.likelihood, obs_sigma=opts.obs_sigma)))
+        curves(view.history, units_note(opts.likelihood, opts.obs_sigma))
         if view.grid_png:
             st.image(view.grid_png, output_format="PNG",
                      caption=f"After epoch {view.epoch}. Top: test images · then their reconstructions · "

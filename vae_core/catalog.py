@@ -50,10 +50,10 @@ def objective_label(config) -> str:
     return "VAE" if config.beta == 1 else f"β-VAE (β = {config.beta:g})"
 
 
-def units_note(config) -> str:
-    """One line on what the ELBO's numbers mean under this model's p(x|z), for every page that shows them."""
-    if config.likelihood == "gaussian":
-        return (f"Gaussian p(x|z), σ = {config.obs_sigma:g}: the ELBO is a log-*density* in nats per image and can be "
+def units_note(likelihood: str, obs_sigma: float) -> str:
+    """One line on what the ELBO's numbers mean under this p(x|z), for every page that shows them."""
+    if likelihood == "gaussian":
+        return (f"Gaussian p(x|z), σ = {obs_sigma:g}: the ELBO is a log-*density* in nats per image and can be "
                 "positive; the reconstruction term is a squared error over 2σ² plus a constant, and can fall below "
                 "zero. Compare these numbers only between models with the same σ.")
     return ("Bernoulli p(x|z): the ELBO is a log-probability in nats per image, always ≤ 0 (closer to 0 is "
