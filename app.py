@@ -1,11 +1,15 @@
 """Latent Explorer: see and steer what a Variational Autoencoder has learned.
 
 A thin frame: the navigation (pages/ui/navigation.py lists the pages). Each page draws the shared
-sidebar, with the page links and the model picker, itself.
+sidebar, with the page links and the model picker, itself; after it ran, the URL names its view.
 Run with `make run`, or `streamlit run app.py [-- --model my_vae.py:VAE --weights w.pt]`.
 """
 import streamlit as st
 
+from pages.ui import sync_url
 from pages.ui.navigation import registered_pages
 
-st.navigation(registered_pages(), position="hidden").run()
+try:
+    st.navigation(registered_pages(), position="hidden").run()
+finally:  # also after st.stop(): what the page changed while it ran (a selection, a default) joins the link
+    sync_url()

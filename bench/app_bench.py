@@ -403,7 +403,7 @@ def worker(mode: str, z_path: str) -> dict:
             from dataclasses import astuple
 
             quiet_streamlit()
-            from pages.ui import latent_map
+            from pages.ui.models import _latent_map as latent_map
 
             args = ("bench-token", "digits", "test", astuple(params))
             with clock(out, "cache_miss"):
@@ -558,7 +558,7 @@ def report_map(m: dict) -> str:
         ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)", both(c, "import", "first"),
          f"import umap {both(c, 'import')} + project {both(c, 'first')}: numba JIT + fit" if c else ""],
         ["UMAP second call, same process (compiled): the app's latent_map, cache miss", both(c, "cache_miss"),
-         "the fit alone; pages.ui.latent_map → project()"],
+         "the fit alone; pages.ui.models._latent_map → project()"],
         ["the app's latent_map again, same arguments (cached revisit)",
          f"{c['cache_hit'] * 1e3:.2f} ms" if c else killed,
          f"st.cache_data hit outside a runtime, returns {tuple(c['cache_hit_shape'])}" if c else ""],

@@ -4,14 +4,14 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages.ui import current_map, frame, persistent, shared_dataset, show_images, store
+from pages.ui import frame, shared_dataset, show_images, sync_url, view, widget
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
 from vae_core.catalog import units_note
 from vae_core.images import ImageError, load_image
 
-active = frame()
-cfg = active.config
-state = st.session_state
+handle = frame("anomalies")
+cfg = handle.config
+v = view()
 st.title("Anomalies")
 st.caption("A VAE scores an image by how well it can explain it: the negative ELBO (reconstruction cost plus "
            "the KL of its code) or simply how far its reconstruction is from it. Images unlike the training "
@@ -26,30 +26,29 @@ def _scores(model_token: str, dataset_name: str, split: str, _model) -> dict[str
     return anomaly_scores(_model, x, y if _model.config.conditional else None)
 
 
-def _map_split() -> str:
-    """The split the session's latent map was computed on (as pages.ui.current_map reads it)."""
-    spec = state.get("map_spec")
-    return spec[2] if spec and spec[:2] == (active.token, active.dataset_name) else "test"
-
-
-scores = _scores(active.token, active.dataset_name, "test", active.model)
-y_test = active.data.y_test.numpy()
-label_names = active.label_names
-held_out = held_out_class(active.ckpt.dataset.get("name"))
+scores = _scores(handle.token, handle.dataset_name, "test", handle.model)
+y_test = handle.data.y_test.numpy()
+label_names = handle.label_names
+held_out = held_out_class(handle.ckpt.dataset.get("name"))
 if held_out is not None and not (y_test == held_out).any():
     held_out = None  # encoding a dataset without that class: nothing to separate
 
-kind = st.radio("Score", list(SCORES), format_func=SCORES.get, horizontal=True, key="anomaly_score")
+
+def score_changed() -> None:
+    v.threshold = None  # the new score's 95th percentile
+
+
+kind = st.radio("Score", list(SCORES), format_func=SCORES.get, horizontal=True, **widget("view.score", score_changed))
 values = scores[kind]
 fmt = "%.1f" if kind == "neg_elbo" else "%.4f"
 low, high = float(values.min()), float(values.max())
-
 # A new model, dataset or score puts the threshold at the 95th percentile; otherwise it stays put.
-signature = (active.token, active.dataset_name, kind)
-if state.get("anomaly_signature") != signature or state.get("anomaly_threshold") is None:
-    state.anomaly_signature = signature
-    state.anomaly_threshold = float(np.quantile(values, 0.95))
-state.anomaly_threshold = min(high, max(low, float(state.anomaly_threshold)))
+if v.threshold is None:
+    v.threshold = round(float(np.quantile(values, 0.95)), 4)
+elif not low <= v.threshold <= high:
+    st.warning(f"The threshold {v.threshold:g} lies outside this score's range ({low:g} … {high:g}): it was moved "
+               "to the nearest end.", icon="🔗")
+v.threshold = min(high, max(low, round(v.threshold, 4)))  # as the link writes it, within the slider's range
 
 # The uploaded image is scored first (right column), so the histogram (left) can show where it falls.
 upload_score, upload_image = None, None
@@ -72,20 +71,20 @@ with right:
         except Exception as exc:  # noqa: BLE001 - whatever a hostile file does, the page stays up
             st.error(f"Could not use {file.name}: the picture could not be read ({type(exc).__name__}).")
     if upload_image is not None:
-        upload_scores = anomaly_scores(active.model, upload_image)
+        upload_scores = anomaly_scores(handle.model, upload_image)
         upload_score = float(upload_scores[kind][0])
         with torch.inference_mode():
             if cfg.conditional:  # reconstruct under the class that explains it best
-                per_class = anomaly_scores(active.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
+                per_class = anomaly_scores(handle.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
                                            torch.arange(cfg.num_classes))
                 best = int(np.argmin(per_class[kind]))
-                recon = active.model.reconstruct(upload_image, torch.tensor([best]))
+                recon = handle.model.reconstruct(upload_image, torch.tensor([best]))
             else:
-                recon = active.model.reconstruct(upload_image)
+                recon = handle.model.reconstruct(upload_image)
         show_images(torch.cat([upload_image, recon]), 2, "yours · reconstruction",
                     height=96)
         percentile = 100.0 * float((values < upload_score).mean())
-        above = upload_score > state.anomaly_threshold
+        above = upload_score > v.threshold
         st.metric(f"Its {SCORES[kind]}", fmt % upload_score, help="higher: more anomalous")
         st.write(f"Higher than **{percentile:.1f}%** of the test images — "
                  + ("**above** the threshold: flagged as an anomaly." if above else "below the threshold: normal."))
@@ -96,8 +95,7 @@ with right:
 with left:
     st.subheader(f"{SCORES[kind][0].upper()}{SCORES[kind][1:]} of every test image")
     threshold = st.slider("Threshold", low, high, step=(high - low) / 200 or 1.0, format=fmt,
-                          key=persistent("anomaly_threshold"), on_change=store, args=("anomaly_threshold",),
-                          help="images scoring above it are flagged")
+                          **widget("view.threshold"), help="images scoring above it are flagged")
     figure = go.Figure()
     size = (high - low) / 50 or 1.0
     bins = dict(start=low, end=high + size / 2, size=size)  # the same bins for every trace
@@ -125,22 +123,22 @@ with left:
 if held_out is not None:
     st.subheader("Can the scores find the class the model never saw?")
     name = label_names[held_out] if held_out < len(label_names) else str(held_out)
-    st.write(f"This model was trained without class **{name}** ({active.ckpt.dataset.get('name')}); the test set "
+    st.write(f"This model was trained without class **{name}** ({handle.ckpt.dataset.get('name')}); the test set "
              f"still has {int((y_test == held_out).sum())} of them among {len(y_test)} images. ROC AUC: the chance "
              f"that a random class-{name} image scores higher than a random other one (0.5: chance, 1: perfect).")
     columns = st.columns(len(SCORES))
     for column, (score, title) in zip(columns, SCORES.items()):
         column.metric(f"ROC AUC · {title}", f"{holdout_auc(scores[score], y_test, held_out):.3f}")
-elif active.ckpt.dataset.get("name"):
+elif handle.ckpt.dataset.get("name"):
     st.caption("Train a model with a class left out (`python -m vae_core train … --holdout-class 3`, shipped as "
                "mnist-vae-no3) to see how well these scores find a class the model never saw.")
 
 st.subheader("The most anomalous test images")
-k = st.slider("How many", 4, 24, 8, 4, key="anomaly_top_k")
+k = st.slider("How many", 4, 24, step=4, **widget("view.top_k"))
 top = np.argsort(-values, kind="stable")[:k]
-x = active.images(top)
+x = handle.images(top)
 with torch.inference_mode():
-    recon = active.model.reconstruct(x, active.labels(top) if cfg.conditional else None)
+    recon = handle.model.reconstruct(x, handle.labels(top) if cfg.conditional else None)
 ncols = min(k, 12)
 show_images(x, ncols, "images, most anomalous first", height=64)
 show_images(recon, ncols, "their reconstructions", height=64)
@@ -148,14 +146,14 @@ st.caption(" · ".join(f"#{i} ({label_names[y_test[i]] if y_test[i] < len(label_
                       f"{fmt % values[i]}" for i in top))
 
 st.subheader("Scores on the latent map")
-found = current_map(active)
+found = handle.latent_map(v)
 if found is None:
     st.caption("Compute a map on the Latent map page to see the scores on it here.")
 else:
     coords, _, labels = found
-    split = _map_split()
-    map_values = scores[kind] if split == "test" else _scores(active.token, active.dataset_name, split,
-                                                              active.model)[kind]
+    split = handle.map_split(v)
+    map_values = scores[kind] if split == "test" else _scores(handle.token, handle.dataset_name, split,
+                                                              handle.model)[kind]
     index = np.arange(len(coords))
     names = np.array([label_names[v] if v < len(label_names) else str(v) for v in labels])
     marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"), cmin=float(map_values.min()),
@@ -171,3 +169,4 @@ else:
     figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0))
     st.plotly_chart(figure, width="stretch", key="anomaly_map")
     st.caption(f"The {split} split, coloured by {SCORES[kind]}: bright points are the ones the model explains worst.")
+sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

@@ -3,20 +3,21 @@
 import streamlit as st
 import torch
 
-from pages.ui import frame, persistent, show_images, store
+from pages.ui import frame, session, show_images, sync_url, view, widget
+from pages.ui.view import MAX_SEED
 from vae_core.catalog import safe_name
 from vae_core.generate import (UNLABELLED, class_grid, image_from_upload, npz_bytes, png_zip_bytes, style_code,
                                style_transfer, synthesize)
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "webp", "tif", "tiff"]
 
-active = frame()
-cfg = active.config
-state = st.session_state
-model = active.model
-names = active.label_names
-name_of = lambda i: names[i] if i < len(names) else str(i)  # noqa: E731
-own_dataset = active.ckpt.dataset.get("name") or active.dataset_name
+handle = frame("conditional")
+cfg = handle.config
+v = view()
+model = handle.model
+names = handle.label_names
+name_of = handle.label_name
+own_dataset = handle.ckpt.dataset.get("name") or handle.dataset_name
 st.title("Conditional generation")
 
 
@@ -37,7 +38,7 @@ def export_section() -> None:
     fmt = e4.radio("Format", ["npz", "zip"], key="export_format",
                    format_func={"npz": ".npz (NumPy arrays)", "zip": ".zip of PNGs (a folder per class)"}.get)
     total = n * cfg.num_classes if cfg.conditional else n
-    stem = f"{safe_name(active.ckpt.path.stem if active.ckpt.path else 'model')}-samples-seed{seed}"
+    stem = f"{safe_name(handle.ckpt.path.stem if handle.ckpt.path else 'model')}-samples-seed{seed}"
 
     def build() -> bytes:  # runs only when the button is clicked (deferred download)
         data = synthesize(model, n, names, temperature, seed)
@@ -60,7 +61,7 @@ if not cfg.conditional:
             "So you can ask for a class, and draw one image's style as every class. A plain VAE learns "
             "p(x | z) only: the class is mixed into z with the style, and there is no knob to ask for one.")
     if st.button(f"Train a conditional model on {own_dataset}", type="primary"):
-        state["train_preset"] = {"conditional": True, "dataset": own_dataset}
+        session().train.preset = {"conditional": True, "dataset": own_dataset}
         st.switch_page("pages/train.py")
     export_section()
     st.stop()
@@ -70,12 +71,13 @@ st.caption("A conditional VAE decodes p(x | z, y): the class y is an input, so z
 # -- class × sample grid ----------------------------------------------------------------------
 st.subheader("Samples of each class")
 c1, c2, c3, c4 = st.columns([4, 1, 1, 1])
-classes = c1.multiselect("Classes (rows)", list(range(cfg.num_classes)), default=list(range(cfg.num_classes)),
-                         format_func=name_of, key="cond_classes")
-n = c2.slider("Samples (columns)", 1, 16, 8, key="cond_n")
-temperature = c3.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="cond_temperature",
+if v.classes is None:
+    v.classes = tuple(range(cfg.num_classes))
+classes = c1.multiselect("Classes (rows)", list(range(cfg.num_classes)), format_func=name_of, **widget("view.classes"))
+n = c2.slider("Samples (columns)", 1, 16, **widget("view.per_class"))
+temperature = c3.slider("Temperature", 0.0, 2.0, step=0.1, **widget("view.temperature"),
                         help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
-seed = int(c4.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",)))
+seed = int(c4.number_input("Seed", 0, MAX_SEED, **widget("view.seed")))
 if classes:
     with torch.inference_mode():
         grid = class_grid(model, classes, n, temperature, seed)
@@ -87,15 +89,13 @@ else:
 # -- style transfer -------------------------------------------------------------------------------
 st.subheader("Style transfer")
 st.caption("Encode one image, keep its code z, and decode z with every class label: the same style across all classes.")
-source = st.radio("Style from", ["sample", "upload"], horizontal=True, key="style_source",
+source = st.radio("Style from", ["sample", "upload"], horizontal=True, **widget("view.style"),
                   format_func={"sample": "a test image", "upload": "your own picture"}.get)
 x, true_label, origin = None, None, ""
 s1, s2 = st.columns([1, 2])
 if source == "sample":
-    state.sample = min(state.sample, len(active.data.x_test) - 1)
-    index = int(s1.number_input("Test image #", 0, len(active.data.x_test) - 1, key=persistent("sample"),
-                                on_change=store, args=("sample",)))
-    x, true_label, origin = active.images([index]), int(active.labels([index])[0]), f"test image #{index}"
+    index = int(s1.number_input("Test image #", 0, len(handle.data.x_test) - 1, **widget("view.sample")))
+    x, true_label, origin = handle.images([index]), int(handle.labels([index])[0]), f"test image #{index}"
 else:
     file = s1.file_uploader("A picture (PNG, JPG, …)", type=UPLOAD_TYPES, key="style_upload",
                             help="Cropped to a square and shrunk to the model's size; a light background is inverted")
@@ -126,3 +126,4 @@ if x is not None:
                     height=96)
 
 export_section()
+sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

@@ -1,20 +1,18 @@
 """Disentanglement: does each latent dimension capture one ground-truth factor? MIG and traversals."""
-from pathlib import Path
-
 import numpy as np
 import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import encodings, file_checkpoint, frame, shared_dataset, show_images
+from pages.ui import ModelHandle, file_checkpoint, frame, shared_dataset, show_images, sync_url, view, widget
 from vae_core.analysis import mutual_information_gap
 from vae_core.catalog import list_checkpoints, objective_label
 from vae_core.checkpoint import CheckpointError
 from vae_core.latent import traversal_grid
 
-active = frame()
-state = st.session_state
-data = active.data
+handle = frame("disentanglement")
+v = view()
+data = handle.data
 MAX_COMPARED = 2  # three panels side by side: β = 1, β-VAE, β-TCVAE
 st.title("Disentanglement")
 st.caption("A disentangled latent space gives each generative factor of the data (shape, size, position…) "
@@ -39,7 +37,7 @@ throwing away as much of the image.
 """)
 
 if not data.factor_names or data.factors_test is None:
-    st.info(f"**{active.dataset_name}** has no ground-truth factors, so there is nothing to measure "
+    st.info(f"**{handle.dataset_name}** has no ground-truth factors, so there is nothing to measure "
             "disentanglement against: MIG compares each latent dimension with known generative factors. "
             "The **shapes** dataset has them (shape, scale, rotation, x, y): pick **shapes-vae** (β = 1), "
             "**shapes-betavae** or **shapes-tcvae** in the sidebar. The Traversal page still shows what each "
@@ -47,7 +45,7 @@ if not data.factor_names or data.factors_test is None:
     st.stop()
 
 factor_names = list(data.factor_names)
-bins = st.select_slider("Bins per latent dimension", [10, 20, 30, 50], 20, key="mig_bins",
+bins = st.select_slider("Bins per latent dimension", [10, 20, 30, 50], **widget("view.mig_bins"),
                         help="MIG discretises each latent mean into this many equal-width bins (20 is usual)")
 
 
@@ -56,10 +54,10 @@ def _mig(model_token: str, dataset_name: str, bins: int, _z: np.ndarray):
     return mutual_information_gap(_z, shared_dataset(dataset_name).factors_test.numpy(), bins=bins)
 
 
-def _candidates() -> dict[str, tuple[str, float]]:
+def _candidates() -> dict[str, ModelHandle]:
     """Other checkpoints that take these images and were trained on data with ground-truth factors."""
     found = {}
-    current = active.ckpt.path.resolve() if active.ckpt.path and active.key.startswith("file:") else None
+    current = handle.ckpt.path.resolve() if handle.ckpt.path and handle.key.startswith("file:") else None
     for name, path in list_checkpoints().items():
         try:
             mtime = path.stat().st_mtime
@@ -69,14 +67,14 @@ def _candidates() -> dict[str, tuple[str, float]]:
         except (CheckpointError, OSError):
             continue  # a broken file is the sidebar's business, not this list's
         if tuple(other.config.input_shape) == data.image_shape and other.dataset.get("factor_names"):
-            found[name] = (str(path), mtime)
+            found[name] = ModelHandle(f"file:{name}", f"{path}:{mtime}", other, handle.dataset_name)
     return found
 
 
-def _panel(title: str, model, token: str) -> None:
+def _panel(title: str, model: ModelHandle) -> None:
     """MIG, the normalised-MI heat map and one traversal row per dimension, for one model."""
-    z = encodings(token, active.dataset_name, "test", model)[0]
-    result = _mig(token, active.dataset_name, bins, z)
+    z = model.encodings("test")[0]
+    result = _mig(model.token, model.dataset_name, bins, z)
     st.markdown(f"#### {title}")
     m1, m2 = st.columns(2)
     m1.metric("MIG", f"{result.mig:.3f}", help="0: entangled · 1: each factor in one dimension")
@@ -91,18 +89,9 @@ def _panel(title: str, model, token: str) -> None:
     figure.update_layout(height=60 + 34 * len(tracked), margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, width="stretch", key=f"mig_heatmap_{title}")
 
-    base_kind = state.get("mig_base", "zero")
     dims = list(range(model.config.latent_dim))
-    if base_kind == "sample":
-        start = torch.as_tensor(z[min(state.sample, len(z) - 1)])
-    else:
-        start = torch.zeros(model.config.latent_dim)
-    latents = traversal_grid(start, dims, span, steps)
-    labels = None
-    if model.config.conditional:
-        labels = torch.full((len(latents),), int(data.y_test[min(state.sample, len(z) - 1)]))
-    with torch.inference_mode():
-        images = model.decode(latents, labels)
+    start = torch.as_tensor(z[v.sample]) if v.mig_base == "sample" else torch.zeros(model.config.latent_dim)
+    images = model.decode(traversal_grid(start, dims, span, steps), int(data.y_test[v.sample]))
     for d in dims:
         best = result.best_factor[d]
         label = (f"**z{d}** → {factor_names[best]} ({result.normalized_mi[d, best]:.2f})" if best >= 0
@@ -114,24 +103,25 @@ def _panel(title: str, model, token: str) -> None:
 
 
 c1, c2, c3 = st.columns([2, 1, 1])
-c1.radio("Traversals start from", ["zero", "sample"], horizontal=True, key="mig_base",
-         format_func={"zero": "the origin", "sample": f"test image #{state.sample}'s μ"}.get)
-span = c2.slider("Span ±", 0.5, 4.0, 2.5, 0.5, key="mig_span")
-steps = c3.slider("Columns", 3, 13, 7, 2, key="mig_steps")
+c1.radio("Traversals start from", ["zero", "sample"], horizontal=True, **widget("view.mig_base"),
+         format_func={"zero": "the origin", "sample": f"test image #{v.sample}'s μ"}.get)
+span = c2.slider("Span ±", 0.5, 4.0, step=0.5, **widget("view.mig_span"))
+steps = c3.slider("Columns", 3, 13, step=2, **widget("view.mig_steps"))
 
 others = _candidates()
-if "mig_compare" not in state or not set(state.mig_compare) <= set(others):
-    state.mig_compare = list(others)[:MAX_COMPARED]
-own_name = Path(active.ckpt.path).stem if active.ckpt.path else active.key
-compare = st.multiselect("Side by side with", list(others), key="mig_compare", max_selections=MAX_COMPARED,
+if v.compare is not None and not set(v.compare) <= set(others):
+    st.warning(f"There is nothing named {', '.join(sorted(set(v.compare) - set(others)))} to compare this model "
+               "with here: it was left out.", icon="🔗")
+    v.compare = tuple(name for name in v.compare if name in others)
+if v.compare is None:
+    v.compare = tuple(list(others)[:MAX_COMPARED])
+compare = st.multiselect("Side by side with", list(others), **widget("view.compare"), max_selections=MAX_COMPARED,
                          placeholder="nothing (this model only)",
                          help="other checkpoints trained on data with the same factors: β = 1, β-VAE, β-TCVAE")
-panels = [(own_name, active.model, active.token)]
-for name in compare:
-    path, mtime = others[name]
-    panels.append((name, file_checkpoint(path, mtime).model, f"{path}:{mtime}"))
+panels = [(handle.name, handle)] + [(name, others[name]) for name in compare]
 for column, panel in zip(st.columns(len(panels)), panels):
     with column:
         _panel(*panel)
 st.caption("Each row sweeps one dimension from −span to +span with the others held fixed; its label is the factor "
            "that dimension shares most information with (normalised MI in brackets, “no factor” below 0.05).")
+sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

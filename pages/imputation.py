@@ -3,12 +3,13 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import frame, persistent, show_images, store
+from pages.ui import frame, show_images, sync_url, view, widget
+from pages.ui.view import MAX_SEED
 from vae_core.analysis import impute, masked_mse, random_mask, rectangle_mask
 
-active = frame()
-cfg = active.config
-state = st.session_state
+handle = frame("imputation")
+cfg = handle.config
+v = view()
 _, height, width = cfg.input_shape
 st.title("Imputation")
 st.caption("Hide some pixels, then fill them in: encode the image, decode it, copy the decoded pixels into the "
@@ -21,39 +22,39 @@ def _mean_image(dataset_name: str, _x_train: torch.Tensor) -> torch.Tensor:
     return _x_train.mean(0)
 
 
-n_test = len(active.data.x_test)
+n_test = len(handle.data.x_test)
+if v.box is None:  # the middle quarter of the image
+    v.box = (height // 4, width // 4, height // 2, width // 2)
 c1, c2, c3 = st.columns([1, 2, 2])
 with c1:
-    state.sample = min(state.sample, n_test - 1)
-    index = st.number_input("Test image #", 0, n_test - 1, key=persistent("sample"), on_change=store, args=("sample",))
-    kind = st.radio("Mask", ["rectangle", "random"], key="impute_mask_kind",
+    index = st.number_input("Test image #", 0, n_test - 1, **widget("view.sample"))
+    kind = st.radio("Mask", ["rectangle", "random"], **widget("view.mask"),
                     format_func={"rectangle": "a rectangle", "random": "random pixels"}.get)
 with c2:
+    r1, r2 = st.columns(2)
     if kind == "rectangle":
-        r1, r2 = st.columns(2)
-        top = r1.slider("Top", 0, height - 1, height // 4, key="impute_top")
-        left = r2.slider("Left", 0, width - 1, width // 4, key="impute_left")
-        box_h = r1.slider("Height", 1, height, height // 2, key="impute_height")
-        box_w = r2.slider("Width", 1, width, width // 2, key="impute_width")
+        top = r1.slider("Top", 0, height - 1, **widget("view.box.0"))
+        left = r2.slider("Left", 0, width - 1, **widget("view.box.1"))
+        box_h = r1.slider("Height", 1, height, **widget("view.box.2"))
+        box_w = r2.slider("Width", 1, width, **widget("view.box.3"))
         mask = rectangle_mask(height, width, top, left, box_h, box_w)
     else:
-        r1, r2 = st.columns(2)
-        fraction = r1.slider("Missing fraction", 0.05, 0.95, 0.5, 0.05, key="impute_fraction")
-        seed = r2.number_input("Seed", 0, 10_000, 0, key="impute_seed")
+        fraction = r1.slider("Missing fraction", 0.05, 0.95, step=0.05, **widget("view.fraction"))
+        seed = r2.number_input("Seed", 0, MAX_SEED, **widget("view.mask_seed"))
         mask = random_mask(height, width, fraction, int(seed))
 with c3:
-    iterations = st.slider("Iterations", 1, 50, 10, key="impute_iterations")
-    fill_kind = st.radio("Hidden pixels start as", ["zero", "mean"], horizontal=True, key="impute_fill",
+    iterations = st.slider("Iterations", 1, 50, **widget("view.rounds"))
+    fill_kind = st.radio("Hidden pixels start as", ["zero", "mean"], horizontal=True, **widget("view.fill"),
                          format_func={"zero": "black (0)", "mean": "the training mean image"}.get)
-    mode = st.radio("Each round decodes", ["mean", "gibbs"], horizontal=True, key="impute_mode",
+    mode = st.radio("Each round decodes", ["mean", "gibbs"], horizontal=True, **widget("view.round_mode"),
                     format_func={"mean": "the posterior mean μ", "gibbs": "a draw z ~ q(z|x) (pseudo-Gibbs)"}.get,
                     help="μ converges to one completion; drawing z (seeded) explores other plausible ones")
 
-x = active.images([index])
-y = active.labels([index]) if cfg.conditional else None
-mean_image = _mean_image(active.dataset_name, active.data.x_train)
+x = handle.images([index])
+y = handle.labels([index]) if cfg.conditional else None
+mean_image = _mean_image(handle.dataset_name, handle.data.x_train)
 fill = 0.0 if fill_kind == "zero" else mean_image
-result = impute(active.model, x, mask, int(iterations), y=y, fill=fill, mode=mode, seed=0)
+result = impute(handle.model, x, mask, int(iterations), y=y, fill=fill, mode=mode, seed=0)
 missing = result.mask
 n_missing = int(mask.sum())
 
@@ -95,3 +96,4 @@ if n_missing:
     errors = [float(masked_mse(step, x, missing)[0]) for step in result.steps]
     st.line_chart({"error on the hidden pixels": [float(result.error_baseline[0])] + errors}, height=200,
                   x_label="iteration", y_label="MSE")
+sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

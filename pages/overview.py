@@ -5,16 +5,17 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import latent_order, persistent, frame, show_images, store
+from pages.ui import frame, show_images, widget
+from pages.ui.view import MAX_SEED
 from vae_core.catalog import model_card, units_note
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 
-active = frame()
-cfg = active.config
+handle = frame("overview")
+cfg = handle.config
 st.title("Overview")
-st.caption(f"{active.ckpt.path.name if active.ckpt.path else active.key} — what this VAE has learned at a glance.")
+st.caption(f"{handle.ckpt.path.name if handle.ckpt.path else handle.key} — what this VAE has learned at a glance.")
 
-card = model_card(active.ckpt)
+card = model_card(handle.ckpt)
 headline = ("dataset", "architecture", "latent size", "objective", "test ELBO")
 for col, name in zip(st.columns(len(headline)), headline):
     col.metric(name, card[name])
@@ -25,29 +26,24 @@ left, right = st.columns(2)
 with left:
     st.subheader("Originals and reconstructions")
     n = 12
-    x = active.data.x_test[:n]
-    y = active.data.y_test[:n] if cfg.conditional else None
-    with torch.inference_mode():
-        recon = active.model.reconstruct(x, y)
+    x = handle.data.x_test[:n]
+    recon = handle.reconstruct(x, handle.data.y_test[:n])
     show_images(x, n, "originals (test set)", height=56)
     show_images(recon, n, "reconstructions: decode(μ(x)) — smoother, blurrier", height=56)
 with right:
     st.subheader("Samples from the prior")
     c1, c2 = st.columns(2)
-    temperature = c1.slider("Temperature", 0.0, 2.0, 1.0, 0.1, key="overview_temperature",
+    temperature = c1.slider("Temperature", 0.0, 2.0, step=0.1, **widget("view.temperature"),
                             help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
-    seed = c2.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",))
-    generator = torch.Generator().manual_seed(int(seed))
-    labels = torch.arange(24) % cfg.num_classes if cfg.conditional else None
-    with torch.inference_mode():
-        samples = active.model.sample(24, labels, temperature=temperature, generator=generator)
+    seed = c2.number_input("Seed", 0, MAX_SEED, **widget("view.seed"))
+    samples = handle.decode(handle.prior(24, seed, temperature), torch.arange(24) % cfg.num_classes if cfg.conditional else None)
     show_images(samples, 12, "decoded prior draws" + (" (one class per column)" if cfg.conditional else ""),
                 height=56)
 
 left, right = st.columns(2)
 with left:
     st.subheader("Training history")
-    history = active.ckpt.history
+    history = handle.ckpt.history
     if history:
         table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
         names = {"elbo": "ELBO", "test_elbo": "test ELBO", "recon": "reconstruction −log p(x|z)", "kl": "KL"}
@@ -60,10 +56,8 @@ with left:
         st.info("This model carries no training history.")
 with right:
     st.subheader("KL per latent dimension")
-    order, kl = latent_order(active)
-    mu, _ = active.encodings("test")
-    variance = mu.var(0)
-    active_mask = variance > ACTIVE_UNIT_THRESHOLD
+    _, kl = handle.kl_order()
+    active_mask = handle.active_dims()
     table = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], "KL (nats)": kl,
                           "status": np.where(active_mask, "active", "inactive (collapsed)")})
     figure = px.bar(table, x="dimension", y="KL (nats)", color="status",

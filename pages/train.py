@@ -1,10 +1,10 @@
 """Train: a new VAE from the browser, on the server's shared training queue (vae_core.jobs).
 
-The form's values live in st.session_state (persistent/store), so they survive page switches. A run
-is a job on the process-wide queue; this session holds its id and a random owner token, and a
-fragment polls the job every second while it is queued or training. Another page may prefill the
-form: it sets st.session_state.train_preset (dataset, conditional, architecture, latent_dim, beta,
-holdout_class, epochs) and switches here.
+The form's values live in the session's TrainForm (pages/ui/state.py), so they survive page
+switches. A run is a job on the process-wide queue; this session holds its id and a random owner
+token, and a fragment polls the job every second while it is queued or training. Another page may
+prefill the form: it sets session().train.preset (dataset, conditional, architecture, latent_dim,
+beta, holdout_class, epochs) and switches here.
 """
 import math
 import secrets
@@ -13,7 +13,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from pages.ui import frame, persistent, shared_dataset, store
+from pages.ui import frame, session, shared_dataset, store, widget
+from pages.ui.state import TrainForm
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
 from vae_core.datasets import DatasetError
 from vae_core.jobs import (ARCHITECTURES, DEFAULT_HIDDEN, DIVERGED, DONE, FAILED, MAX_EPOCHS, STOPPED, JobOptions,
@@ -23,19 +24,16 @@ POLL_SECONDS = 1.0
 PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
-NO_HOLDOUT = -1
-FIELDS = {  # session key -> default: the shipped digits recipe, shortened (a good model in well under a minute)
-    "train_dataset": "digits", "train_architecture": "mlp", "train_latent_dim": 8, "train_hidden": "256, 128",
-    "train_beta": 1.0, "train_objective": "vae", "train_conditional": False, "train_holdout": NO_HOLDOUT,
-    "train_epochs": 40, "train_lr": 1e-3, "train_batch_size": 32, "train_kl_warmup": 10,
-    "train_likelihood": "bernoulli", "train_obs_sigma": 0.1, "train_name": "",
-}
+NO_HOLDOUT = TrainForm.holdout
+FORM_FIELDS = [f"train.form.{name}" for name in TrainForm.__dataclass_fields__]
 OBJECTIVE_LABELS = {"vae": "VAE / β-VAE: β weighs the KL", "beta-tcvae": "β-TCVAE: β weighs the total correlation"}
 
-frame(needs_model=False)  # training needs no model open; the folder may even be empty
-state = st.session_state
+frame("train", needs_model=False)  # training needs no model open; the folder may even be empty
+train = session().train
+form = train.form
 queue = shared_queue()
-state.setdefault("train_owner", secrets.token_urlsafe(16))
+if not train.owner:
+    train.owner = secrets.token_urlsafe(16)
 datasets = available_datasets()
 
 
@@ -48,20 +46,20 @@ def apply_preset(preset: dict) -> list[str]:
     applied = []
 
     def put(key, value, label):
-        state[key] = value
+        setattr(form, key, value)
         applied.append(label)
 
     if preset.get("dataset") in datasets:
-        put("train_dataset", preset["dataset"], f"dataset {preset['dataset']}")
+        put("dataset", preset["dataset"], f"dataset {preset['dataset']}")
     if "conditional" in preset:
         conditional = bool(preset["conditional"])
-        put("train_conditional", conditional, "conditional" if conditional else "unconditional")
+        put("conditional", conditional, "conditional" if conditional else "unconditional")
     if preset.get("architecture") in ARCHITECTURES:
-        put("train_architecture", preset["architecture"], f"{preset['architecture']} architecture")
-        state.train_hidden = hidden_text(preset["architecture"])
-    for field, key, low, high, kind in (("latent_dim", "train_latent_dim", 1, 64, int),
-                                        ("beta", "train_beta", 0.0, 50.0, float),
-                                        ("epochs", "train_epochs", 1, PAGE_MAX_EPOCHS, int)):
+        put("architecture", preset["architecture"], f"{preset['architecture']} architecture")
+        form.hidden = hidden_text(preset["architecture"])
+    for field, key, low, high, kind in (("latent_dim", "latent_dim", 1, 64, int),
+                                        ("beta", "beta", 0.0, 50.0, float),
+                                        ("epochs", "epochs", 1, PAGE_MAX_EPOCHS, int)):
         try:
             value = kind(preset[field])
         except (KeyError, TypeError, ValueError, OverflowError):
@@ -71,23 +69,20 @@ def apply_preset(preset: dict) -> list[str]:
     if "holdout_class" in preset:
         holdout = preset["holdout_class"]
         if holdout is None or (isinstance(holdout, int) and holdout >= 0):
-            put("train_holdout", NO_HOLDOUT if holdout is None else holdout,
+            put("holdout", NO_HOLDOUT if holdout is None else holdout,
                 "every class" if holdout is None else f"class {holdout} left out")
     return applied
 
 
-preset = state.pop("train_preset", None)
+preset, train.preset = train.preset, None
 if isinstance(preset, dict):
-    state.train_preset_applied = apply_preset(preset)
-for key, default in FIELDS.items():
-    state.setdefault(key, default)
-if state.train_dataset not in datasets:
-    state.train_dataset = "digits"
+    train.preset_applied = apply_preset(preset)
+if form.dataset not in datasets:
+    form.dataset = TrainForm.dataset
 
 
 def _architecture_changed():
-    store("train_architecture")
-    state.train_hidden = hidden_text(state.train_architecture)
+    form.hidden = hidden_text(form.architecture)
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
@@ -100,113 +95,102 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def options_from_state() -> JobOptions:
+def options_from_form() -> JobOptions:
     """The form as JobOptions; raises ValueError with what to fix."""
-    holdout = int(state.train_holdout)
     return JobOptions(
-        dataset=state.train_dataset, architecture=state.train_architecture, latent_dim=int(state.train_latent_dim),
-        hidden_sizes=parse_hidden(state.train_hidden), beta=float(state.train_beta), objective=state.train_objective,
-        conditional=bool(state.train_conditional), epochs=int(state.train_epochs), lr=float(state.train_lr),
-        batch_size=int(state.train_batch_size), kl_warmup=int(state.train_kl_warmup),
-        holdout_class=None if holdout == NO_HOLDOUT else holdout, name=state.train_name.strip(),
-        likelihood=state.train_likelihood, obs_sigma=float(state.train_obs_sigma),
+        dataset=form.dataset, architecture=form.architecture, latent_dim=int(form.latent_dim),
+        hidden_sizes=parse_hidden(form.hidden), beta=float(form.beta), objective=form.objective,
+        conditional=bool(form.conditional), epochs=int(form.epochs), lr=float(form.lr),
+        batch_size=int(form.batch_size), kl_warmup=int(form.kl_warmup),
+        holdout_class=None if form.holdout == NO_HOLDOUT else int(form.holdout), name=form.name.strip(),
+        likelihood=form.likelihood, obs_sigma=float(form.obs_sigma),
     )
 
 
 def _start():
     """on_click of Start: runs before the script, so the panel below already shows the new job."""
-    for key in FIELDS:  # the values the click was sent with, also those whose on_change has not run
-        if f"_w_{key}" in state:
-            store(key)
-    state.train_error = None
+    store(*FORM_FIELDS)  # the values the click was sent with, also those whose on_change has not run
+    train.error = None
     try:
-        job_id = queue.submit(options_from_state(), state.train_owner)
+        job_id = queue.submit(options_from_form(), train.owner)
     except (ValueError, QueueError) as exc:
-        state.train_error = str(exc)
+        train.error = str(exc)
         return
-    state.train_job = job_id
-    state.pop("train_preset_applied", None)
+    train.job = job_id
+    train.preset_applied = []
 
 
 def _stop(job_id: str):
-    queue.stop(job_id, state.train_owner)
+    queue.stop(job_id, train.owner)
 
 
 def _open(name: str):
-    state.model_key = f"file:{name}"  # the sidebar's picker follows model_key on the next run
+    session().view.switch_model(f"file:{name}")
 
 
 st.title("Train")
 st.caption("Train a VAE on the server and explore it on the other pages. Runs share one queue: "
            "while someone else's run trains, yours waits its turn.")
-if state.get("train_preset_applied"):
-    st.info(f"Prefilled from another page: {', '.join(state.train_preset_applied)}. Check the settings, then Start.")
+if train.preset_applied:
+    st.info(f"Prefilled from another page: {', '.join(train.preset_applied)}. Check the settings, then Start.")
 
-mine = queue.view(state.get("train_job"), state.train_owner)
+mine = queue.view(train.job, train.owner)
 busy = mine is not None and mine.active
 
 c1, c2, c3, c4 = st.columns(4)
-c1.selectbox("Dataset", datasets, key=persistent("train_dataset"), on_change=store, args=("train_dataset",),
+c1.selectbox("Dataset", datasets, **widget("train.form.dataset"),
              help="mnist-5k (real digits, 28×28), digits (8×8) and shapes (64×64) are built in; MNIST-style sets "
                   "appear when their files are on the server")
-c2.radio("Architecture", ARCHITECTURES, key=persistent("train_architecture"), on_change=_architecture_changed,
+c2.radio("Architecture", ARCHITECTURES, **widget("train.form.architecture", _architecture_changed),
          horizontal=True, format_func={"mlp": "MLP", "conv": "convolutional"}.get)
-c3.number_input("Latent size", 1, 64, key=persistent("train_latent_dim"), on_change=store, args=("train_latent_dim",),
+c3.number_input("Latent size", 1, 64, **widget("train.form.latent_dim"),
                 help="Dimensions of z. 2 can be plotted as it is")
-c4.text_input("Hidden sizes", key=persistent("train_hidden"), on_change=store, args=("train_hidden",),
+c4.text_input("Hidden sizes", **widget("train.form.hidden"),
               help="Widths of the MLP layers, or channels of each stride-2 conv layer, separated by commas")
 
 try:
-    label_names = shared_dataset(state.train_dataset).label_names
+    label_names = shared_dataset(form.dataset).label_names
 except DatasetError as exc:
     st.error(str(exc))
     label_names = []
-if state.train_holdout != NO_HOLDOUT and not 0 <= state.train_holdout < len(label_names):
-    state.train_holdout = NO_HOLDOUT
+if form.holdout != NO_HOLDOUT and not 0 <= form.holdout < len(label_names):
+    form.holdout = NO_HOLDOUT
 
 c0, c1, c2, c3, c4 = st.columns(5)
-c0.selectbox("Objective", list(OBJECTIVE_LABELS), key=persistent("train_objective"), on_change=store,
-             args=("train_objective",), format_func=OBJECTIVE_LABELS.get,
+c0.selectbox("Objective", list(OBJECTIVE_LABELS), **widget("train.form.objective"), format_func=OBJECTIVE_LABELS.get,
              help="β-TCVAE (Chen et al., 2018) splits the KL and presses only on the total correlation between "
                   "dimensions: disentangles with less blur than a β-VAE of the same β")
-c1.number_input("β", 0.0, 50.0, step=0.5, key=persistent("train_beta"), on_change=store,
-                args=("train_beta",), help="1 is a plain VAE; above 1 a β-VAE (or β-TCVAE): more disentangled, "
+c1.number_input("β", 0.0, 50.0, step=0.5, **widget("train.form.beta"), help="1 is a plain VAE; above 1 a β-VAE (or β-TCVAE): more disentangled, "
                                            "blurrier")
-c2.checkbox("Conditional (CVAE)", key=persistent("train_conditional"), on_change=store, args=("train_conditional",),
+c2.checkbox("Conditional (CVAE)", **widget("train.form.conditional"),
             help="Encoder and decoder also see the label, so you can ask for a class when sampling")
-c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], key=persistent("train_holdout"),
-             on_change=store, args=("train_holdout",),
+c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], **widget("train.form.holdout"),
              format_func=lambda i: "none (train on all)" if i == NO_HOLDOUT else f"{i}: {label_names[i]}",
              help="Train without one class, then see how the model treats it: an anomaly experiment")
-c4.text_input("Model name", key=persistent("train_name"), on_change=store, args=("train_name",), max_chars=64,
-              placeholder=default_name(state.train_dataset, state.train_architecture, int(state.train_latent_dim),
-                                       float(state.train_beta), bool(state.train_conditional),
-                                       None if state.train_holdout == NO_HOLDOUT else state.train_holdout,
-                                       state.train_objective))
+c4.text_input("Model name", **widget("train.form.name"), max_chars=64,
+              placeholder=default_name(form.dataset, form.architecture, int(form.latent_dim), float(form.beta),
+                                       bool(form.conditional), None if form.holdout == NO_HOLDOUT else form.holdout,
+                                       form.objective))
 
 c1, c2, c3, c4 = st.columns(4)
-c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, key=persistent("train_epochs"), on_change=store, args=("train_epochs",))
-c2.select_slider("Learning rate", LEARNING_RATES, key=persistent("train_lr"), on_change=store, args=("train_lr",),
+c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, **widget("train.form.epochs"))
+c2.select_slider("Learning rate", LEARNING_RATES, **widget("train.form.lr"),
                  format_func=lambda v: f"{v:g}", help="Adam's step size. Too high and the loss blows up")
-c3.select_slider("Batch size", BATCH_SIZES, key=persistent("train_batch_size"), on_change=store,
-                 args=("train_batch_size",))
-c4.number_input("KL warm-up (epochs)", 0, PAGE_MAX_EPOCHS, key=persistent("train_kl_warmup"), on_change=store,
-                args=("train_kl_warmup",), help="The KL weight ramps from 0 to β over these epochs: fewer collapsed "
+c3.select_slider("Batch size", BATCH_SIZES, **widget("train.form.batch_size"))
+c4.number_input("KL warm-up (epochs)", 0, PAGE_MAX_EPOCHS, **widget("train.form.kl_warmup"), help="The KL weight ramps from 0 to β over these epochs: fewer collapsed "
                                                 "dimensions")
-likelihood_label = state.train_likelihood
-if state.train_likelihood == "gaussian":
-    likelihood_label += f", σ {state.train_obs_sigma:g}"
+likelihood_label = form.likelihood
+if form.likelihood == "gaussian":
+    likelihood_label += f", σ {form.obs_sigma:g}"
 with st.expander(f"Likelihood p(x|z): {likelihood_label}"):
     l1, l2 = st.columns(2)
-    l1.radio("p(x|z)", ["bernoulli", "gaussian"], key=persistent("train_likelihood"), on_change=store,
-             args=("train_likelihood",), horizontal=True,
+    l1.radio("p(x|z)", ["bernoulli", "gaussian"], **widget("train.form.likelihood"), horizontal=True,
              help="Bernoulli suits pixels in [0, 1] (as pytorch/examples, pythae and the β-VAE papers use)")
-    l2.number_input("σ of the Gaussian", 0.01, 1.0, step=0.05, key=persistent("train_obs_sigma"), on_change=store,
-                    args=("train_obs_sigma",), disabled=state.train_likelihood != "gaussian",
+    l2.number_input("σ of the Gaussian", 0.01, 1.0, step=0.05, **widget("train.form.obs_sigma"), disabled=form.likelihood != "gaussian",
                     help="Smaller: sharper reconstructions, more information in z")
 
 try:
-    planned = options_from_state()
+    planned = options_from_form()
 except ValueError as exc:
     planned = None
     st.warning(str(exc))
@@ -216,8 +200,8 @@ s1.button("Start training", type="primary", on_click=_start, disabled=busy or pl
 if planned is not None:
     s2.caption(f"Will be saved as **{unique_path(planned.model_name, checkpoint_dir()).stem}** in the models "
                "folder (a number is added if the name is taken then).")
-if state.get("train_error"):
-    st.error(f"Could not start: {state.train_error}")
+if train.error:
+    st.error(f"Could not start: {train.error}")
 
 
 CHARTS = (  # (title, training-set column, test-set column)
@@ -253,11 +237,11 @@ def saved_line(view) -> None:
 
 @st.fragment(run_every=POLL_SECONDS if busy else None)
 def job_panel():
-    view = queue.view(state.get("train_job"), state.train_owner)
+    view = queue.view(train.job, train.owner)
     running, waiting = queue.counts()
     st.caption(f"Server queue: {running} training, {waiting} waiting · {queue.max_concurrent} run(s) at a time")
     if view is None:
-        if state.get("train_job"):
+        if train.job:
             st.info("Your last run is no longer tracked (finished runs are kept for an hour); "
                     "its model, if it finished, is in the sidebar's picker.")
         return
@@ -304,8 +288,8 @@ def job_panel():
                              "two rows of samples from the prior (the same noise every epoch)")
     elif view.active:
         st.caption("Curves and pictures appear after the first epoch.")
-    if not view.active and state.get("train_announced") != view.id:
-        state.train_announced = view.id
+    if not view.active and train.announced != view.id:
+        train.announced = view.id
         st.rerun()  # a full run: the sidebar picker lists the new model, and polling stops
 
 

@@ -3,79 +3,86 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import browser_decoder, current_map, frame, latent_order, map_figure, persistent, show_images, store
+from pages.ui import frame, map_figure, show_images, sync_url, view, widget
 from pages.ui.live_pad import live_pad, unsupported_reason
+from pages.ui.view import MAX_SEED, Z_RANGE
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
-from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 from vae_core.projection import place_on_map
 
-active = frame()
-cfg = active.config
-state = st.session_state
+handle = frame("traversal")
+cfg = handle.config
+v = view()
 st.title("Traversal")
 st.caption("Start from a point in latent space, then move one dimension at a time. "
            "Dimensions are ordered by how much information they carry (KL); inactive ones barely change anything.")
 
-order, kl = latent_order(active)
-z_test, y_test = active.encodings("test")
-dead = set(np.flatnonzero(z_test.var(0) <= ACTIVE_UNIT_THRESHOLD).tolist())
+order, kl = handle.kl_order()
+z_test, y_test = handle.encodings("test")
+dead = set(np.flatnonzero(~handle.active_dims()).tolist())
 
 c1, c2, c3 = st.columns([2, 1, 1])
-base_kind = c1.radio("Start from", ["sample", "prior", "zero"], horizontal=True, key="traversal_base",
-                     format_func={"sample": "a test image's μ", "prior": "a random prior draw", "zero": "the origin"}.get)
-if base_kind == "sample":
-    state.sample = min(state.sample, len(z_test) - 1)
-    c2.number_input("Test image #", 0, len(z_test) - 1, key=persistent("sample"), on_change=store, args=("sample",))
-    base = torch.as_tensor(z_test[state.sample])
-elif base_kind == "prior":
-    c2.number_input("Seed", 0, 10_000, key=persistent("seed"), on_change=store, args=("seed",))
-    base = torch.randn(cfg.latent_dim, generator=torch.Generator().manual_seed(int(state.seed)))
+c1.radio("Start from", ["sample", "prior", "zero"], horizontal=True, **widget("view.base"),
+         format_func={"sample": "a test image's μ", "prior": "a random prior draw", "zero": "the origin"}.get)
+if v.base == "sample":
+    c2.number_input("Test image #", 0, len(z_test) - 1, **widget("view.sample"))
+    base = torch.as_tensor(z_test[v.sample])
+elif v.base == "prior":
+    c2.number_input("Seed", 0, MAX_SEED, **widget("view.seed"))
+    base = handle.prior(1, v.seed)[0]
 else:
     base = torch.zeros(cfg.latent_dim)
 label = None
 if cfg.conditional:
-    default = int(y_test[state.sample]) if base_kind == "sample" else 0
-    label = c3.selectbox("Class", range(cfg.num_classes), index=default, format_func=lambda i: active.label_names[i])
+    default = int(y_test[v.sample]) if v.base == "sample" else 0
+    label = c3.selectbox("Class", range(cfg.num_classes), index=default, format_func=handle.label_name)
 
+# A new start point (or model) puts z there; otherwise z keeps the student's moves, and a link's z.
+if v.z is None or v.z_origin != v.traversal_origin():
+    v.z, v.z_origin = tuple(float(b) for b in base), v.traversal_origin()
+v.z = tuple(round(float(x), 2) for x in v.z)  # as the link writes it: a reopened link decodes the same z
 
-def current_z() -> list[float]:
-    """The vector the sliders hold (the server-side sliders' own state, which the live pad also sets)."""
-    return [float(state[f"slider_z{d}"]) for d in range(cfg.latent_dim)]
-
-
-# New base, model or start point: the sliders jump to it. Otherwise they keep the student's moves.
-signature = (active.token, base_kind, state.sample if base_kind == "sample" else state.seed)
-if state.get("traversal_signature") != signature:
-    state.traversal_signature = signature
-    for d in range(cfg.latent_dim):
-        state[f"slider_z{d}"] = round(float(base[d]), 2)
-    state.current_z = current_z()
-else:
-    saved = state.get("current_z") or []
-    for d in range(cfg.latent_dim):
-        if f"slider_z{d}" not in state:  # back from another page: restore where the student left them
-            state[f"slider_z{d}"] = saved[d] if len(saved) == cfg.latent_dim else round(float(base[d]), 2)
-    if len(saved) != cfg.latent_dim:
-        state.current_z = current_z()
-
-show_map = current_map(active) is not None
+show_map = handle.latent_map(v) is not None
 if not show_map and cfg.latent_dim > 3:
     st.caption("Compute a map on the Latent map page to see the current point on it here.")
 
 
-def follow(z: list[float]) -> None:
-    """The rest of the page (map marker, grid, share link) follows the latent vector z."""
-    state.current_z = z
-    st.query_params["z"] = ",".join(f"{v:.2f}" for v in z)
-
-
-def show_on_map(z: list[float], height: int = 300) -> None:
+def show_on_map(z, height: int = 300) -> None:
     if show_map:
-        coords, z_map, labels = current_map(active)
+        coords, z_map, labels = handle.latent_map(v)
         here = place_on_map(np.asarray([z], dtype=np.float32), z_map, coords)
-        st.plotly_chart(map_figure(coords, labels, active.label_names, [("current z", here, "#FF4B4B", "markers")],
+        st.plotly_chart(map_figure(coords, labels, handle.label_names, [("current z", here, "#FF4B4B", "markers")],
                                    height=height), key="traversal_map")
+
+
+def grid_section() -> None:
+    """The traversal grid around z: drawn inside the panels' fragments, so it follows every move."""
+    st.subheader("Traversal grid")
+    g1, g2, g3 = st.columns([3, 1, 1])
+    if v.grid_rows is None:
+        v.grid_rows = tuple([d for d in order if d not in dead][:8] or order[:8])
+    rows = g1.multiselect("Dimensions (rows)", order, format_func=lambda d: f"z{d}", **widget("view.grid_rows"))
+    span = g2.slider("Span ±kσ", 0.5, 4.0, step=0.5, **widget("view.grid_span"))
+    steps = g3.slider("Columns", 3, 15, step=2, **widget("view.grid_steps"))
+    if rows:
+        start = torch.tensor(v.z, dtype=torch.float32)
+        grid_images = handle.decode(traversal_grid(start, rows, span, steps), label)
+        grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}σ … +{span}σ",
+                               height=64)
+        e1, e2, e3 = st.columns(3)
+        if v.gif_dim not in rows:
+            v.gif_dim = rows[0]
+        gif_dim = e2.selectbox("Animate dimension", rows, format_func=lambda d: f"z{d}", **widget("view.gif_dim"))
+
+        def traversal_gif() -> bytes:  # built on click only: most runs of this page are never downloaded
+            frames = handle.decode(traverse(start, gif_dim, torch.linspace(-span, span, 24)), label)
+            return gif_bytes(frames, upscale_factor(cfg.input_shape[1], 128))
+
+        # Downloads are deferred (a callable) and do not rerun the page (on_click="ignore"): under load,
+        # files made ahead were deleted by the session's next run before the browser fetched them.
+        e1.download_button("Download grid (PNG)", lambda: grid_png, "traversal-grid.png", "image/png", on_click="ignore")
+        e3.download_button("Download animation (GIF)", traversal_gif, f"traversal-z{gif_dim}.gif", "image/gif",
+                           on_click="ignore")
 
 
 @st.fragment
@@ -86,14 +93,14 @@ def slider_panel():
         columns = st.columns(2)
         for i, d in enumerate(order):
             status = " · inactive" if d in dead else ""
-            columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -4.0, 4.0, step=0.05, key=f"slider_z{d}")
-    z = current_z()
-    follow(z)
-    with torch.inference_mode():
-        image = active.model.decode(torch.tensor([z]), None if label is None else torch.tensor([label]))
+            columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -Z_RANGE, Z_RANGE, step=0.05,
+                                  **widget(f"view.z.{d}"))
+    v.z = tuple(round(float(x), 2) for x in v.z)
     with right:
-        show_images(image, 1, "decode(z)", height=220)
-        show_on_map(z)
+        show_images(handle.decode(v.z, label), 1, "decode(z)", height=220)
+        show_on_map(v.z)
+    grid_section()
+    sync_url()  # a fragment's run ends here, not in app.py
 
 
 @st.fragment
@@ -101,17 +108,17 @@ def live_panel(onnx_model: bytes):
     """The live pad: the browser decodes on every input event; Python hears the vector on release."""
     sections = ("sliders", "pad") if cfg.latent_dim >= 2 else ("sliders",)
     axes = (0, 1) if cfg.latent_dim == 2 else None  # a 2-D latent is its own map: the pad lies as the map does
-    report = live_pad(onnx_model, active.token, cfg, state.current_z, order=order, kl=kl, dead=sorted(dead),
-                      label=label, sections=sections, pad_axes=axes, reset_token=repr(signature), key="traversal_live_pad")
+    report = live_pad(onnx_model, handle.token, cfg, v.z, order=order, kl=kl, dead=sorted(dead), label=label,
+                      sections=sections, pad_axes=axes, reset_token=repr((handle.token, v.z_origin)),
+                      key="traversal_live_pad")
     if report:
-        for d, v in enumerate(report["z"]):
-            state[f"slider_z{d}"] = round(float(v), 2)
-        state.current_z = [float(v) for v in report["z"]]
-    follow(state.current_z)
-    show_on_map(state.current_z, height=320)
+        v.z = tuple(round(float(x), 2) for x in report["z"])
+    show_on_map(v.z, height=320)
+    grid_section()
+    sync_url()  # a fragment's run ends here, not in app.py
 
 
-onnx_model, export_problem = browser_decoder(active)
+onnx_model, export_problem = handle.browser_decoder()
 if onnx_model is None:
     st.caption(f"The sliders run on the server: {export_problem}.")
     slider_panel()
@@ -119,38 +126,11 @@ elif unsupported_reason():
     st.info(f"This browser cannot run the live pad ({unsupported_reason()}), so the sliders run on the "
             "server: each move is sent there and the picture comes back.")
     slider_panel()
-elif st.toggle("Decode in this browser", key=persistent("live_pad_on", True), on_change=store, args=("live_pad_on",),
+elif st.toggle("Decode in this browser", **widget("view.live_pad"),
                help="On: the picture follows a dragged slider at the screen's frame rate (the decoder runs in "
                     "your browser). Off: each move goes to the server and the picture comes back."):
     live_panel(onnx_model)
 else:
     slider_panel()
 
-st.subheader("Traversal grid")
-g1, g2, g3 = st.columns([3, 1, 1])
-default_rows = [d for d in order if d not in dead][:8] or order[:8]
-rows = g1.multiselect("Dimensions (rows)", order, default=default_rows, format_func=lambda d: f"z{d}")
-span = g2.slider("Span ±kσ", 0.5, 4.0, 3.0, 0.5)
-steps = g3.slider("Columns", 3, 15, 9, 2)
-if rows:
-    start = torch.tensor(state.current_z, dtype=torch.float32)
-    latents = traversal_grid(start, rows, span, steps)
-    labels_for_grid = None if label is None else torch.full((len(latents),), label)
-    with torch.inference_mode():
-        grid_images = active.model.decode(latents, labels_for_grid)
-    grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}σ … +{span}σ",
-                           height=64)
-    e1, e2, e3 = st.columns(3)
-    gif_dim = e2.selectbox("Animate dimension", rows, format_func=lambda d: f"z{d}")
-
-    def traversal_gif() -> bytes:  # built on click only: most runs of this page are never downloaded
-        with torch.inference_mode():
-            frames = active.model.decode(traverse(start, gif_dim, torch.linspace(-span, span, 24)),
-                                         None if label is None else torch.full((24,), label))
-        return gif_bytes(frames, upscale_factor(cfg.input_shape[1], 128))
-
-    # Downloads are deferred (a callable) and do not rerun the page (on_click="ignore"): under load,
-    # files made ahead were deleted by the session's next run before the browser fetched them.
-    e1.download_button("Download grid (PNG)", lambda: grid_png, "traversal-grid.png", "image/png", on_click="ignore")
-    e3.download_button("Download animation (GIF)", traversal_gif, f"traversal-z{gif_dim}.gif", "image/gif",
-                       on_click="ignore")
+sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

@@ -14,10 +14,28 @@ def start(page: str = "pages/overview.py", pick: str | None = None, **query) -> 
     at.query_params.update({k: str(v) for k, v in query.items()})
     at.run()
     if pick:
-        at.sidebar.selectbox(key="_w_model_key").set_value(f"file:{pick}").run()
+        at.sidebar.selectbox(key="view.model").set_value(f"file:{pick}").run()
     if page != "pages/overview.py":
         at.switch_page(page).run()
     return at
+
+
+def open_link(page: str, **query) -> AppTest:
+    """A new session opened on a link: `page` with `query`, as a browser that pastes the URL."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params.update({k: str(v) for k, v in query.items()})
+    at.switch_page(page).run()
+    return at
+
+
+def session_of(at: AppTest):
+    """The app's one per-user object (pages/ui/state.py Session)."""
+    return at.session_state["latent_explorer"]
+
+
+def view_of(at: AppTest):
+    """What the session is looking at (pages/ui/view.py View)."""
+    return session_of(at).view
 
 
 def image_urls(at: AppTest) -> list[str]:

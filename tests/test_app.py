@@ -3,7 +3,7 @@ controls, and survives bad input with a message instead of a traceback."""
 from __future__ import annotations
 
 import pytest
-from apptest_support import SHIPPED, assert_clean, image_urls, query, start
+from apptest_support import SHIPPED, assert_clean, image_urls, open_link, query, start, view_of
 
 PAGES = ["pages/overview.py", "pages/latent_map.py", "pages/traversal.py", "pages/interpolation.py"]
 
@@ -24,7 +24,7 @@ def test_every_page_renders_with_every_shipped_checkpoint(checkpoints, page, mod
 
 def test_default_model_is_mnist_vae(checkpoints):
     at = start()
-    assert at.sidebar.selectbox(key="_w_model_key").value == "file:mnist-vae"
+    assert at.sidebar.selectbox(key="view.model").value == "file:mnist-vae"
     assert "mnist-vae" in at.caption[0].value
     assert any("Bernoulli p(x|z): the ELBO is a log-probability" in c.value for c in at.caption), \
         "the units of the numbers on the page, in one line"
@@ -32,29 +32,29 @@ def test_default_model_is_mnist_vae(checkpoints):
 
 def test_traversal_slider_changes_the_decoded_image(checkpoints):
     at = start("pages/traversal.py")
-    at.toggle(key="_w_live_pad_on").set_value(False).run()  # the sliders that run on the server
+    at.toggle(key="view.live_pad").set_value(False).run()  # the sliders that run on the server
     before = image_urls(at)[0]
-    slider = at.slider(key="slider_z0")
+    slider = at.slider(key="view.z.0")
     slider.set_value(min(4.0, slider.value + 1.5)).run()
     assert_clean(at)
     assert image_urls(at)[0] != before
-    assert at.session_state.current_z[0] == pytest.approx(slider.value)
+    assert list(view_of(at).z)[0] == pytest.approx(slider.value)
     assert query(at, "z").startswith(f"{slider.value:.2f},")
 
 
 def test_traversal_base_choices_give_different_starts(checkpoints):
     at = start("pages/traversal.py")
-    from_sample = list(at.session_state.current_z)
-    at.radio(key="traversal_base").set_value("zero").run()
+    from_sample = list(list(view_of(at).z))
+    at.radio(key="view.base").set_value("zero").run()
     assert_clean(at)
-    assert at.session_state.current_z == [0.0] * len(from_sample)
-    assert at.session_state.current_z != from_sample
+    assert list(view_of(at).z) == [0.0] * len(from_sample)
+    assert list(view_of(at).z) != from_sample
 
 
 def test_overview_temperature_changes_the_samples(checkpoints):
     at = start()
     before = image_urls(at)
-    at.slider(key="overview_temperature").set_value(0.0).run()
+    at.slider(key="view.temperature").set_value(0.0).run()
     assert_clean(at)
     after = image_urls(at)
     assert before[:2] == after[:2], "originals and reconstructions do not depend on the temperature"
@@ -77,7 +77,7 @@ def test_latent_map_computes_pca_and_selects_a_sample(checkpoints):
     assert at.get("plotly_chart"), "the map is drawn"
     at.number_input[0].set_value(7).run()
     assert_clean(at)
-    assert at.session_state.sample == 7 and at.session_state.selected == [7]
+    assert view_of(at).sample == 7 and view_of(at).selected == (7,)
 
 
 def test_two_d_latent_is_mapped_without_projection(checkpoints):
@@ -113,25 +113,57 @@ def test_interpolation_prior_endpoints(checkpoints):
 def test_shared_link_reopens_the_same_view(checkpoints):
     at = start("pages/traversal.py", model="file:mnist-vae-2d", sample=5, seed=3)
     assert_clean(at)
-    assert at.session_state.model_key == "file:mnist-vae-2d"
-    assert at.session_state.sample == 5 and at.session_state.seed == 3
+    assert view_of(at).model == "file:mnist-vae-2d"
+    assert view_of(at).sample == 5 and view_of(at).seed == 3
     assert query(at, "sample") == "5"
 
 
 def test_broken_checkpoint_gives_a_message_and_keeps_the_previous_model(checkpoints):
     (checkpoints / "broken.safetensors").write_bytes(b"\x00" * 100)
     at = start()
-    at.sidebar.selectbox(key="_w_model_key").set_value("file:broken").run()
+    at.sidebar.selectbox(key="view.model").set_value("file:broken").run()
     assert not at.exception
     assert any("broken" in e.value for e in at.sidebar.error)
-    assert at.session_state.model_key == "file:mnist-vae"
+    assert view_of(at).model == "file:mnist-vae"
     assert image_urls(at), "the page still shows the previous model's pictures"
 
 
-def test_unknown_model_in_the_url_falls_back_to_the_default(checkpoints):
-    at = start(model="file:../../etc/passwd")
+@pytest.mark.parametrize("model", ["file:../../etc/passwd", "file:no-such-model", "external:0123456789ab", "upload"])
+def test_a_link_to_a_model_this_server_lacks_says_so_and_names_what_is_shown(checkpoints, model):
+    at = open_link("pages/overview.py", model=model, sample=3)
+    assert not at.exception and not at.error
+    assert view_of(at).model == "file:mnist-vae"
+    assert len(at.warning) == 1 and "mnist-vae instead" in at.warning[0].value
+    assert ("cannot carry" in at.warning[0].value) == (model == "upload")
+    assert query(at, "model") == "file:mnist-vae", "the URL names the model on screen"
+    assert view_of(at).sample == 3, "the rest of the link still applies"
+
+
+def test_bad_values_in_a_link_are_corrected_with_a_notice(checkpoints):
+    at = open_link("pages/traversal.py", sample="99999", seed="x", z="1,2", base="nowhere", span="nan", rows="0,99",
+               columns="100", utm_source="mail")
+    assert not at.exception and not at.error
+    notices = " ".join(w.value for w in at.warning)
+    for expected in ("seed", "base", "span", "columns", "utm_source", "no test image #99999", "z has 2 numbers"):
+        assert expected in notices, expected
+    assert view_of(at).sample == 999 and len(view_of(at).z) == 16
+    assert query(at, "sample") == "999" and "seed" not in at.query_params and "utm_source" not in at.query_params
+    at.run()
+    assert not at.warning, "each notice is shown once"
+
+
+def test_an_upload_link_says_it_cannot_be_shared(checkpoints):
+    from vae_core.checkpoint import load_checkpoint
+
+    at = start()
+    data = (checkpoints / "mnist-vae-2d.safetensors").read_bytes()
+    session = at.session_state["latent_explorer"]
+    session.uploads["upload:feedfacecafe0001"] = load_checkpoint(checkpoints / "mnist-vae-2d.safetensors")
+    session.view.switch_model("upload:feedfacecafe0001")
+    at.run()
     assert_clean(at)
-    assert at.session_state.model_key == "file:mnist-vae"
+    assert query(at, "model") == "upload", f"never the previous model's name ({len(data)} bytes uploaded)"
+    assert any("lives in this browser only" in c.value for c in at.sidebar.caption)
 
 
 BYOM_SOURCE = '''
@@ -175,35 +207,35 @@ def test_own_model_from_local_files_opens_on_every_page(checkpoints, own_model):
     spec, weights = own_model
     at = start()
     assert [e for e in at.sidebar.expander if "local files" in e.label]
-    at.sidebar.text_input(key="byom_spec").input(spec)
-    at.sidebar.text_input(key="byom_weights").input(weights)
+    at.sidebar.text_input(key="own_model.spec").input(spec)
+    at.sidebar.text_input(key="own_model.weights").input(weights)
     next(b for b in at.sidebar.button if b.label == "Open my model").click().run()
     assert_clean(at)
-    assert at.session_state.model_key.startswith("external:")
+    assert view_of(at).model.startswith("external:")
     assert any("architecture** external" in c.value for c in at.sidebar.caption), "the card describes it"
     for page in PAGES[1:]:
         at.switch_page(page).run()
         assert_clean(at)
-        assert at.session_state.model_key.startswith("external:")
+        assert view_of(at).model.startswith("external:")
 
 
 def test_own_model_that_fails_to_load_gives_a_message_and_keeps_the_previous_model(checkpoints, tmp_path):
     broken = tmp_path / "broken_vae.py"
     broken.write_text("raise RuntimeError('this file is broken')\n")
     at = start()
-    at.sidebar.text_input(key="byom_spec").input(f"{broken}:VAE")
-    at.sidebar.text_input(key="byom_weights").input(str(tmp_path / "w.pt"))
+    at.sidebar.text_input(key="own_model.spec").input(f"{broken}:VAE")
+    at.sidebar.text_input(key="own_model.weights").input(str(tmp_path / "w.pt"))
     next(b for b in at.sidebar.button if b.label == "Open my model").click().run()
     assert not at.exception
     assert any("this file is broken" in e.value for e in at.sidebar.error)
-    assert at.session_state.model_key == "file:mnist-vae"
-    assert not any(k.startswith("external:") for k in at.sidebar.selectbox(key="_w_model_key").options)
+    assert view_of(at).model == "file:mnist-vae"
+    assert not any(k.startswith("external:") for k in at.sidebar.selectbox(key="view.model").options)
 
 
 def test_classroom_mode_hides_the_local_code_box(checkpoints, monkeypatch):
-    import pages.ui
+    import pages.ui.sidebar
 
-    monkeypatch.setattr(pages.ui, "LOCAL_CODE_ALLOWED", False)
+    monkeypatch.setattr(pages.ui.sidebar, "LOCAL_CODE_ALLOWED", False)
     at = start()
     assert_clean(at)
     assert not [e for e in at.sidebar.expander if "local files" in e.label]
@@ -246,8 +278,9 @@ def test_the_default_model_maps_all_10000_mnist_test_images_from_idx_files(tmp_p
     write_mnist_like(tmp_path, "MNIST", n_train=100, n_test=10_000, images=real)
     monkeypatch.setenv("LATENT_EXPLORER_DATA", str(tmp_path))
     at = start("pages/latent_map.py")
-    dataset_box = at.sidebar.selectbox(key="_w_dataset_for_file:mnist-vae")
-    assert dataset_box.value == "mnist-5k" and "mnist" in dataset_box.options
+    dataset_box = at.sidebar.selectbox(key="view.dataset")
+    assert dataset_box.value == "" and dataset_box.options[0] == "mnist-5k", "the model's own dataset first"
+    assert "mnist" in dataset_box.options
     dataset_box.set_value("mnist").run()
     assert_clean(at)
     next(b for b in at.button if b.label == "Compute map").click().run()

@@ -34,23 +34,23 @@ def test_anomalies_renders_with_every_shipped_checkpoint(checkpoints, model):
 
 def test_anomaly_threshold_changes_the_count(checkpoints):
     at = start("pages/anomalies.py")
-    slider = at.slider(key="_w_anomaly_threshold")
+    slider = at.slider(key="view.threshold")
     before = metrics(at)["Images above the threshold"]
     slider.set_value(slider.min).run()
     assert_clean(at)
     after = metrics(at)["Images above the threshold"]
     assert after != before and int(after.split(" of ")[0]) > int(before.split(" of ")[0])
-    at.slider(key="_w_anomaly_threshold").set_value(at.slider(key="_w_anomaly_threshold").max).run()
+    at.slider(key="view.threshold").set_value(at.slider(key="view.threshold").max).run()
     assert metrics(at)["Images above the threshold"].startswith("0 of ")
 
 
 def test_anomaly_score_choice_and_top_k_change_the_output(checkpoints):
     at = start("pages/anomalies.py", "mnist-vae-no3")
     before = image_urls(at)
-    at.radio(key="anomaly_score").set_value("recon_error").run()
+    at.radio(key="view.score").set_value("recon_error").run()
     assert_clean(at)
-    assert at.slider(key="_w_anomaly_threshold").max < 1.0, "the threshold moves to the new score's range"
-    at.slider(key="anomaly_top_k").set_value(16).run()
+    assert at.slider(key="view.threshold").max < 1.0, "the threshold moves to the new score's range"
+    at.slider(key="view.top_k").set_value(16).run()
     assert_clean(at)
     assert image_urls(at) != before
 
@@ -80,7 +80,7 @@ def test_imputation_renders_with_every_shipped_checkpoint(checkpoints, model):
 def test_mask_size_changes_the_masked_image(checkpoints):
     at = start("pages/imputation.py", "digits-vae")
     original, masked, *_ = image_urls(at)
-    at.slider(key="impute_width").set_value(8).run()
+    at.slider(key="view.box.3").set_value(8).run()
     assert_clean(at)
     urls = image_urls(at)
     assert urls[0] == original, "the original does not depend on the mask"
@@ -90,17 +90,17 @@ def test_mask_size_changes_the_masked_image(checkpoints):
 
 def test_random_mask_iterations_and_fill_change_the_result(checkpoints):
     at = start("pages/imputation.py")
-    at.radio(key="impute_mask_kind").set_value("random").run()
+    at.radio(key="view.mask").set_value("random").run()
     assert_clean(at)
     masked = image_urls(at)[1]
-    at.slider(key="impute_fraction").set_value(0.8).run()
+    at.slider(key="view.fraction").set_value(0.8).run()
     assert image_urls(at)[1] != masked
     filled = image_urls(at)[2]
-    at.slider(key="impute_iterations").set_value(1).run()
+    at.slider(key="view.rounds").set_value(1).run()
     assert_clean(at)
     assert image_urls(at)[2] != filled
-    at.radio(key="impute_fill").set_value("mean").run()
-    at.radio(key="impute_mode").set_value("gibbs").run()
+    at.radio(key="view.fill").set_value("mean").run()
+    at.radio(key="view.round_mode").set_value("gibbs").run()
     assert_clean(at)
 
 
@@ -123,30 +123,30 @@ def test_disentanglement_renders_or_explains(checkpoints, model):
 
 def test_the_comparison_can_be_narrowed(checkpoints):
     at = start("pages/disentanglement.py", "shapes-vae")
-    box = at.multiselect(key="mig_compare")
+    box = at.multiselect(key="view.compare")
     assert box.value == ["shapes-betavae", "shapes-tcvae"] and "shapes-vae" not in box.options
     assert not any(o.startswith(("digits", "mnist")) for o in box.options), "only models of data with factors"
     all_three = image_urls(at)
-    at.multiselect(key="mig_compare").unselect("shapes-betavae").run()
+    at.multiselect(key="view.compare").unselect("shapes-betavae").run()
     assert_clean(at)
     assert len([m for m in at.metric if m.label == "MIG"]) == 2
     assert image_urls(at) == all_three[:10] + all_three[20:], "the β-VAE panel is gone, the others unchanged"
-    at.multiselect(key="mig_compare").unselect("shapes-tcvae").run()
+    at.multiselect(key="view.compare").unselect("shapes-tcvae").run()
     assert [m.value for m in at.metric if m.label == "β"] == ["1"], "this model only"
     at = start("pages/disentanglement.py", "shapes-tcvae")
-    assert at.multiselect(key="mig_compare").value == ["shapes-betavae", "shapes-vae"]
+    assert at.multiselect(key="view.compare").value == ["shapes-betavae", "shapes-vae"]
     assert [m.value for m in at.metric if m.label == "β"] == ["6", "6", "1"]
 
 
 def test_disentanglement_controls_change_the_traversals(checkpoints):
     at = start("pages/disentanglement.py", "shapes-vae")
     before = image_urls(at)
-    at.slider(key="mig_span").set_value(1.0).run()
+    at.slider(key="view.mig_span").set_value(1.0).run()
     assert_clean(at)
     after = image_urls(at)
     assert after != before
-    at.radio(key="mig_base").set_value("sample").run()
+    at.radio(key="view.mig_base").set_value("sample").run()
     assert_clean(at)
     assert image_urls(at) != after
-    at.select_slider(key="mig_bins").set_value(50).run()
+    at.select_slider(key="view.mig_bins").set_value(50).run()
     assert_clean(at)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import streamlit as st
-from apptest_support import assert_clean
+from apptest_support import assert_clean, session_of, view_of
 from apptest_support import start as start_app
 from streamlit.testing.v1 import AppTest
 
@@ -55,13 +55,13 @@ def test_arithmetic_renders_with_every_shipped_checkpoint(model):
     for operand in ("a:", "b:", "c:", "result:"):
         assert any(c.startswith(operand) for c in captions), (operand, captions)
     if model.startswith("shapes"):  # 4 factor attributes + 3 × 2 ordered class pairs
-        assert len(at.selectbox(key="_w_arith_a_attribute").options) == 10
+        assert len(at.selectbox(key="view.a.attribute").options) == 10
 
 
 def test_scale_slider_changes_the_result_and_nothing_else():
     at = start("pages/arithmetic.py", "digits-vae")
     before = images(at)
-    at.slider(key="_w_arithmetic_scale").set_value(2.0).run()
+    at.slider(key="view.scale").set_value(2.0).run()
     assert_clean(at)
     after = images(at)
     assert image_with(at, "result:") != next(u for c, u in before.items() if c.startswith("result:"))
@@ -69,27 +69,27 @@ def test_scale_slider_changes_the_result_and_nothing_else():
     for operand in ("a:", "b:", "c:"):
         assert next(u for c, u in before.items() if c.startswith(operand)) == \
                next(u for c, u in after.items() if c.startswith(operand))
-    assert at.session_state.arithmetic_scale == 2.0, "mirrored, so it survives a page switch"
+    assert view_of(at).scale == 2.0, "mirrored, so it survives a page switch"
 
 
 def test_at_scale_zero_the_result_is_c_whatever_a_is():
     at = start("pages/arithmetic.py", "digits-vae")
-    a_class = at.selectbox(key="_w_arith_a_class")
+    a_class = at.selectbox(key="view.a.label")
     other = (a_class.value + 3) % 10
     before = image_with(at, "result:")
     a_class.set_value(other).run()
     assert image_with(at, "result:") != before, "at s = 1, a matters"
-    at.slider(key="_w_arithmetic_scale").set_value(0.0).run()
+    at.slider(key="view.scale").set_value(0.0).run()
     at_zero = image_with(at, "result:")
-    at.selectbox(key="_w_arith_a_class").set_value((other + 1) % 10).run()
+    at.selectbox(key="view.a.label").set_value((other + 1) % 10).run()
     assert_clean(at)
     assert image_with(at, "result:") == at_zero, "c + 0·(a − b) = c"
 
 
 def test_shapes_start_from_the_bigger_attribute_and_operands_can_change():
     at = start("pages/arithmetic.py", "shapes-betavae")
-    assert at.selectbox(key="_w_arith_a_kind").value == "attribute"
-    attribute = at.selectbox(key="_w_arith_a_attribute")
+    assert at.selectbox(key="view.a.kind").value == "attribute"
+    attribute = at.selectbox(key="view.a.attribute")
     assert attribute.value == "bigger"
     assert attribute.options[:4] == ["bigger", "moved right", "moved up", "rotated"]
     before = image_with(at, "result:")
@@ -97,7 +97,7 @@ def test_shapes_start_from_the_bigger_attribute_and_operands_can_change():
     assert_clean(at)
     assert image_with(at, "result:") != before
     assert "moved right, shown on test #" in image_with_caption(at, "a:")
-    at.selectbox(key="_w_arith_b_kind").set_value("class").run()
+    at.selectbox(key="view.b.kind").set_value("class").run()
     assert_clean(at)
     assert image_with_caption(at, "b:").startswith("b: mean code of class")
 
@@ -136,12 +136,12 @@ def test_temperature_seed_and_classes_change_the_grid():
     at = start("pages/conditional.py", "mnist-cvae")
     grid = lambda: image_with(at, "each column is one z")  # noqa: E731
     seen = [grid()]
-    at.slider(key="cond_temperature").set_value(0.3).run()
+    at.slider(key="view.temperature").set_value(0.3).run()
     seen.append(grid())
-    at.number_input(key="_w_seed").set_value(7).run()
+    at.number_input(key="view.seed").set_value(7).run()
     seen.append(grid())
-    assert at.session_state.seed == 7, "the seed is the shared one (it goes into the URL)"
-    at.multiselect(key="cond_classes").set_value([3, 5]).run()
+    assert view_of(at).seed == 7, "the seed is the shared one (it goes into the URL)"
+    at.multiselect(key="view.classes").set_value([3, 5]).run()
     seen.append(grid())
     assert_clean(at)
     assert len(set(seen)) == 4, "each control changed the grid"
@@ -152,7 +152,7 @@ def test_style_transfer_follows_the_chosen_image_and_label():
     at = start("pages/conditional.py", "mnist-cvae")
     strip = lambda: image_with(at, "the same style across all classes")  # noqa: E731
     first = strip()
-    at.number_input(key="_w_sample").set_value(5).run()
+    at.number_input(key="view.sample").set_value(5).run()
     assert_clean(at)
     second = strip()
     assert second != first
@@ -163,7 +163,7 @@ def test_style_transfer_follows_the_chosen_image_and_label():
 
 def test_upload_choice_waits_for_a_file():
     at = start("pages/conditional.py", "mnist-cvae")
-    at.radio(key="style_source").set_value("upload").run()
+    at.radio(key="view.style").set_value("upload").run()
     assert_clean(at)
     assert any("Upload a picture" in i.value for i in at.info)
     assert not [c for c in images(at) if "same style" in c], "no strip before a picture"
@@ -181,7 +181,7 @@ def test_unconditional_model_offers_to_train_a_conditional_one(model, dataset, m
     at = start("pages/conditional.py", model)
     at.button[0].click().run()
     assert not at.exception
-    assert at.session_state.train_preset == {"conditional": True, "dataset": dataset}
+    assert session_of(at).train.preset == {"conditional": True, "dataset": dataset}
     assert switched == ["pages/train.py"]
 
 

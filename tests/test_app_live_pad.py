@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from apptest_support import ROOT, assert_clean, image_urls, query, start
+from apptest_support import ROOT, assert_clean, image_urls, query, session_of, start, view_of
 from vae_core import onnx_decoder
 from vae_core.checkpoint import load_checkpoint
 from vae_core.onnx_decoder import DecoderExportError, one_hot, run_decoder
@@ -42,7 +42,7 @@ def test_traversal_hands_the_browser_this_models_decoder_and_z(checkpoints, mode
     assert_clean(at)
     args, blobs = pad_of(at)
     cfg = load_checkpoint(ROOT / "checkpoints" / f"{model}.safetensors").config
-    assert args["z"] == at.session_state.current_z and args["latent_dim"] == cfg.latent_dim
+    assert args["z"] == list(view_of(at).z) and args["latent_dim"] == cfg.latent_dim
     assert sorted(args["order"]) == list(range(cfg.latent_dim)) and args["shape"] == list(cfg.input_shape)
     # the bytes are this model's decoder: ONNX Runtime draws what the checkpoint draws
     reference = load_checkpoint(ROOT / "checkpoints" / f"{model}.safetensors").model.eval()
@@ -51,7 +51,7 @@ def test_traversal_hands_the_browser_this_models_decoder_and_z(checkpoints, mode
     with torch.inference_mode():
         expected = reference.decode(torch.from_numpy(z), None if y is None else torch.tensor([args["label"]])).numpy()
     assert np.abs(run_decoder(blobs["model"], z, y) - expected).max() <= 1e-4
-    assert not [s for s in at.slider if s.key == "slider_z0"], "no server-side sliders beside the live pad"
+    assert not [s for s in at.slider if s.key == "view.z.0"], "no server-side sliders beside the live pad"
 
 
 def test_a_release_in_the_browser_moves_the_page_along(checkpoints):
@@ -60,23 +60,23 @@ def test_a_release_in_the_browser_moves_the_page_along(checkpoints):
     at.session_state["traversal_live_pad"] = {"status": "ok", "source": "pad", "z": reported, "id": "t-1"}
     at.run()
     assert_clean(at)
-    assert at.session_state.current_z == reported
+    assert list(view_of(at).z) == reported
     assert query(at, "z") == "1.25,-2.50", "the share link carries the new vector"
     assert mark(at, "current z") == pytest.approx(tuple(reported)), "a 2-D latent's map shows z where it is"
     assert pad_of(at)[0]["pad_axes"] == [0, 1], "the pad lies as the map does"
-    at.toggle(key="_w_live_pad_on").set_value(False).run()
+    at.toggle(key="view.live_pad").set_value(False).run()
     assert_clean(at)
-    assert [at.slider(key=f"slider_z{d}").value for d in range(2)] == reported, "server sliders start there"
+    assert [at.slider(key=f"view.z.{d}").value for d in range(2)] == reported, "server sliders start there"
 
 
 def test_a_new_start_point_is_not_overwritten_by_an_old_report(checkpoints):
     at = start("pages/traversal.py")
-    latent = len(at.session_state.current_z)  # the default model's
+    latent = len(list(view_of(at).z))  # the default model's
     at.session_state["traversal_live_pad"] = {"status": "ok", "source": "slider", "z": [3.0] * latent, "id": "t-1"}
     at.run()
-    at.radio(key="traversal_base").set_value("zero").run()  # the component still holds its last report
+    at.radio(key="view.base").set_value("zero").run()  # the component still holds its last report
     assert_clean(at)
-    assert at.session_state.current_z == [0.0] * latent
+    assert list(view_of(at).z) == [0.0] * latent
     assert pad_of(at)[0]["z"] == [0.0] * latent
 
 
@@ -87,7 +87,7 @@ def test_a_browser_without_webassembly_gets_the_server_sliders(checkpoints):
     assert_clean(at)
     assert any("cannot run the live pad (this browser has no WebAssembly)" in i.value for i in at.info)
     assert not at.get("component_instance")
-    slider = at.slider(key="slider_z0")
+    slider = at.slider(key="view.z.0")
     before = image_urls(at)[0]
     slider.set_value(min(4.0, slider.value + 1.5)).run()
     assert image_urls(at)[0] != before, "the server decodes instead"
@@ -102,7 +102,7 @@ def test_a_decoder_that_cannot_be_exported_leaves_the_server_sliders(checkpoints
     assert_clean(at)
     assert not at.get("component_instance")
     assert any("could not be exported to ONNX" in c.value for c in at.caption)
-    assert at.slider(key="slider_z0")
+    assert at.slider(key="view.z.0")
 
 
 def test_interpolation_scrubber_reports_a_point_on_the_path(checkpoints):
@@ -125,7 +125,7 @@ def test_interpolation_scrubber_falls_back_to_the_server(checkpoints):
     assert_clean(at)
     assert not at.get("component_instance")
     before = image_urls(at)
-    at.slider(key="scrub_t").set_value(0.9).run()
+    at.slider(key="view.scrub_t").set_value(0.9).run()
     assert_clean(at)
     assert image_urls(at) != before
-    assert at.session_state.scrubbed[2] == 0.9
+    assert session_of(at).scrubbed[2] == 0.9

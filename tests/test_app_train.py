@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest_support import session_of, view_of
 from vae_core import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,11 +34,12 @@ def fresh_queue():
     jobs.reset_shared_queue(timeout=60)
 
 
-def start(**state) -> AppTest:
+def start(preset: dict | None = None) -> AppTest:
+    """The Train page; `preset` as another page hands it over (pages.ui.state.TrainSession.preset)."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
     at.run()
-    for key, value in state.items():
-        at.session_state[key] = value
+    if preset is not None:
+        session_of(at).train.preset = preset
     at.switch_page(PAGE).run()
     return at
 
@@ -47,9 +49,9 @@ def assert_clean(at: AppTest):
     assert not at.error, [e.value for e in at.error]
 
 
-def widget(at: AppTest, kind: str, key: str):
-    """A form widget by its session key (pages.ui.persistent names the widget _w_<key>)."""
-    return getattr(at, kind)(key=f"_w_{key}")
+def widget(at: AppTest, kind: str, field: str):
+    """A form widget by the TrainForm field it is bound to (its key is the field's path)."""
+    return getattr(at, kind)(key=f"train.form.{field}")
 
 
 def progress_texts(at: AppTest) -> list[str]:
@@ -57,11 +59,11 @@ def progress_texts(at: AppTest) -> list[str]:
 
 
 def configure_tiny(at: AppTest, epochs: int, name: str, batch_size: int = 256):
-    widget(at, "number_input", "train_epochs").set_value(epochs)
-    widget(at, "text_input", "train_hidden").set_value("16")
-    widget(at, "number_input", "train_latent_dim").set_value(2)
-    widget(at, "select_slider", "train_batch_size").set_value(batch_size)
-    widget(at, "text_input", "train_name").set_value(name)
+    widget(at, "number_input", "epochs").set_value(epochs)
+    widget(at, "text_input", "hidden").set_value("16")
+    widget(at, "number_input", "latent_dim").set_value(2)
+    widget(at, "select_slider", "batch_size").set_value(batch_size)
+    widget(at, "text_input", "name").set_value(name)
     at.run()
 
 
@@ -87,9 +89,9 @@ def test_the_page_renders_the_form(checkpoints):
     at = start()
     assert_clean(at)
     assert [t.value for t in at.title] == ["Train"]
-    dataset = widget(at, "selectbox", "train_dataset")
+    dataset = widget(at, "selectbox", "dataset")
     assert dataset.value == "digits" and {"mnist-5k", "digits", "shapes"} <= set(dataset.options)
-    assert widget(at, "text_input", "train_hidden").value == "256, 128"
+    assert widget(at, "text_input", "hidden").value == "256, 128"
     start_button = at.button(key="train_start")
     assert start_button.label == "Start training" and not start_button.disabled
     assert any("Will be saved as **digits-vae-mlp-z8**" in c.value for c in at.caption)
@@ -98,38 +100,38 @@ def test_the_page_renders_the_form(checkpoints):
 
 def test_switching_to_conv_proposes_conv_channels(checkpoints):
     at = start()
-    widget(at, "radio", "train_architecture").set_value("conv").run()
+    widget(at, "radio", "architecture").set_value("conv").run()
     assert_clean(at)
-    assert widget(at, "text_input", "train_hidden").value == "32, 64"
+    assert widget(at, "text_input", "hidden").value == "32, 64"
 
 
 def test_bernoulli_is_the_default_likelihood_for_every_dataset_and_gaussian_stays_a_choice(checkpoints):
     at = start()
     for dataset in ("digits", "mnist-5k", "shapes"):
-        widget(at, "selectbox", "train_dataset").set_value(dataset).run()
+        widget(at, "selectbox", "dataset").set_value(dataset).run()
         assert_clean(at)
-        assert widget(at, "radio", "train_likelihood").value == "bernoulli", dataset
+        assert widget(at, "radio", "likelihood").value == "bernoulli", dataset
     assert any("Likelihood p(x|z): bernoulli" in e.label for e in at.expander)
-    widget(at, "radio", "train_likelihood").set_value("gaussian").run()
+    widget(at, "radio", "likelihood").set_value("gaussian").run()
     assert_clean(at)
-    assert widget(at, "radio", "train_likelihood").value == "gaussian"
+    assert widget(at, "radio", "likelihood").value == "gaussian"
     assert any("Likelihood p(x|z): gaussian, σ 0.1" in e.label for e in at.expander)
 
 
 def test_the_objective_reaches_the_job_and_the_name(checkpoints):
     at = start()
-    objective = widget(at, "selectbox", "train_objective")
+    objective = widget(at, "selectbox", "objective")
     assert objective.value == "vae" and objective.options == ["VAE / β-VAE: β weighs the KL",
                                                               "β-TCVAE: β weighs the total correlation"]
     objective.set_value("beta-tcvae").run()
-    widget(at, "number_input", "train_beta").set_value(6.0).run()
+    widget(at, "number_input", "beta").set_value(6.0).run()
     assert_clean(at)
     assert any("Will be saved as **digits-tcvae-mlp-z8-b6**" in c.value for c in at.caption)
 
 
 def test_bad_hidden_sizes_disable_start_with_a_message(checkpoints):
     at = start()
-    widget(at, "text_input", "train_hidden").set_value("big, bigger").run()
+    widget(at, "text_input", "hidden").set_value("big, bigger").run()
     assert not at.exception
     assert any("hidden sizes" in w.value for w in at.warning)
     assert at.button(key="train_start").disabled
@@ -154,14 +156,14 @@ def test_a_tiny_run_shows_progress_then_saved_as_and_opens_the_model(checkpoints
     assert len(at.get("plotly_chart")) == 3, "ELBO, reconstruction and KL curves"
     assert at.get("image"), "the sample/reconstruction grid"
     assert {p.name for p in checkpoints.iterdir()} == before | {"my-run.safetensors"}
-    picker = at.sidebar.selectbox(key="_w_model_key")
+    picker = at.sidebar.selectbox(key="view.model")
     assert "file:my-run" in picker.options or "my-run" in picker.options
     assert not at.button(key="train_start").disabled, "free to start another"
     at.button(key="train_open").click().run()
     assert_clean(at)
     assert [t.value for t in at.title] == ["Overview"]
-    assert at.session_state.model_key == "file:my-run"
-    assert at.sidebar.selectbox(key="_w_model_key").value == "file:my-run"
+    assert view_of(at).model == "file:my-run"
+    assert at.sidebar.selectbox(key="view.model").value == "file:my-run"
 
 
 def test_stop_ends_the_run(checkpoints):
@@ -169,7 +171,7 @@ def test_stop_ends_the_run(checkpoints):
     configure_tiny(at, epochs=300, name="to-stop", batch_size=16)
     at.button(key="train_start").click().run()
     assert_clean(at)
-    owner, job_id = at.session_state.train_owner, at.session_state.train_job
+    owner, job_id = session_of(at).train.owner, session_of(at).train.job
     deadline = time.monotonic() + DEADLINE  # let it finish one epoch, so there is something to keep
     while jobs.shared_queue().view(job_id, owner).epoch < 1:
         assert time.monotonic() < deadline
@@ -206,29 +208,29 @@ def test_a_run_waits_its_turn_with_its_position_shown(checkpoints):
 def test_a_preset_prefills_the_form(checkpoints):
     preset = {"dataset": "shapes", "conditional": True, "architecture": "conv", "latent_dim": 6, "beta": 4,
               "holdout_class": 1, "epochs": 7}
-    at = start(train_preset=preset)
+    at = start(preset)
     assert_clean(at)
-    assert "train_preset" not in at.session_state, "used once"
-    assert widget(at, "selectbox", "train_dataset").value == "shapes"
-    assert widget(at, "checkbox", "train_conditional").value is True
-    assert widget(at, "radio", "train_architecture").value == "conv"
-    assert widget(at, "text_input", "train_hidden").value == "32, 64"
-    assert widget(at, "number_input", "train_latent_dim").value == 6
-    assert widget(at, "number_input", "train_beta").value == 4.0
-    assert widget(at, "selectbox", "train_holdout").value == 1
-    assert widget(at, "number_input", "train_epochs").value == 7
+    assert session_of(at).train.preset is None, "used once"
+    assert widget(at, "selectbox", "dataset").value == "shapes"
+    assert widget(at, "checkbox", "conditional").value is True
+    assert widget(at, "radio", "architecture").value == "conv"
+    assert widget(at, "text_input", "hidden").value == "32, 64"
+    assert widget(at, "number_input", "latent_dim").value == 6
+    assert widget(at, "number_input", "beta").value == 4.0
+    assert widget(at, "selectbox", "holdout").value == 1
+    assert widget(at, "number_input", "epochs").value == 7
     assert any("Prefilled" in i.value and "conditional" in i.value for i in at.info)
     at.switch_page("pages/overview.py").run()
     at.switch_page(PAGE).run()
-    assert widget(at, "number_input", "train_epochs").value == 7, "the form survives a page switch"
+    assert widget(at, "number_input", "epochs").value == 7, "the form survives a page switch"
 
 
 def test_a_partial_or_odd_preset_changes_only_what_it_can(checkpoints):
-    at = start(train_preset={"conditional": True, "architecture": "external", "dataset": "folder:/etc",
+    at = start({"conditional": True, "architecture": "external", "dataset": "folder:/etc",
                              "latent_dim": "lots", "epochs": 10**9})
     assert_clean(at)
-    assert widget(at, "checkbox", "train_conditional").value is True
-    assert widget(at, "selectbox", "train_dataset").value == "digits"
-    assert widget(at, "radio", "train_architecture").value == "mlp"
-    assert widget(at, "number_input", "train_latent_dim").value == 8
-    assert widget(at, "number_input", "train_epochs").value == 300, "clamped to the page's limit"
+    assert widget(at, "checkbox", "conditional").value is True
+    assert widget(at, "selectbox", "dataset").value == "digits"
+    assert widget(at, "radio", "architecture").value == "mlp"
+    assert widget(at, "number_input", "latent_dim").value == 8
+    assert widget(at, "number_input", "epochs").value == 300, "clamped to the page's limit"

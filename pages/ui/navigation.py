@@ -22,8 +22,19 @@ PAGES = [
 ]
 
 
+def page_id(script: str) -> str:
+    """A page's id (its file's stem): its URL path, and the name View's link fields use."""
+    return script.removeprefix("pages/").removesuffix(".py")
+
+
 def registered_pages() -> list:
-    return [st.Page(script, title=title, default=i == 0) for i, (script, title) in enumerate(PAGES)]
+    """Every page at /<its id>, the first also at the root. A page's link is the same in both of
+    Streamlit's modes: /overview?model=… opens the Overview, not "Page not found". The hidden
+    alias comes first, so st.page_link names /overview."""
+    (first, title), rest = PAGES[0], PAGES[1:]
+    return [st.Page(first, title=title, url_path=page_id(first), visibility="hidden"),
+            st.Page(first, title=title, url_path="home", default=True),
+            *(st.Page(script, title=title) for script, title in rest)]
 
 
 def page_links() -> None:

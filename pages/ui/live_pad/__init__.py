@@ -19,14 +19,15 @@ from pathlib import Path
 import streamlit as st
 import streamlit.components.v1 as components
 
+from ..state import session
+
 BUILD = Path(__file__).parent / "frontend" / "build"
 _component = components.declare_component("live_pad", path=str(BUILD))
-UNSUPPORTED = "live_pad_unsupported"  # session_state: why this browser cannot run the pad
 
 
 def unsupported_reason() -> str | None:
     """Why this session's browser cannot run the pad (it said so once), or None."""
-    return st.session_state.get(UNSUPPORTED)
+    return session().live_pad_unsupported
 
 
 def _opaque(text: str) -> str:
@@ -55,12 +56,12 @@ def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, o
         reset_token=_opaque(reset_token), range=value_range, image_px=image_px, key=key, default=None,
     )
     if value and value.get("status") == "unsupported":
-        st.session_state[UNSUPPORTED] = value.get("reason") or "unknown reason"
+        session().live_pad_unsupported = value.get("reason") or "unknown reason"
         st.rerun()
     # The component keeps answering its last report on every rerun: hand each one over once, so a
     # new start point chosen since is not overwritten by an old gesture.
-    applied = f"_{key}_applied"
-    if not value or value.get("id") == st.session_state.get(applied) or len(value.get("z", [])) != config.latent_dim:
+    seen = session().pad_reports_seen
+    if not value or value.get("id") == seen.get(key) or len(value.get("z", [])) != config.latent_dim:
         return None
-    st.session_state[applied] = value["id"]
+    seen[key] = value["id"]
     return value

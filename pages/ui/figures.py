@@ -1,0 +1,66 @@
+"""Pictures and plots every page draws the same way: image grids and the latent map."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+import torch
+
+from vae_core.images import make_grid, png_bytes, png_data_uri, upscale_factor
+
+INLINE_PICTURE_BYTES = 256 * 1024  # every picture the app draws is far smaller; bigger ones go to the media store
+
+
+def show_images(images: torch.Tensor, ncols: int | None = None, caption: str | None = None, height: int = 96,
+                width: str | int = "content") -> bytes:
+    """Show a (N, C, H, W) batch as one crisp grid; returns the PNG so pages can offer it for download."""
+    ncols = ncols or len(images)
+    png = png_bytes(make_grid(images, ncols), upscale_factor(images.shape[-2], height))  # PNG: crisp pixels
+    # Small pictures travel inside the page's own message as data: URIs. Through Streamlit's media
+    # store, each is a second request for a file that the session's next run deletes: with a class
+    # of 30 on one server, browsers asked for pictures already gone (bench/classroom.py, 404s).
+    st.image(png_data_uri(png) if len(png) <= INLINE_PICTURE_BYTES else png, caption=caption, width=width)
+    return png
+
+
+def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], marks=(), height: int = 520,
+               thumbnails: tuple[np.ndarray, list[str]] | None = None):
+    """Scatter (WebGL in 2-D) coloured by label; each point's customdata is its dataset index.
+
+    marks: (name, coords (M, d), colour, mode) drawn on top — a current point or a path.
+    thumbnails: (indices, data URIs) of images drawn at their points (2-D maps only)."""
+    import plotly.graph_objects as go
+
+    index = np.arange(len(coords))
+    figure = go.Figure()
+    three_d = coords.shape[1] == 3
+    for label in sorted(set(labels.tolist())):
+        sel = labels == label
+        name = label_names[label] if label < len(label_names) else str(label)
+        common = dict(mode="markers", name=name, customdata=index[sel],
+                      hovertemplate=f"#%{{customdata}} · {name}<extra></extra>")
+        if three_d:
+            figure.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
+                                          marker=dict(size=2.5), **common))
+        else:
+            figure.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], marker=dict(size=5, opacity=0.75),
+                                          **common))
+    for name, points, colour, mode in marks:
+        points = np.atleast_2d(points)
+        style = dict(name=name, mode=mode, marker=dict(size=12 if mode == "markers" else 6, color=colour,
+                                                       line=dict(width=1.5, color="black")),
+                     line=dict(color=colour, width=3), hoverinfo="name")
+        if three_d:
+            figure.add_trace(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], **style))
+        else:
+            figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], **style))
+    if thumbnails is not None and not three_d:
+        indices, uris = thumbnails
+        size = 0.03 * float(np.ptp(coords[:, :2], axis=0).max() or 1.0)
+        figure.update_layout(images=[dict(source=uri, xref="x", yref="y", x=coords[i, 0], y=coords[i, 1], sizex=size,
+                                          sizey=size, xanchor="center", yanchor="middle", layer="above")
+                                     for i, uri in zip(indices, uris)])
+    # Pan, not lasso, in 2-D: Streamlit turns plotly's click-to-select on only outside the select and
+    # lasso drag modes, and a click should select the point under it (lasso and box stay in the modebar).
+    figure.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), legend=dict(itemsizing="constant"),
+                         dragmode="pan" if not three_d else "orbit")
+    return figure

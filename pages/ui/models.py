@@ -1,0 +1,247 @@
+"""Models and data every session shares, and the handle a page works through.
+
+Models and datasets are shared, read-only objects (st.cache_resource, eval mode, used only under
+torch.inference_mode); encodings and maps are cached data keyed by a token naming the exact
+weights. A student's own upload lives in their session only. Nothing per-user is a module global.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import astuple, dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from vae_core.catalog import DEFAULT_MODEL, list_checkpoints
+from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vae_core.datasets import ImageDataset, load_dataset
+from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate
+from vae_core.projection import ProjectionParams, project
+
+from .state import session
+from .view import View
+
+
+# -- command line: `streamlit run app.py -- --model my_vae.py:VAE --weights w.pt --dataset digits` --
+def cli_options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
+    parser.add_argument("--model", help="your own model: path/to/file.py:ClassName")
+    parser.add_argument("--weights", help="its weights (.pt state_dict or .safetensors)")
+    parser.add_argument("--dataset", default="digits", help="dataset its inputs come from")
+    parser.add_argument("--decoder-outputs", default="logits", choices=["logits", "probabilities"])
+    parser.add_argument("--checkpoint", help="open this .safetensors checkpoint first")
+    return parser.parse_known_args(sys.argv[1:])[0]
+
+
+# -- shared caches ---------------------------------------------------------------------------
+def _read_only(ckpt: Checkpoint) -> Checkpoint:
+    """A model every session shares: eval mode, and no parameter asks for gradients, so no session
+    can build an autograd graph on it (or, by mistake, train it)."""
+    ckpt.model.eval().requires_grad_(False)
+    return ckpt
+
+
+@st.cache_resource(max_entries=16, show_spinner="Loading model…")
+def file_checkpoint(path: str, mtime: float) -> Checkpoint:
+    """A checkpoint file, loaded once per server (and again when the file changes)."""
+    return _read_only(load_checkpoint(path))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading your model…")
+def _external_checkpoint(spec: str, weights: str, dataset: str, decoder_outputs: str) -> Checkpoint:
+    from vae_core.external import load_external
+
+    data = shared_dataset(dataset)
+    return _read_only(load_external(spec, weights, data.image_shape, decoder_outputs, dataset, data.label_names))
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading dataset…")
+def shared_dataset(name: str) -> ImageDataset:
+    return load_dataset(name)
+
+
+@st.cache_data(max_entries=64, ttl="2h", show_spinner="Encoding the dataset…")
+def _encodings(model_token: str, dataset_name: str, split: str, _model) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior means of a split and its labels; `_model` is not hashed, model_token names it."""
+    data = shared_dataset(dataset_name)
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    mu, _ = encode_all(_model, x, y if _model.config.conditional else None)
+    return mu.numpy(), y.numpy()
+
+
+@st.cache_data(max_entries=32, ttl="2h", show_spinner=False)
+def _latent_map(model_token: str, dataset_name: str, split: str, params: tuple, _z: np.ndarray) -> np.ndarray:
+    return project(_z, ProjectionParams(*params))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _kl_per_dimension(model_token: str, dataset_name: str, _model) -> np.ndarray:
+    data = shared_dataset(dataset_name)
+    return np.asarray(evaluate(_model, data.x_test[:1000], data.y_test[:1000])["kl_per_dim"])
+
+
+@st.cache_resource(max_entries=16, show_spinner="Preparing the decoder for your browser…")
+def _browser_decoder(model_token: str, _model) -> tuple[bytes | None, str]:
+    from vae_core.onnx_decoder import DecoderExportError, decoder_onnx
+
+    try:
+        return decoder_onnx(_model), ""
+    except DecoderExportError as exc:
+        return None, str(exc)
+
+
+# -- which models a session can open ------------------------------------------------------------
+def resolve(key: str) -> tuple[str, Checkpoint]:
+    """(cache token, checkpoint) of a picker key; CheckpointError says why it cannot be opened."""
+    if key.startswith("file:"):
+        name = key.removeprefix("file:")
+        path = list_checkpoints().get(name)
+        if path is None:
+            raise CheckpointError(f"no checkpoint named {name!r} in checkpoints/")
+        return f"{path}:{path.stat().st_mtime}", file_checkpoint(str(path), path.stat().st_mtime)
+    if key.startswith("upload:"):
+        upload = session().uploads.get(key)
+        if upload is None:
+            raise CheckpointError("that upload is no longer in this session; upload it again")
+        return key, upload
+    if key.startswith("external:"):
+        spec = session().external_models.get(key)
+        if spec is None:
+            raise CheckpointError("that model is no longer in this session; open it again")
+        weights = Path(spec[1])
+        mtime = weights.stat().st_mtime if weights.exists() else 0
+        return f"{key}:{mtime}", _external_checkpoint(*spec)
+    raise CheckpointError(f"unknown model {key!r}")
+
+
+def model_choices() -> dict[str, str]:
+    """key -> label for the picker: shipped/user checkpoints, this session's uploads, a CLI model."""
+    choices = {f"file:{name}": name for name in list_checkpoints()}
+    for key, ckpt in session().uploads.items():
+        choices[key] = f"⬆ {ckpt.path.name if ckpt.path else key[7:15]}"
+    for key, spec in session().external_models.items():
+        choices[key] = f"🐍 {Path(spec[0].rpartition(':')[0]).name}:{spec[0].rpartition(':')[2]}"
+    return choices
+
+
+def external_key(spec: str, weights: str, dataset: str, decoder_outputs: str) -> str:
+    """Register a bring-your-own model (local files) in this session; returns its picker key."""
+    args = (spec, weights, dataset, decoder_outputs)
+    key = "external:" + hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
+    session().external_models[key] = args
+    return key
+
+
+def default_model(choices: dict[str, str]) -> str:
+    """The model a session opens without a link: the command line's, else the shipped default."""
+    opts = cli_options()
+    if opts.model and opts.weights:
+        return external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
+    if opts.checkpoint and f"file:{Path(opts.checkpoint).stem}" in choices:
+        return f"file:{Path(opts.checkpoint).stem}"
+    if f"file:{DEFAULT_MODEL}" in choices:
+        return f"file:{DEFAULT_MODEL}"
+    return next(iter(choices), "")  # "": no model at all yet (an empty checkpoints folder)
+
+
+# -- the model a page works with ------------------------------------------------------------------
+@dataclass
+class ModelHandle:
+    """The session's open model and the data it encodes, with the operations pages need. Every
+    call runs under torch.inference_mode; results of whole splits are cached across sessions."""
+    key: str  # "file:<name>", "upload:<sha>" or "external:<hash>"
+    token: str  # names the exact weights, for the caches
+    ckpt: Checkpoint
+    dataset_name: str
+
+    @property
+    def model(self):
+        return self.ckpt.model
+
+    @property
+    def config(self):
+        return self.ckpt.config
+
+    @property
+    def name(self) -> str:
+        return self.ckpt.path.stem if self.ckpt.path else self.key
+
+    @property
+    def data(self) -> ImageDataset:
+        return shared_dataset(self.dataset_name)
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.ckpt.dataset.get("label_names") or self.data.label_names
+
+    def label_name(self, i: int) -> str:
+        names = self.label_names
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    def _label(self, label, n: int):
+        """The labels a conditional model decodes with (one for all, or one each); None otherwise."""
+        if not self.config.conditional:
+            return None
+        return torch.full((n,), int(label or 0)) if label is None or np.ndim(label) == 0 else torch.as_tensor(label)
+
+    def decode(self, z, label=None) -> torch.Tensor:
+        """decode() of one code (D,) or a batch (N, D); a conditional model decodes as `label`
+        (a class for all, or one per code; None: class 0). A plain model ignores it."""
+        z = torch.as_tensor(np.asarray(z, dtype=np.float32)).reshape(-1, self.config.latent_dim)
+        with torch.inference_mode():
+            return self.model.decode(z, self._label(label, len(z)))
+
+    def reconstruct(self, x: torch.Tensor, labels=None) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.reconstruct(x, self._label(labels, len(x)))
+
+    def prior(self, n: int, seed: int, temperature: float = 1.0) -> torch.Tensor:
+        """n seeded draws z ~ N(0, temperature² I), shape (n, D): the same seed gives the same draws."""
+        return temperature * torch.randn(n, self.config.latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+
+    def encodings(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """(posterior means μ (N, D), labels (N,)) of a split."""
+        return _encodings(self.token, self.dataset_name, split, self.model)
+
+    def images(self, indices, split: str = "test") -> torch.Tensor:
+        x = self.data.x_test if split == "test" else self.data.x_train
+        return x[torch.as_tensor(indices, dtype=torch.long)]
+
+    def labels(self, indices, split: str = "test") -> torch.Tensor:
+        y = self.data.y_test if split == "test" else self.data.y_train
+        return y[torch.as_tensor(indices, dtype=torch.long)]
+
+    def kl_order(self) -> tuple[list[int], np.ndarray]:
+        """Dimensions by KL (most informative first) and the KL per dimension, from the test set."""
+        kl = _kl_per_dimension(self.token, self.dataset_name, self.model)
+        return [int(i) for i in np.argsort(-kl)], kl
+
+    def active_dims(self) -> np.ndarray:
+        """(D,) bool: the dimensions whose μ varies over the test set (Burda et al.'s active units)."""
+        z, _ = self.encodings("test")
+        return z.var(0) > ACTIVE_UNIT_THRESHOLD
+
+    def browser_decoder(self) -> tuple[bytes | None, str]:
+        """(the decoder as ONNX for the live pad, "") or (None, why it cannot be had); once per model."""
+        return _browser_decoder(self.token, self.model)
+
+    def latent_map(self, view: View):
+        """(coords, z, labels) of the map the view has on screen, else None. A latent of at most 3
+        dimensions is its own map, so it is always there."""
+        if self.config.latent_dim <= 3:
+            split, params = "test", ProjectionParams("pca", max(2, self.config.latent_dim))
+        elif view.map_on:
+            split = view.map_split
+            params = ProjectionParams(view.map_method, view.map_dims, view.map_neighbors, view.map_min_dist,
+                                      view.map_perplexity)
+        else:
+            return None
+        z, y = self.encodings(split)
+        return _latent_map(self.token, self.dataset_name, split, astuple(params), z), z, y
+
+    def map_split(self, view: View) -> str:
+        return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"

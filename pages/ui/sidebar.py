@@ -1,0 +1,185 @@
+"""The frame of every page: the link read, the sidebar's model picker and upload, notices."""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import streamlit as st
+
+from vae_core.catalog import checkpoint_dir, model_card, open_uploaded
+from vae_core.checkpoint import CheckpointError
+from vae_core.datasets import DatasetError
+from vae_core.jobs import available_datasets
+
+from .models import ModelHandle, cli_options, default_model, external_key, model_choices, resolve, shared_dataset
+from .navigation import page_links
+from .state import notice, read_link, session, sync_url, view, widget
+
+LOCAL_CODE_ALLOWED = not os.environ.get("LATENT_EXPLORER_CLASSROOM")  # `make serve` turns it off
+OWN_MODEL_DATASETS = ["digits", "mnist-5k", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"]
+
+
+def _model_changed() -> None:
+    view().switch_model(view().model)
+
+
+def _accept_upload(file) -> None:
+    """on_click of "Open upload": runs before the script, so the picker shows the upload."""
+    state = session()
+    if file is None:
+        return
+    data = file.getvalue()
+    try:
+        ckpt = open_uploaded(file.name, data, state.upload_config)
+    except CheckpointError as exc:
+        state.upload_error = str(exc)
+        return
+    key = "upload:" + hashlib.sha256(data).hexdigest()[:16]
+    state.uploads[key] = ckpt
+    state.view.switch_model(key)
+    state.upload_error = None
+
+
+def _open_own_model() -> None:
+    """on_click of "Open my model": register it and switch the picker to it (before the script runs)."""
+    form = session().own_model
+    spec, weights = form.spec.strip(), form.weights.strip()
+    if not spec or not weights:
+        session().model_error = "Give both the model (file.py:Class) and its weights file."
+        return
+    view().switch_model(external_key(spec, weights, form.dataset, form.outputs))
+
+
+def _choose_model(choices: dict[str, str]) -> None:
+    """Make view.model one the picker offers: the default when the link names none; for a link that
+    names a model this server lacks, the default with a notice saying so."""
+    wanted = view().model
+    if wanted in choices:
+        return
+    fallback = default_model(choices)
+    if not wanted:  # the link's other fields are meant for whatever opens by default
+        view().model = fallback
+        return
+    shown = choices.get(fallback, "no model")
+    if wanted == "upload":
+        notice(f"This link was made with an uploaded model, which a link cannot carry: it opens {shown} instead. "
+               "Upload the file in the sidebar to see it.")
+    else:
+        notice(f"There is no model “{wanted.partition(':')[2] or wanted}” on this server: showing {shown} instead.")
+    view().switch_model(fallback)
+
+
+def _open_model(choices: dict[str, str]) -> ModelHandle | None:
+    """The chosen model, opened; one that fails to open sends the picker back to the last good one."""
+    state = session()
+    if not state.view.model:
+        return None
+    try:
+        token, ckpt = resolve(state.view.model)
+    except (CheckpointError, OSError) as exc:
+        failed, good = state.view.model, state.last_good_model
+        state.external_models.pop(failed, None)  # a failed one leaves the picker
+        state.model_error = f"Could not open {choices.get(failed, failed)}: {exc}"
+        if not good or good == failed:
+            return None
+        state.model_error += f". Back on {choices.get(good, good)}."
+        state.last_good_model = ""  # tried once: no loop if it fails too
+        state.view.switch_model(good)
+        return _open_model(choices)
+    state.last_good_model = state.view.model
+    return ModelHandle(state.view.model, token, ckpt, ckpt.dataset.get("name") or "digits")
+
+
+def _uploads() -> None:
+    state = session()
+    with st.expander("Upload a model"):
+        file = st.file_uploader("Checkpoint (.safetensors, or .pt state_dict)", type=["safetensors", "pt"])
+        st.text_area("Config JSON for a .pt", height=80, **widget("upload_config"),
+                     placeholder='{"input_shape": [1, 8, 8], "latent_dim": 8, "dataset": "digits"}')
+        st.button("Open upload", disabled=file is None, on_click=_accept_upload, args=(file,))
+        if state.upload_error:
+            st.error(f"Could not open the upload: {state.upload_error}. The current model stays loaded.")
+    if LOCAL_CODE_ALLOWED:
+        with st.expander("Your own model (local files)"):
+            st.caption("A Python file whose class has encode(x) → (μ, log σ²) and decode(z) → x, and its "
+                       "weights. The file runs on this computer: name only code you trust.")
+            st.text_input("Model", placeholder="path/to/my_vae.py:VAE", **widget("own_model.spec"))
+            st.text_input("Weights (.pt state_dict or .safetensors)", placeholder="path/to/weights.pt",
+                          **widget("own_model.weights"))
+            st.selectbox("Dataset", OWN_MODEL_DATASETS, **widget("own_model.dataset"))
+            st.radio("decode(z) returns", ["logits", "probabilities"], horizontal=True, **widget("own_model.outputs"))
+            st.button("Open my model", on_click=_open_own_model)
+
+
+def _dataset(handle: ModelHandle) -> ModelHandle | None:
+    """The dataset to encode: the model's own, or another of the same image shape."""
+    own = handle.dataset_name
+    options = [""] + [d for d in available_datasets() if d != own]
+    if view().dataset not in options:
+        view().dataset = ""
+    chosen = st.selectbox("Dataset to encode", options, format_func=lambda d: d or own, **widget("view.dataset"),
+                          help="The model's own dataset, or another with the same image shape") or own
+    try:
+        data = shared_dataset(chosen)
+    except DatasetError as exc:
+        st.error(str(exc))
+        return None
+    if data.image_shape != tuple(handle.config.input_shape):
+        st.warning(f"{chosen} images are {data.image_shape}, the model takes {handle.config.input_shape}: using {own}.")
+        view().dataset, chosen = "", own
+    handle.dataset_name = chosen
+    return handle
+
+
+def sidebar() -> ModelHandle | None:
+    """The page links, model picker, uploads and dataset choice; returns the session's open model."""
+    state = session()
+    _choose_model(model_choices())
+    handle = _open_model(model_choices())
+    choices = model_choices()  # without a model that failed to open
+    with st.sidebar:
+        page_links()
+        st.divider()
+        if not choices:
+            st.warning(f"No models in {checkpoint_dir()} yet: train one on the Train page, or upload one.")
+        if state.view.model:
+            st.selectbox("Model", list(choices), format_func=choices.get, **widget("view.model", _model_changed),
+                         help=f"Checkpoints in {checkpoint_dir()} and your uploads")
+        if state.view.model.startswith("upload:"):
+            st.caption("An upload lives in this browser only: a link to this page opens the default model.")
+        _uploads()
+        if state.model_error:
+            st.error(state.model_error)
+            state.model_error = None
+        if handle is not None:
+            handle = _dataset(handle)
+        if handle is not None:
+            st.caption(" · ".join(f"**{k}** {v}" for k, v in model_card(handle.ckpt).items()))
+    return handle
+
+
+def frame(page: str, needs_model: bool = True) -> ModelHandle | None:
+    """Every page starts here: page config, the link, the sidebar, notices; returns the open model.
+
+    Pages call it themselves rather than rely on app.py having run first: with a pages/ folder,
+    Streamlit runs page files directly (its legacy multipage mode) until a session reaches
+    st.navigation."""
+    st.set_page_config(page_title="Latent Explorer", layout="wide")
+    if read_link(page):  # a new session: the command line's own model joins the picker
+        opts = cli_options()
+        if opts.model and opts.weights:
+            external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
+    handle = sidebar()
+    if handle is not None:
+        cfg = handle.config
+        state = session()
+        state.notices += view().fit(len(handle.data.x_test), cfg.latent_dim, len(handle.label_names),
+                                    tuple(cfg.input_shape[1:]))
+    for text in session().notices:
+        st.warning(text, icon="🔗")
+    session().notices.clear()
+    sync_url()
+    if handle is None and needs_model:
+        st.info("Choose a model in the sidebar to begin.")
+        st.stop()
+    return handle

@@ -1,0 +1,174 @@
+"""Shared links as a teacher uses them: set a view in one browser, copy the URL, open it in a new
+browser context on the same server; the same state and the same picture bytes must come back.
+Also: deep links on a fresh server, and a click on the map that selects the point under it."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pytest
+
+from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
+from test_browser_live_pad import canvas_pixels, drag, live_pad_frame, server_pixels, wait_for_report
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def pictures(page) -> list[str]:
+    """The src of every picture the page's script drew (data: URIs of the PNG bytes), in order."""
+    return page.locator('[data-testid="stMain"] [data-testid="stImage"] img').evaluate_all(
+        "images => images.map(i => i.src)")
+
+
+def query(page) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(page.url).query)
+
+
+def number_input(page, label: str, value: int) -> None:
+    field = page.locator('[data-testid="stNumberInput"]', has_text=label).locator("input").first
+    field.fill(str(value))
+    field.press("Enter")
+    wait_until_idle(page)
+
+
+def press_slider(page, label: str, key: str, times: int) -> None:
+    """Move a Streamlit slider by keyboard steps, as a person tabbing to it would (one step at a time:
+    a step that lands while the page redraws the slider is lost, as it would be for the person)."""
+    slider = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
+    for _ in range(times):
+        before = slider.get_attribute("aria-valuetext")
+        slider.focus()
+        slider.press(key)
+        page.wait_for_function("([e, v]) => e.getAttribute('aria-valuetext') !== v",
+                               arg=[slider.element_handle(), before], timeout=10_000)
+    wait_until_idle(page)
+
+
+def choose(page, label: str, option: str) -> None:
+    page.locator('[data-testid="stSelectbox"]', has_text=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    wait_until_idle(page)
+
+
+def reopen(browser, page, title: str):
+    """The page's URL, opened in a new browser context (nothing shared with the first but the server)."""
+    again = open_page(browser, page.url, title, height=1400)
+    assert query(again) == query(page), "the link is not rewritten on arrival"
+    assert again.locator('[data-testid="stAlert"]', has_text="link").count() == 0, "no notice: nothing to correct"
+    return again
+
+
+def assert_same_view(first, second, name: str) -> None:
+    expected = pictures(first)
+    assert expected
+    second.wait_for_function("n => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')"
+                             ".length >= n", arg=len(expected), timeout=30_000)  # drawn, whatever the timing
+    assert pictures(second) == expected, "the same pictures, byte for byte"
+    assert second.locator('[data-testid="stException"]').count() == 0
+    for page, kind in ((first, "set"), (second, "reopened")):  # to look at: drawn, not skeletons
+        page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMain] img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / f"link-{name}-{kind}.png"), full_page=True)
+
+
+def test_traversal_link_keeps_the_dragged_latent_vector(app_url, browser):
+    page = open_page(browser, f"{app_url}/traversal?model=file:mnist-vae", "Traversal", height=1400)
+    number_input(page, "Test image #", 7)
+    frame = live_pad_frame(page)
+    drag(page, frame, "input[type=range]", 0.95)
+    reported = wait_for_report(page, frame)
+    z = [round(v, 2) for v in reported["z"]]
+    page.wait_for_function("(z) => location.search.includes('z=' + z)", arg=f"{z[0]:.2f}", timeout=30_000)
+    assert query(page)["sample"] == ["7"]
+    again = reopen(browser, page, "Traversal")
+    pad = live_pad_frame(again)
+    assert np.allclose(pad.evaluate("livePad.z"), z, atol=1e-6), "the pad starts at the linked z, not at μ"
+    assert np.abs(canvas_pixels(pad).astype(int) - server_pixels("mnist-vae", z).astype(int)).max() <= 2
+    assert_same_view(page, again, "traversal")
+
+
+def test_traversal_link_from_the_server_sliders(app_url, browser):
+    page = open_page(browser, f"{app_url}/traversal?model=file:mnist-vae-2d&base=zero", "Traversal", height=1400)
+    page.get_by_text("Decode in this browser", exact=True).click()
+    wait_until_idle(page)
+    press_slider(page, "z0", "ArrowRight", 30)  # 30 steps of 0.05
+    page.wait_for_function("() => location.search.includes('z=1.50')", timeout=30_000)
+    again = reopen(browser, page, "Traversal")
+    again.get_by_text("Decode in this browser", exact=True).click()  # this browser's own preference
+    wait_until_idle(again)
+    assert again.locator('[data-testid="stSlider"]', has_text="z0").get_by_role("slider").get_attribute(
+        "aria-valuetext") == "1.50"
+    assert_same_view(page, again, "traversal-server")
+
+
+def test_interpolation_link_keeps_both_endpoints(app_url, browser):
+    page = open_page(browser, f"{app_url}/interpolation?model=file:mnist-vae", "Interpolation", height=1400)
+    number_input(page, "To test image #", 5)
+    press_slider(page, "Steps", "ArrowLeft", 3)
+    assert query(page)["to"] == ["5"] and query(page)["steps"] == ["7"]
+    assert_same_view(page, reopen(browser, page, "Interpolation"), "interpolation")
+
+
+def test_latent_map_link_keeps_the_map_and_a_clicked_selection(app_url, browser):
+    page = open_page(browser, f"{app_url}/latent_map?model=file:mnist-vae", "Latent map", height=1600)
+    page.get_by_text("2-D", exact=True).click()
+    page.get_by_role("button", name="Compute map").click()
+    wait_until_idle(page)
+    index = click_a_point(page)
+    page.wait_for_function("(i) => location.search.includes('selected=' + i)", arg=str(index), timeout=30_000)
+    assert query(page)["map"] == ["on"] and query(page)["sample"] == [str(index)]
+    assert_same_view(page, reopen(browser, page, "Latent map"), "latent-map")
+
+
+def click_a_point(page) -> int:
+    """Click one point of the 2-D map where plotly draws it; returns its dataset index."""
+    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
+    chart.wait_for(timeout=30_000)
+    target = chart.evaluate("""gd => { const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const i = Math.floor(t.x.length / 2);
+        return {x: xa._offset + xa.l2p(t.x[i]), y: ya._offset + ya.l2p(t.y[i]), index: t.customdata[i]}; }""")
+    box = chart.bounding_box()
+    page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+    wait_until_idle(page)
+    return int(target["index"])
+
+
+def test_arithmetic_link_keeps_the_operands_and_the_scale(app_url, browser):
+    page = open_page(browser, f"{app_url}/arithmetic?model=file:mnist-vae", "Latent arithmetic", height=1400)
+    press_slider(page, "Scale s", "ArrowRight", 5)
+    number_input(page, "Test image #", 11)
+    assert query(page)["scale"] == ["1.5"] and query(page)["c"] == ["sample:11"]
+    assert_same_view(page, reopen(browser, page, "Latent arithmetic"), "arithmetic")
+
+
+def test_conditional_link_keeps_the_grid(app_url, browser):
+    page = open_page(browser, f"{app_url}/conditional?model=file:mnist-cvae", "Conditional generation", height=1600)
+    number_input(page, "Seed", 42)
+    press_slider(page, "Samples (columns)", "ArrowLeft", 3)
+    assert query(page)["seed"] == ["42"] and query(page)["n"] == ["5"]
+    assert_same_view(page, reopen(browser, page, "Conditional generation"), "conditional")
+
+
+def test_anomalies_link_keeps_the_score_threshold_and_count(app_url, browser):
+    page = open_page(browser, f"{app_url}/anomalies?model=file:mnist-vae-no3", "Anomalies", height=1600)
+    page.get_by_text("reconstruction error (MSE per pixel)", exact=True).click()
+    wait_until_idle(page)
+    press_slider(page, "How many", "ArrowRight", 2)
+    press_slider(page, "Threshold", "ArrowLeft", 10)
+    assert query(page)["score"] == ["recon_error"] and query(page)["top"] == ["16"]
+    again = reopen(browser, page, "Anomalies")
+    assert_same_view(page, again, "anomalies")
+    metric = '[data-testid="stMetric"]'
+    again.locator(metric).first.wait_for(timeout=30_000)
+    assert again.locator(metric).all_inner_texts() == page.locator(metric).all_inner_texts(), "the same flagged count"
+
+
+def test_deep_links_open_clean_on_a_fresh_server(browser):
+    """The first session of a new server runs in Streamlit's legacy pages/ mode; links must still work."""
+    with streamlit_server() as url:
+        for path, title in (("overview", "Overview"), ("traversal", "Traversal"), ("overview", "Overview")):
+            page = open_page(browser, f"{url}/{path}?model=file:mnist-vae-2d&sample=3", title)
+            assert page.get_by_text("Page not found").count() == 0
+            assert query(page)["model"] == ["file:mnist-vae-2d"] and query(page)["sample"] == ["3"]
+            page.close()
