@@ -8,6 +8,7 @@ beta, holdout_class, epochs) and switches here.
 """
 import math
 import secrets
+from dataclasses import replace
 
 import pandas as pd
 import plotly.express as px
@@ -17,8 +18,9 @@ from pages.ui import frame, session, shared_dataset, store, widget
 from pages.ui.state import TrainForm
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
 from vae_core.datasets import DatasetError
-from vae_core.jobs import (ARCHITECTURES, DEFAULT_HIDDEN, DIVERGED, DONE, FAILED, MAX_EPOCHS, STOPPED, JobOptions,
-                           QueueError, available_datasets, default_name, shared_queue)
+from vae_core.datasets import available_datasets
+from vae_core.jobs import DIVERGED, DONE, FAILED, STOPPED, QueueError, shared_queue
+from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, MAX_EPOCHS, Recipe, default_name
 
 POLL_SECONDS = 1.0
 PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
@@ -95,9 +97,9 @@ def parse_hidden(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def options_from_form() -> JobOptions:
-    """The form as JobOptions; raises ValueError with what to fix."""
-    return JobOptions(
+def recipe_from_form() -> Recipe:
+    """The form as a Recipe; raises ValueError with what to fix."""
+    return Recipe(
         dataset=form.dataset, architecture=form.architecture, latent_dim=int(form.latent_dim),
         hidden_sizes=parse_hidden(form.hidden), beta=float(form.beta), objective=form.objective,
         conditional=bool(form.conditional), epochs=int(form.epochs), lr=float(form.lr),
@@ -112,7 +114,7 @@ def _start():
     store(*FORM_FIELDS)  # the values the click was sent with, also those whose on_change has not run
     train.error = None
     try:
-        job_id = queue.submit(options_from_form(), train.owner)
+        job_id = queue.submit(recipe_from_form(), train.owner)
     except (ValueError, QueueError) as exc:
         train.error = str(exc)
         return
@@ -155,6 +157,11 @@ except DatasetError as exc:
     label_names = []
 if form.holdout != NO_HOLDOUT and not 0 <= form.holdout < len(label_names):
     form.holdout = NO_HOLDOUT
+try:  # the form as it stands (the widgets' changes were stored before this run)
+    planned, problems = recipe_from_form(), []
+    problems = planned.server_limits()
+except ValueError as exc:
+    planned, problems = None, [str(exc)]
 
 c0, c1, c2, c3, c4 = st.columns(5)
 c0.selectbox("Objective", list(OBJECTIVE_LABELS), **widget("train.form.objective"), format_func=OBJECTIVE_LABELS.get,
@@ -168,9 +175,7 @@ c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], **widg
              format_func=lambda i: "none (train on all)" if i == NO_HOLDOUT else f"{i}: {label_names[i]}",
              help="Train without one class, then see how the model treats it: an anomaly experiment")
 c4.text_input("Model name", **widget("train.form.name"), max_chars=64,
-              placeholder=default_name(form.dataset, form.architecture, int(form.latent_dim), float(form.beta),
-                                       bool(form.conditional), None if form.holdout == NO_HOLDOUT else form.holdout,
-                                       form.objective))
+              placeholder=default_name(replace(planned, name="")) if planned else "")
 
 c1, c2, c3, c4 = st.columns(4)
 c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, **widget("train.form.epochs"))
@@ -189,11 +194,9 @@ with st.expander(f"Likelihood p(x|z): {likelihood_label}"):
     l2.number_input("σ of the Gaussian", 0.01, 1.0, step=0.05, **widget("train.form.obs_sigma"), disabled=form.likelihood != "gaussian",
                     help="Smaller: sharper reconstructions, more information in z")
 
-try:
-    planned = options_from_form()
-except ValueError as exc:
-    planned = None
-    st.warning(str(exc))
+for problem in problems:
+    st.warning(problem)
+planned = None if problems else planned
 s1, s2 = st.columns([1, 3], vertical_alignment="center")
 s1.button("Start training", type="primary", on_click=_start, disabled=busy or planned is None, key="train_start",
           help="You have a run in progress: wait for it or stop it" if busy else None)

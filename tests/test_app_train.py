@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_support import session_of, view_of
 from vae_core import jobs
+from vae_core.recipe import MAX_EPOCHS, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/train.py"
@@ -189,7 +190,7 @@ def test_stop_ends_the_run(checkpoints):
 
 def test_a_run_waits_its_turn_with_its_position_shown(checkpoints):
     queue = jobs.shared_queue()
-    other = queue.submit(jobs.JobOptions(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=jobs.MAX_EPOCHS,
+    other = queue.submit(Recipe(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=MAX_EPOCHS,
                                          batch_size=16), owner="someone else")
     at = start()
     configure_tiny(at, epochs=2, name="waiting")

@@ -1,5 +1,6 @@
-"""The training queue (vae_core.jobs): runs, waits its turn, stops, diverges, saves safely, and shows
-each person only their own jobs. Tiny digits models: every run here takes about a second."""
+"""The training queue (vae_core.jobs) and what it is built on (recipe, publish, threads, the datasets a
+server offers): runs, waits its turn, stops, diverges, saves safely, and shows each person only their
+own jobs. Tiny digits models: every run here takes about a second."""
 from __future__ import annotations
 
 import hashlib
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from vae_core import jobs
+from vae_core import datasets, jobs, publish, recipe, threads
 from vae_core.checkpoint import load_checkpoint
-from vae_core.jobs import JobOptions, JobQueue, QueueError
+from vae_core.jobs import JobQueue, QueueError
+from vae_core.recipe import Recipe
 from vae_core.trainer import Callback, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,8 +25,8 @@ TIMEOUT = 120  # seconds any one job may take on a slow, busy CI machine
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def tiny(**overrides) -> JobOptions:
-    return JobOptions(**{**TINY, **overrides})
+def tiny(**overrides) -> Recipe:
+    return Recipe(**{**TINY, **overrides})
 
 
 @pytest.fixture
@@ -269,7 +271,7 @@ def test_publish_picks_the_next_name_when_the_first_is_taken(tmp_path):
     temporary = tmp_path / ".train-x.partial"
     temporary.write_bytes(b"new")
     (tmp_path / "model.safetensors").write_bytes(b"old")
-    path = jobs.publish(temporary, "model", tmp_path)
+    path = publish.publish(temporary, "model", tmp_path)
     assert path == tmp_path / "model-2.safetensors" and path.read_bytes() == b"new"
     assert (tmp_path / "model.safetensors").read_bytes() == b"old"
     assert not temporary.exists()
@@ -280,7 +282,6 @@ def test_each_person_sees_and_controls_only_their_own_jobs(make_queue):
     queue = make_queue(trainer_factory=stepper)
     job_id = queue.submit(tiny(), owner="ann")
     assert queue.view(job_id, "bob") is None
-    assert queue.jobs_of("bob") == [] and [v.id for v in queue.jobs_of("ann")] == [job_id]
     assert not queue.stop(job_id, "bob")
     assert queue.view("no-such-id", "ann") is None and queue.view(None, "ann") is None
     stepper.run_freely()
@@ -318,16 +319,42 @@ def test_finished_jobs_are_pruned(make_queue):
 
 
 @pytest.mark.parametrize("bad", [
-    {"epochs": 0}, {"epochs": jobs.MAX_EPOCHS + 1}, {"dataset": "folder:/etc"}, {"dataset": "npz:/tmp/x.npz"},
-    {"dataset": "imagenet"}, {"architecture": "external"}, {"hidden_sizes": (0,)}, {"hidden_sizes": (8,) * 9},
-    {"lr": math.nan}, {"lr": 0.0}, {"beta": -1.0}, {"beta": math.inf}, {"latent_dim": 1000}, {"batch_size": 0},
-    {"holdout_class": -1}, {"kl_warmup": -1}, {"likelihood": "poisson"}, {"latent_dim": 2.5},
+    {"epochs": 0}, {"dataset": "imagenet"}, {"dataset": None}, {"architecture": "external"}, {"hidden_sizes": (0,)},
+    {"hidden_sizes": ()}, {"dense_sizes": (0,)}, {"lr": math.nan}, {"lr": 0.0}, {"beta": -1.0}, {"beta": math.inf},
+    {"batch_size": 0}, {"holdout_class": -1}, {"kl_warmup": -1}, {"likelihood": "poisson"}, {"latent_dim": 2.5},
     {"epochs": math.inf}, {"latent_dim": math.nan}, {"holdout_class": True}, {"hidden_sizes": ("wide",)},
-    {"objective": "wae"}, {"objective": None},
+    {"objective": "wae"}, {"objective": None}, {"seed": -1},
 ])
-def test_options_are_checked(bad):
+def test_a_recipe_is_checked_when_it_is_made(bad):
     with pytest.raises(ValueError):
         tiny(**bad)
+
+
+@pytest.mark.parametrize("beyond", [
+    {"epochs": recipe.MAX_EPOCHS + 1}, {"latent_dim": recipe.MAX_LATENT + 1}, {"hidden_sizes": (8,) * 9},
+    {"dense_sizes": (recipe.MAX_WIDTH + 1,)}, {"batch_size": recipe.MAX_BATCH + 1}, {"dataset": "folder:/etc"},
+    {"dataset": "npz:/tmp/x.npz"},
+])
+def test_the_queue_refuses_what_a_shared_server_does_not_train(make_queue, folder, beyond):
+    """The command line may train anything valid; a shared server keeps to its limits and its own data."""
+    assert tiny(**beyond).server_limits()
+    with pytest.raises(QueueError):
+        make_queue().submit(tiny(**beyond), owner="ann")
+    assert files(folder) == {"digits-vae.safetensors"}
+
+
+def test_one_recipe_gives_the_same_model_through_the_queue_and_by_hand(make_queue):
+    queue = make_queue()
+    view = queue.wait(queue.submit(tiny(epochs=1, seed=3), owner="ann"), TIMEOUT)
+    assert view.status == jobs.DONE, view.error
+    by_hand = tiny(epochs=1, seed=3)
+    data = by_hand.load_data()
+    model = by_hand.build_model(data)
+    trainer = Trainer(model, data, by_hand.train_config(device="cpu"))
+    trainer.fit()
+    queued = load_checkpoint(view.checkpoint_path).model
+    for (name, a), (_, b) in zip(model.state_dict().items(), queued.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-5), name  # thread counts may order sums differently
 
 
 def test_a_class_that_does_not_exist_fails_with_a_message(make_queue, folder):
@@ -385,20 +412,20 @@ def test_worker_threads_leave_the_process_default_alone(make_queue):
 
 
 def test_default_thread_count_leaves_a_core_for_serving(monkeypatch):
-    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert jobs.default_torch_threads(1) == 8 and jobs.default_torch_threads(3) == 5
-    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert jobs.default_torch_threads(1) == 1
-    monkeypatch.setattr(jobs.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert jobs.default_torch_threads(1) == 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert threads.default_torch_threads(1) == 8 and threads.default_torch_threads(3) == 5
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert threads.default_torch_threads(1) == 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert threads.default_torch_threads(1) == 1
 
 
 def test_available_datasets_lists_registry_sets_only_when_their_files_are_there(tmp_path):
-    assert jobs.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes"]
-    for name in jobs.DATASET_FILES["mnist"]:
+    assert datasets.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes"]
+    for name in datasets.DATASET_FILES["mnist"]:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"")
-    assert jobs.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes", "mnist"]
+    assert datasets.available_datasets(tmp_path) == ["mnist-5k", "digits", "shapes", "mnist"]
 
 
 def test_shared_queue_is_one_per_process(monkeypatch):
@@ -414,9 +441,10 @@ def test_shared_queue_is_one_per_process(monkeypatch):
 EXIT_WHILE_TRAINING = """
 import sys, time
 from pathlib import Path
-from vae_core.jobs import JobOptions, JobQueue
+from vae_core.jobs import JobQueue
+from vae_core.recipe import Recipe
 queue = JobQueue(folder=Path(sys.argv[1]), device="cpu")
-job = queue.submit(JobOptions(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=500, batch_size=16), "ann")
+job = queue.submit(Recipe(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=500, batch_size=16), "ann")
 deadline = time.monotonic() + 60
 while queue.view(job, "ann").progress == 0 and time.monotonic() < deadline:
     time.sleep(0.05)

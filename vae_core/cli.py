@@ -5,6 +5,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .config import OBJECTIVES
+from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, Recipe
+
 EXAMPLES = """\
 examples:
   python -m vae_core train --dataset digits --latent-dim 8 --epochs 50 --out checkpoints/x.safetensors
@@ -40,32 +43,33 @@ def _parser() -> argparse.ArgumentParser:
                        description="Train a (beta-, conditional) VAE. The checkpoint is written atomically after\n"
                                    "every epoch, so an interrupted or diverging run keeps its last good epoch.",
                        epilog=_examples("train"), formatter_class=_HelpFormatter)
-    t.add_argument("--dataset", default="digits", help="mnist-5k | digits | shapes | mnist | fashion-mnist | kmnist | "
+    t.add_argument("--dataset", default=Recipe.dataset, help="mnist-5k | digits | shapes | mnist | fashion-mnist | kmnist | "
                    "cifar10 | folder:PATH | npz:PATH (see `datasets`)")
     t.add_argument("--data-root", help="where torchvision datasets live (default: $LATENT_EXPLORER_DATA "
                    "or ~/.cache/latent-explorer/data)")
     t.add_argument("--download", action="store_true", help="let torchvision download missing files (needs network)")
     t.add_argument("--image-size", type=int, help="resize folder datasets / render shapes at this size")
     t.add_argument("--holdout-class", type=int, help="leave this class out of training (anomaly experiments)")
-    t.add_argument("--latent-dim", type=int, default=8, help="size of z")
-    t.add_argument("--arch", choices=["mlp", "conv"], default="mlp", help="encoder/decoder body")
-    t.add_argument("--hidden", type=int, nargs="+", help="hidden widths (mlp) or channels per conv layer "
-                   "(default: 256 128 for mlp, 32 64 for conv)")
-    t.add_argument("--dense", type=int, nargs="+", default=[], help="dense layers between the body and z "
-                   "(Burgess et al. 2018 for 64x64: --arch conv --hidden 32 32 64 64 --dense 256)")
-    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default="bernoulli", help="p(x|z)")
-    t.add_argument("--obs-sigma", type=float, default=0.1, help="std of the gaussian likelihood (smaller: sharper, "
-                   "more information in z)")
-    t.add_argument("--beta", type=float, default=1.0, help="KL weight (vae) or total-correlation weight "
+    t.add_argument("--latent-dim", type=int, default=Recipe.latent_dim, help="size of z")
+    t.add_argument("--arch", choices=ARCHITECTURES, default=Recipe.architecture, help="encoder/decoder body")
+    t.add_argument("--hidden", type=int, nargs="+", help="hidden widths (mlp) or channels per conv layer (default: "
+                   + ", ".join(f"{' '.join(map(str, v))} for {k}" for k, v in DEFAULT_HIDDEN.items()) + ")")
+    t.add_argument("--dense", type=int, nargs="+", default=list(Recipe.dense_sizes), help="dense layers between the "
+                   "body and z (Burgess et al. 2018 for 64x64: --arch conv --hidden 32 32 64 64 --dense 256)")
+    t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=Recipe.likelihood, help="p(x|z)")
+    t.add_argument("--obs-sigma", type=float, default=Recipe.obs_sigma, help="std of the gaussian likelihood "
+                   "(smaller: sharper, more information in z)")
+    t.add_argument("--beta", type=float, default=Recipe.beta, help="KL weight (vae) or total-correlation weight "
                    "(beta-tcvae); > 1 trades reconstruction for disentanglement")
-    t.add_argument("--objective", choices=["vae", "beta-tcvae"], default="vae",
+    t.add_argument("--objective", choices=OBJECTIVES, default=Recipe.objective,
                    help="vae: recon + beta KL; beta-tcvae: recon + KL + (beta - 1) total correlation (Chen et al. 2018)")
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
-    t.add_argument("--epochs", type=int, default=50)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    t.add_argument("--kl-warmup", type=int, default=0, help="epochs over which the KL weight ramps up from 0")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=Recipe.epochs)
+    t.add_argument("--batch-size", type=int, default=Recipe.batch_size)
+    t.add_argument("--lr", type=float, default=Recipe.lr, help="Adam learning rate")
+    t.add_argument("--kl-warmup", type=int, default=Recipe.kl_warmup,
+                   help="epochs over which the KL weight ramps up from 0")
+    t.add_argument("--seed", type=int, default=Recipe.seed)
     t.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     t.add_argument("--out", required=True, help="checkpoint path (.safetensors)")
     t.add_argument("--resume", action="store_true", help="continue the run saved at --out up to --epochs")
@@ -112,13 +116,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _train(args) -> int:
-    import torch
     from tqdm import tqdm
 
     from .checkpoint import load_checkpoint
-    from .config import TrainConfig, VAEConfig
-    from .datasets import load_dataset
-    from .model import VAE
     from .trainer import Callback, Trainer, TrainingDiverged
 
     out = Path(args.out)
@@ -126,24 +126,18 @@ def _train(args) -> int:
         raise UsageError(f"--out must end in .safetensors, got {out.name}")
     if out.exists() and not (args.resume or args.force):
         raise UsageError(f"{out} exists: pass --resume to continue it or --force to overwrite")
-    data = load_dataset(args.dataset, seed=args.seed, root=args.data_root, download=args.download,
-                        image_size=args.image_size)
-    if args.holdout_class is not None:
-        data = data.without_class(args.holdout_class)
-    train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               kl_warmup_epochs=args.kl_warmup, device=args.device,
-                               save_optimizer=not args.no_optimizer_state)
-    resume = None
-    if args.resume and out.exists():
-        resume = load_checkpoint(out)
-        model = resume.model
-    else:
-        torch.manual_seed(args.seed)  # the initial weights too: same --seed, same run (and same on every rank)
-        hidden = args.hidden or ([256, 128] if args.arch == "mlp" else [32, 64])
-        model = VAE(VAEConfig(input_shape=data.image_shape, latent_dim=args.latent_dim, architecture=args.arch,
-                              hidden_sizes=hidden, dense_sizes=args.dense, likelihood=args.likelihood,
-                              beta=args.beta, objective=args.objective, obs_sigma=args.obs_sigma,
-                              num_classes=data.num_classes if args.conditional else 0))
+    try:
+        recipe = Recipe(dataset=args.dataset, holdout_class=args.holdout_class, architecture=args.arch,
+                        latent_dim=args.latent_dim, hidden_sizes=args.hidden, dense_sizes=tuple(args.dense),
+                        likelihood=args.likelihood, obs_sigma=args.obs_sigma, beta=args.beta, objective=args.objective,
+                        conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        kl_warmup=args.kl_warmup, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)
+    train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state)
+    resume = load_checkpoint(out) if args.resume and out.exists() else None
+    model = resume.model if resume else recipe.build_model(data)
 
     class Progress(Callback):
         def __init__(self, bar):

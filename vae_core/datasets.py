@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,3 +266,46 @@ def load_dataset(spec: str, **options) -> ImageDataset:
     if spec.startswith("npz:"):
         return load_npz(spec.removeprefix("npz:"), **options)
     raise DatasetError(f"unknown dataset {spec!r}; choose one of: {', '.join(DATASETS)}")
+
+
+# -- what a server can train on and map --------------------------------------------------------
+OFFLINE_DATASETS = ("mnist-5k", "digits", "shapes")  # inside the installed packages, or generated
+# The files torchvision's loaders need under the data root, for the datasets that are not bundled.
+_MNIST_FILES = [f"{split}-{kind}" for split in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+DATASET_FILES = {
+    "mnist": [f"MNIST/raw/{f}" for f in _MNIST_FILES],
+    "fashion-mnist": [f"FashionMNIST/raw/{f}" for f in _MNIST_FILES],
+    "kmnist": [f"KMNIST/raw/{f}" for f in _MNIST_FILES],
+    "cifar10": [f"cifar-10-batches-py/{f}" for f in
+                ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta")],
+}
+
+
+def available_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """Dataset names a job may train on: the bundled ones, and registry datasets whose files are
+    present under the data root. Never folder:/npz: specs, which name paths on the server."""
+    root = Path(root) if root else default_data_root()
+    present = [name for name, files in DATASET_FILES.items()
+               if name in DATASETS and all((root / f).is_file() for f in files)]
+    return list(OFFLINE_DATASETS) + present
+
+
+_dataset_lock = threading.Lock()
+_datasets: OrderedDict[tuple[str, int], ImageDataset] = OrderedDict()
+
+
+def load_shared(name: str, seed: int = 0) -> ImageDataset:
+    """load_dataset() for concurrent training jobs: read-only, shared, the two most recent kept in
+    memory. Seed 0 (a Recipe's default) splits as the app's pages and `python -m vae_core eval` do,
+    so their test set is never trained on."""
+    with _dataset_lock:
+        if (name, seed) in _datasets:
+            _datasets.move_to_end((name, seed))
+            return _datasets[(name, seed)]
+    data = load_dataset(name, seed=seed)
+    with _dataset_lock:
+        _datasets[(name, seed)] = data
+        while len(_datasets) > 2:
+            _datasets.popitem(last=False)
+    return data

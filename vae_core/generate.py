@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .images import ImageError, load_image, png_bytes, to_uint8
+from .datasets import ImageDataset
+from .images import ImageError, load_image, make_grid, png_bytes, to_uint8, upscale_factor
 from .latent import attribute_vector, class_means
 from .losses import gaussian_kl, log_likelihood
 
@@ -258,3 +259,24 @@ def image_from_upload(data: bytes, shape) -> tuple[torch.Tensor | None, str | No
         return None, str(exc)
     except Exception as exc:  # noqa: BLE001 — a malformed file can trip any decoder plugin
         return None, f"the picture could not be read ({type(exc).__name__}: {exc})"
+
+
+@torch.inference_mode()
+def preview_grid(model, data: ImageDataset, n: int = 10, seed: int = 0) -> bytes:
+    """PNG: n test images, their reconstructions, and 2n decoded prior draws (fixed noise, so from
+    epoch to epoch only the model changes). A conditional model draws class 0, 1, 2 … per column."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        cfg = model.config
+        x = data.x_test[:n].to(device)
+        y = data.y_test[:n].to(device) if cfg.conditional else None
+        recon = model.reconstruct(x, y)
+        generator = torch.Generator().manual_seed(seed)
+        labels = (torch.arange(2 * n) % cfg.num_classes).to(device) if cfg.conditional else None
+        samples = model.sample(2 * n, labels, generator=generator)
+        images = torch.cat([x, recon, samples]).float().cpu()
+        return png_bytes(make_grid(images, n), upscale_factor(cfg.input_shape[1], 48))
+    finally:
+        model.train(was_training)

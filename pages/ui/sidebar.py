@@ -8,8 +8,7 @@ import streamlit as st
 
 from vae_core.catalog import checkpoint_dir, model_card, open_uploaded
 from vae_core.checkpoint import CheckpointError
-from vae_core.datasets import DatasetError
-from vae_core.jobs import available_datasets
+from vae_core.datasets import DatasetError, available_datasets
 
 from .models import ModelHandle, cli_options, default_model, external_key, model_choices, resolve, shared_dataset
 from .navigation import page_links

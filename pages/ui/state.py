@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import streamlit as st
 
+from vae_core.recipe import QUICK
+
 from .view import View
 
 KEY = "latent_explorer"  # the one st.session_state key the app owns; widget keys are field paths
@@ -20,23 +22,23 @@ KEY = "latent_explorer"  # the one st.session_state key the app owns; widget key
 
 @dataclass
 class TrainForm:
-    """The Train page's choices (vae_core.jobs.JobOptions once checked), kept across page switches.
-    The defaults: the shipped digits recipe, shortened (a good model in well under a minute)."""
-    dataset: str = "digits"
-    architecture: str = "mlp"
-    latent_dim: int = 8
-    hidden: str = "256, 128"
-    objective: str = "vae"
-    beta: float = 1.0
-    conditional: bool = False
+    """The Train page's choices (a vae_core.recipe.Recipe once checked), kept across page switches.
+    They start from recipe.QUICK."""
+    dataset: str = QUICK.dataset
+    architecture: str = QUICK.architecture
+    latent_dim: int = QUICK.latent_dim
+    hidden: str = ", ".join(map(str, QUICK.hidden_sizes))
+    objective: str = QUICK.objective
+    beta: float = QUICK.beta
+    conditional: bool = QUICK.conditional
     holdout: int = -1  # -1: keep every class
-    name: str = ""
-    epochs: int = 40
-    lr: float = 1e-3
-    batch_size: int = 32
-    kl_warmup: int = 10
-    likelihood: str = "bernoulli"
-    obs_sigma: float = 0.1
+    name: str = QUICK.name
+    epochs: int = QUICK.epochs
+    lr: float = QUICK.lr
+    batch_size: int = QUICK.batch_size
+    kl_warmup: int = QUICK.kl_warmup
+    likelihood: str = QUICK.likelihood
+    obs_sigma: float = QUICK.obs_sigma
 
 
 @dataclass
