@@ -16,7 +16,7 @@ Three measurements, printed as Markdown tables from one run:
    What the server computes per step (decode one z, PNG it) and what one gc.collect(2) costs in a
    process holding the app's imports are timed in a subprocess, for comparison.
 2. Cold start. Subprocess start of `streamlit run app.py` (the same command line as
-   tests/streamlit_server.py) to the Overview page usable in a fresh browser context: h1 "Overview"
+   bench/browser.py) to the Overview page usable in a fresh browser context: h1 "Overview"
    visible, the script-run state "notRunning" and no status widget. Repeated --cold-starts times
    (each a new server). After the page is usable, /proc/<pid>/maps of the server shows whether
    numba/llvmlite (=> umap) or sklearn.manifold's compiled modules were loaded at start-up.
@@ -57,9 +57,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
+from browser import ARM, CHROMIUM, CHROMIUM_ARGS, INSTALL_PROBE, WS_HOOK, running_streamlit, wait_idle  # noqa: E402
 
 CHECKPOINT = ROOT / "checkpoints" / "digits-vae.safetensors"
 N_MAP = 10_000
@@ -138,7 +137,7 @@ def machine_block(load_start: float | None = None) -> str:
 # -- a real `streamlit run` -------------------------------------------------------------------
 @contextlib.contextmanager
 def launch_server(timeout: float = 120.0, options: tuple[str, ...] = ()):
-    """tests/streamlit_server.py's server, as (url, proc, t_launch, t_healthy)."""
+    """bench/browser.py's server, as (url, proc, t_launch, t_healthy)."""
     with running_streamlit(options=options, timeout=timeout, log_prefix="bench-streamlit") as server:
         yield server.url, server.process, server.launched, server.healthy
 
@@ -151,15 +150,6 @@ def mapped_libraries(pid: int) -> dict:
         "numba/llvmlite (umap)": any("libllvmlite" in p or "numba/_helperlib" in p for p in paths),
         "sklearn.manifold (t-SNE)": any("sklearn/manifold/" in p for p in paths),
     }
-
-
-SCRIPT_IDLE = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
-               " return a && a.getAttribute('data-test-script-state') === 'notRunning'"
-               " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }")
-
-
-def wait_idle(page, timeout_ms: int = 60_000) -> None:
-    page.wait_for_function(SCRIPT_IDLE, timeout=timeout_ms, polling="raf")
 
 
 # -- 2. cold start ----------------------------------------------------------------------------
@@ -186,54 +176,6 @@ def bench_cold_start(browser, runs: int) -> list[dict]:
 
 
 # -- 1. slider -> image latency -----------------------------------------------------------------
-WS_HOOK = """
-(() => {
-  const Orig = window.WebSocket;
-  const log = window.__wslog = {sends: [], recvs: []};
-  const send = Orig.prototype.send;
-  Orig.prototype.send = function (data) { if (log.sends.length < 1000) log.sends.push(performance.now()); return send.call(this, data); };
-  window.WebSocket = class extends Orig {
-    constructor(...args) {
-      super(...args);
-      this.addEventListener('message', () => { if (log.recvs.length < 1000) log.recvs.push(performance.now()); });
-    }
-  };
-})();
-"""
-
-INSTALL_PROBE = """
-() => {
-  const findImg = () => {
-    const f = [...document.querySelectorAll('[data-testid="stImage"]')].find(e => e.textContent.includes('decode(z)'));
-    return f ? f.querySelector('img') : null;
-  };
-  const b = window.__bench = {findImg, armed: false, keyT: null, srcT: null, loadT: null, oldSrc: null, newSrc: null,
-                              mutations: 0};
-  document.addEventListener('keydown', () => { if (b.armed && b.keyT === null) b.keyT = performance.now(); }, true);
-  const check = () => {
-    if (!b.armed || b.srcT !== null) return;
-    const img = findImg();
-    if (!img || !img.getAttribute('src') || img.src === b.oldSrc) return;
-    b.srcT = performance.now();
-    b.newSrc = img.src;
-    const loaded = () => { if (b.loadT === null) b.loadT = performance.now(); };
-    if (img.complete && img.naturalWidth > 0) loaded(); else {
-      img.addEventListener('load', loaded, {once: true});
-      img.addEventListener('error', () => { b.loadT = -1; }, {once: true});
-    }
-  };
-  new MutationObserver(() => { b.mutations++; check(); }).observe(document.body,
-      {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
-  return findImg() ? findImg().src : null;
-}
-"""
-
-ARM = """
-() => { const b = window.__bench; const img = b.findImg();
-  b.oldSrc = img.src; b.keyT = b.srcT = b.loadT = b.newSrc = null; b.mutations = 0;
-  window.__wslog.sends.length = 0; window.__wslog.recvs.length = 0; b.armed = true; }
-"""
-
 READ = """
 () => { const b = window.__bench; b.armed = false;
   return {keyT: b.keyT, srcT: b.srcT, loadT: b.loadT, sends: [...window.__wslog.sends], recvs: [...window.__wslog.recvs],

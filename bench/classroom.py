@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Classroom load benchmark: one teacher's `streamlit run`, N students' browsers at once.
 
-One real server (tests/streamlit_server.py: `streamlit run app.py` on 127.0.0.1 only, with
+One real server (bench/browser.py: `streamlit run app.py` on 127.0.0.1 only, with
 LATENT_EXPLORER_CLASSROOM=1 and NUMBA_CACHE_DIR=.cache/numba as `make serve` sets them) for the whole
 run. Before the rounds, one warm-up browser session visits Overview, Latent map, Traversal and
 Interpolation (model load, encodings, the Latent map page's background UMAP compile) and the server
@@ -70,11 +70,10 @@ from urllib.parse import parse_qs, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from app_bench import fmt, machine_block, percentile, table  # noqa: E402
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
+from browser import ARM, CHROMIUM, CHROMIUM_ARGS, INSTALL_PROBE, WS_HOOK, running_streamlit  # noqa: E402
+from browser import wait_idle_async as wait_idle  # noqa: E402
 
 NAV = [("Overview", ""), ("Latent map", "latent_map"), ("Traversal", "traversal"), ("Interpolation", "interpolation"),
        ("Traversal", "traversal")]
@@ -88,64 +87,6 @@ def log(message: str) -> None:
 
 
 # -- in the page --------------------------------------------------------------------------------
-WS_HOOK = """
-(() => {
-  const Orig = window.WebSocket;
-  const log = window.__wslog = {sends: [], recvs: [], opens: 0, closes: 0};
-  const send = Orig.prototype.send;
-  Orig.prototype.send = function (data) { if (log.sends.length < 2000) log.sends.push(performance.now()); return send.call(this, data); };
-  window.WebSocket = class extends Orig {
-    constructor(...args) {
-      super(...args);
-      log.opens++;
-      this.addEventListener('message', () => { if (log.recvs.length < 2000) log.recvs.push(performance.now()); });
-      this.addEventListener('close', () => { log.closes++; });
-    }
-  };
-})();
-"""
-
-SCRIPT_IDLE = ("() => { const a = document.querySelector('[data-testid=\"stApp\"]');"
-               " return !!a && a.getAttribute('data-test-script-state') === 'notRunning'"
-               " && !document.querySelector('[data-testid=\"stStatusWidget\"]'); }")
-
-# Event-driven (no polling): a MutationObserver resolves the step's promise when the decode(z) picture
-# has a new src and that image has loaded (or failed to).
-INSTALL_PROBE = """
-() => {
-  if (window.__bench) return !!window.__bench.findImg();
-  const findImg = () => {
-    const f = [...document.querySelectorAll('[data-testid="stImage"]')].find(e => e.textContent.includes('decode(z)'));
-    return f ? f.querySelector('img') : null;
-  };
-  const b = window.__bench = {findImg, armed: false, keyT: null, srcT: null, loadT: null, oldSrc: null,
-                              imgErrors: 0, resolve: null, done: null};
-  document.addEventListener('keydown', () => { if (b.armed && b.keyT === null) b.keyT = performance.now(); }, true);
-  const finish = () => { if (b.resolve) { const r = b.resolve; b.resolve = null; r(true); } };
-  const check = () => {
-    if (!b.armed || b.srcT !== null) return;
-    const img = findImg();
-    if (!img || !img.getAttribute('src') || img.src === b.oldSrc) return;
-    b.srcT = performance.now();
-    const loaded = () => { if (b.loadT === null) { b.loadT = performance.now(); finish(); } };
-    if (img.complete && img.naturalWidth > 0) loaded(); else {
-      img.addEventListener('load', loaded, {once: true});
-      img.addEventListener('error', () => { if (b.loadT === null) { b.loadT = -1; b.imgErrors++; finish(); } }, {once: true});
-    }
-  };
-  new MutationObserver(check).observe(document.body,
-      {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
-  return !!findImg();
-}
-"""
-
-ARM = """
-() => { const b = window.__bench; const img = b.findImg();
-  b.oldSrc = img ? img.src : null; b.keyT = b.srcT = b.loadT = null;
-  window.__wslog.sends.length = 0; window.__wslog.recvs.length = 0;
-  b.done = new Promise(r => { b.resolve = r; }); b.armed = true; }
-"""
-
 AWAIT_STEP = """
 (ms) => { const b = window.__bench;
   return Promise.race([b.done, new Promise(r => setTimeout(() => r(false), ms))]).then(ok => {
@@ -263,10 +204,6 @@ def on_response(r, s: Session) -> None:
             again = (" (a picture this session had already loaded: asked for again)" if r.url in s.media_loaded
                      else " (never loaded by this session before)")
         s.error("http error", f"{r.status} {r.url}{again}")
-
-
-async def wait_idle(page, timeout_ms: int = OP_TIMEOUT_MS) -> None:
-    await page.wait_for_function(SCRIPT_IDLE, timeout=timeout_ms, polling=50)
 
 
 async def settle(page, s: Session, where: str, pause_ms: int) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Live pad benchmark: the decoder in the browser against the server round trip, in one run.
 
-One real `streamlit run` (tests/streamlit_server.py, 127.0.0.1 only) and one headless Chromium (Debian's
+One real `streamlit run` (bench/browser.py, 127.0.0.1 only) and one headless Chromium (Debian's
 /usr/bin/chromium through Playwright). For each model (--models; default the MLP digits-vae (8x8), the
 conv mnist-vae (28x28) and the Burgess-style conv shapes-vae (64x64)) and each of --rounds rounds:
 
@@ -40,11 +40,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))
 
-from app_bench import bench_slider, fmt, log, machine_block, percentile, table, wait_idle  # noqa: E402
+from app_bench import bench_slider, fmt, log, machine_block, percentile, table  # noqa: E402
 from classroom import classify, rss_mib  # noqa: E402
-from streamlit_server import CHROMIUM, CHROMIUM_ARGS, running_streamlit  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, running_streamlit, wait_idle  # noqa: E402
 
 FRAME_BUDGET_MS = 1000 / 60
 PAD_FRAME = 'iframe[title="pages.ui.live_pad.live_pad"]'

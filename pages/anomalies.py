@@ -28,7 +28,6 @@ def _scores(model_token: str, dataset_name: str, split: str, _model) -> dict[str
 
 scores = _scores(handle.token, handle.dataset_name, "test", handle.model)
 y_test = handle.data.y_test.numpy()
-label_names = handle.label_names
 held_out = held_out_class(handle.ckpt.dataset.get("name"))
 if held_out is not None and not (y_test == held_out).any():
     held_out = None  # encoding a dataset without that class: nothing to separate
@@ -73,14 +72,12 @@ with right:
     if upload_image is not None:
         upload_scores = anomaly_scores(handle.model, upload_image)
         upload_score = float(upload_scores[kind][0])
-        with torch.inference_mode():
-            if cfg.conditional:  # reconstruct under the class that explains it best
-                per_class = anomaly_scores(handle.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
-                                           torch.arange(cfg.num_classes))
-                best = int(np.argmin(per_class[kind]))
-                recon = handle.model.reconstruct(upload_image, torch.tensor([best]))
-            else:
-                recon = handle.model.reconstruct(upload_image)
+        best = None
+        if cfg.conditional:  # reconstruct under the class that explains it best
+            per_class = anomaly_scores(handle.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
+                                       torch.arange(cfg.num_classes))
+            best = int(np.argmin(per_class[kind]))
+        recon = handle.reconstruct(upload_image, best)
         show_images(torch.cat([upload_image, recon]), 2, "yours · reconstruction",
                     height=96)
         percentile = 100.0 * float((values < upload_score).mean())
@@ -90,7 +87,7 @@ with right:
                  + ("**above** the threshold: flagged as an anomaly." if above else "below the threshold: normal."))
         if cfg.conditional:
             st.caption(f"A conditional model needs a class: scored under the one that explains it best "
-                       f"({label_names[best] if best < len(label_names) else best}).")
+                       f"({handle.label_name(best)}).")
 
 with left:
     st.subheader(f"{SCORES[kind][0].upper()}{SCORES[kind][1:]} of every test image")
@@ -100,7 +97,7 @@ with left:
     size = (high - low) / 50 or 1.0
     bins = dict(start=low, end=high + size / 2, size=size)  # the same bins for every trace
     if held_out is not None:
-        name = label_names[held_out] if held_out < len(label_names) else str(held_out)
+        name = handle.label_name(held_out)
         unseen = y_test == held_out
         figure.add_trace(go.Histogram(x=values[~unseen], name="classes seen in training", xbins=bins, opacity=0.7))
         figure.add_trace(go.Histogram(x=values[unseen], name=f"class {name} (never seen)", xbins=bins, opacity=0.7,
@@ -122,7 +119,7 @@ with left:
 
 if held_out is not None:
     st.subheader("Can the scores find the class the model never saw?")
-    name = label_names[held_out] if held_out < len(label_names) else str(held_out)
+    name = handle.label_name(held_out)
     st.write(f"This model was trained without class **{name}** ({handle.ckpt.dataset.get('name')}); the test set "
              f"still has {int((y_test == held_out).sum())} of them among {len(y_test)} images. ROC AUC: the chance "
              f"that a random class-{name} image scores higher than a random other one (0.5: chance, 1: perfect).")
@@ -137,12 +134,11 @@ st.subheader("The most anomalous test images")
 k = st.slider("How many", 4, 24, step=4, **widget("view.top_k"))
 top = np.argsort(-values, kind="stable")[:k]
 x = handle.images(top)
-with torch.inference_mode():
-    recon = handle.model.reconstruct(x, handle.labels(top) if cfg.conditional else None)
+recon = handle.reconstruct(x, handle.labels(top))
 ncols = min(k, 12)
 show_images(x, ncols, "images, most anomalous first", height=64)
 show_images(recon, ncols, "their reconstructions", height=64)
-st.caption(" · ".join(f"#{i} ({label_names[y_test[i]] if y_test[i] < len(label_names) else y_test[i]}): "
+st.caption(" · ".join(f"#{i} ({handle.label_name(int(y_test[i]))}): "
                       f"{fmt % values[i]}" for i in top))
 
 st.subheader("Scores on the latent map")
@@ -155,7 +151,7 @@ else:
     map_values = scores[kind] if split == "test" else _scores(handle.token, handle.dataset_name, split,
                                                               handle.model)[kind]
     index = np.arange(len(coords))
-    names = np.array([label_names[v] if v < len(label_names) else str(v) for v in labels])
+    names = np.array([handle.label_name(int(v)) for v in labels])
     marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"), cmin=float(map_values.min()),
                   cmax=float(np.quantile(map_values, 0.99)),  # a few extreme scores would wash out the rest
                   size=5 if coords.shape[1] == 2 else 2.5)

@@ -51,7 +51,7 @@ with c3:
                     help="μ converges to one completion; drawing z (seeded) explores other plausible ones")
 
 x = handle.images([index])
-y = handle.labels([index]) if cfg.conditional else None
+y = handle.labels([index]) if cfg.conditional else None  # impute() conditions on it
 mean_image = _mean_image(handle.dataset_name, handle.data.x_train)
 fill = 0.0 if fill_kind == "zero" else mean_image
 result = impute(handle.model, x, mask, int(iterations), y=y, fill=fill, mode=mode, seed=0)
