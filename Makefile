@@ -51,7 +51,7 @@ checkpoints: setup
 	$(PY) -m vae_core train $(MNIST) --latent-dim 2 --out checkpoints/mnist-vae-2d.safetensors
 	$(PY) -m vae_core train $(MNIST) --latent-dim 4 --conditional --out checkpoints/mnist-cvae.safetensors
 	$(PY) -m vae_core train $(MNIST) --latent-dim 16 --holdout-class 3 --out checkpoints/mnist-vae-no3.safetensors
-	$(PY) -m vae_core train $(SHAPES) --objective beta-tcvae --beta 6 --out checkpoints/shapes-tcvae.safetensors
+	$(PY) -m vae_core train $(SHAPES) --objective beta-tcvae --beta 6 --epochs 40 --out checkpoints/shapes-tcvae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 6 --out checkpoints/shapes-betavae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 1 --out checkpoints/shapes-vae.safetensors
 	$(PY) -m vae_core train --dataset digits --latent-dim 8 --kl-warmup 30 --epochs 200 --batch-size 32 $(SHIP) \

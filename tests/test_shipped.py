@@ -43,10 +43,8 @@ def test_shipped_checkpoint_matches_its_metadata(name):
 
 @pytest.mark.slow
 def test_beta_vae_and_beta_tcvae_disentangle_more_than_the_plain_vae():
-    """MIG on the whole shapes test split (14,746 images): the ordering the Disentanglement page shows.
-
-    The issue asked for MIG >= 0.25 from the best model; 14 epochs on 2 CPU cores give the β-TCVAE
-    0.17 (README, bench/analysis_report.py), so this pins what was reached, not that target."""
+    """MIG on the whole shapes test split (14,746 images): the ordering the Disentanglement page shows,
+    and the β-TCVAE (40 epochs) at the MIG >= 0.25 the app promises (README, bench/analysis_report.py)."""
     data = load_dataset("shapes", seed=0)
     torch.set_num_threads(1)
     factors = data.factors_test.numpy()
@@ -54,7 +52,7 @@ def test_beta_vae_and_beta_tcvae_disentangle_more_than_the_plain_vae():
                                                      data.x_test)[0].numpy(), factors).mig
            for name in SHAPES_MODELS}
     assert mig["shapes-betavae"] > mig["shapes-vae"] and mig["shapes-tcvae"] > mig["shapes-vae"], mig
-    assert mig["shapes-tcvae"] > 0.15 and mig["shapes-tcvae"] > 3 * mig["shapes-vae"], mig
+    assert mig["shapes-tcvae"] >= 0.25 and mig["shapes-tcvae"] > 3 * mig["shapes-vae"], mig
 
 
 def test_a_square_stays_square_in_the_reconstruction():
