@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from pages.ui import form_widget, frame, map_figure, show_images, store, sync_url, view, widget
+from pages.ui.map3d import clickable_map_3d
 from vae_core.images import data_uris
 from vae_core.projection import cluster_scores, nearest_neighbours, warm_up_umap
 
@@ -81,9 +82,15 @@ if dims == 2 and st.toggle("Show images on the map", **widget("view.map_thumbnai
                                 "its image on the map instead"):
     shown = np.random.default_rng(0).choice(len(z), min(150, len(z)), replace=False)
     thumbnails = (shown, data_uris(handle.images(shown, split)))
-event = st.plotly_chart(map_figure(coords, labels, handle.label_names, marks, thumbnails=thumbnails), key="map_chart",
-                        on_select="rerun", selection_mode=("points", "box", "lasso"), width="stretch")
-picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p})
+figure = map_figure(coords, labels, handle.label_names, marks, thumbnails=thumbnails)
+if dims == 3:  # plotly reports no selection from a 3-D scene to st.plotly_chart: a component hears the click
+    clicked = clickable_map_3d(figure, 520, key="map_chart_3d")
+    picked = [] if clicked is None else [clicked]
+    st.caption("Click a point to select it; drag to turn the map, scroll to zoom.")
+else:
+    event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            width="stretch")
+    picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p})
 if picked and picked != selected:  # the picked points become the selection, the first one the sample
     v.selected, v.sample = tuple(picked), picked[0]
     st.rerun()

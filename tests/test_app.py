@@ -80,6 +80,21 @@ def test_latent_map_computes_pca_and_selects_a_sample(checkpoints):
     assert view_of(at).sample == 7 and view_of(at).selected == (7,)
 
 
+def test_a_click_on_the_3d_map_selects_that_point(checkpoints):
+    at = start("pages/latent_map.py")
+    at.radio(key="view.map_dims").set_value(3)
+    at.button[0].click().run()  # the form's "Compute map"
+    assert_clean(at)
+    assert not at.get("plotly_chart"), "the 3-D map is the clickable component, not st.plotly_chart"
+    at.session_state["map_chart_3d"] = {"index": 42, "id": "click-1"}  # what the component sends on a click
+    at.run()
+    assert_clean(at)
+    assert view_of(at).selected == (42,) and view_of(at).sample == 42
+    assert query(at, "selected") == "42" and query(at, "dims") == "3"
+    at.number_input[0].set_value(7).run()
+    assert view_of(at).selected == (7,), "an old click is not applied again"
+
+
 def test_two_d_latent_is_mapped_without_projection(checkpoints):
     at = start("pages/latent_map.py", "mnist-vae-2d")
     assert_clean(at)

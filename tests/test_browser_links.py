@@ -134,6 +134,39 @@ def click_a_point(page) -> int:
     return int(target["index"])
 
 
+def test_a_click_selects_a_point_on_the_3d_map(app_url, browser):
+    page = open_page(browser, f"{app_url}/latent_map?model=file:mnist-vae", "Latent map", height=1600)
+    page.get_by_text("3-D", exact=True).click()
+    page.get_by_role("button", name="Compute map").click()
+    wait_until_idle(page)
+    page.locator('iframe[title="pages.ui.map3d.map3d"]').wait_for(timeout=60_000)
+    frame = next(f for f in page.frames if "/component/pages.ui.map3d.map3d/" in f.url)
+    frame.wait_for_function("() => window.mapState && document.querySelector('#map canvas')", timeout=60_000)
+    box = page.locator('iframe[title="pages.ui.map3d.map3d"]').bounding_box()
+    index = None
+    for dy, dx in ((dy, dx) for dy in range(-60, 61, 12) for dx in range(-120, 121, 12)):
+        # Hover where points are dense until plotly's own picking finds one, then click it there.
+        page.mouse.move(box["x"] + box["width"] / 2 + dx, box["y"] + box["height"] / 2 + dy)
+        page.wait_for_timeout(300)  # a busy machine delivers hover events late: let them settle
+        if frame.evaluate("() => window.mapState.hovered") is None:
+            continue
+        clicks = frame.evaluate("() => window.mapState.clicks")
+        page.mouse.down()  # no move in between: a click, not a drag
+        page.mouse.up()
+        try:
+            frame.wait_for_function("(n) => window.mapState.clicks > n", arg=clicks, timeout=3_000)
+        except Exception:  # noqa: BLE001 - the point moved out from under the mouse: try the next spot
+            continue
+        index = int(frame.evaluate("() => window.mapState.clicked"))
+        break
+    assert index is not None, "no point under the mouse anywhere near the middle of the map"
+    page.wait_for_function("(i) => location.search.includes('selected=' + i)", arg=str(index), timeout=30_000)
+    wait_until_idle(page)
+    assert query(page)["sample"] == [str(index)] and query(page)["dims"] == ["3"]
+    assert page.get_by_text("1 selected").count() == 1
+    page.screenshot(path=str(ARTIFACTS / "link-latent-map-3d-click.png"), full_page=True)
+
+
 def test_arithmetic_link_keeps_the_operands_and_the_scale(app_url, browser):
     page = open_page(browser, f"{app_url}/arithmetic?model=file:mnist-vae", "Latent arithmetic", height=1400)
     press_slider(page, "Scale s", "ArrowRight", 5)

@@ -7,6 +7,9 @@ import torch
 
 from vae_core.images import make_grid, png_bytes, png_data_uri, upscale_factor
 
+# Ten colours that stay apart (Plotly's qualitative "Plotly" set), one per label.
+LABEL_COLOURS = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
+                 "#FECB52")
 INLINE_PICTURE_BYTES = 256 * 1024  # every picture the app draws is far smaller; bigger ones go to the media store
 
 
@@ -36,14 +39,15 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
     for label in sorted(set(labels.tolist())):
         sel = labels == label
         name = label_names[label] if label < len(label_names) else str(label)
+        colour = LABEL_COLOURS[label % len(LABEL_COLOURS)]  # set here: the 3-D component has no theme to lend one
         common = dict(mode="markers", name=name, customdata=index[sel],
                       hovertemplate=f"#%{{customdata}} · {name}<extra></extra>")
         if three_d:
             figure.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
-                                          marker=dict(size=2.5), **common))
+                                          marker=dict(size=2.5, color=colour), **common))
         else:
-            figure.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1], marker=dict(size=5, opacity=0.75),
-                                          **common))
+            figure.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1],
+                                          marker=dict(size=5, opacity=0.75, color=colour), **common))
     for name, points, colour, mode in marks:
         points = np.atleast_2d(points)
         style = dict(name=name, mode=mode, marker=dict(size=12 if mode == "markers" else 6, color=colour,

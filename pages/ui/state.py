@@ -75,7 +75,7 @@ class Session:
     upload_error: str | None = None
     own_model: OwnModelForm = field(default_factory=OwnModelForm)
     live_pad_unsupported: str | None = None  # why this browser cannot run the live pad
-    pad_reports_seen: dict = field(default_factory=dict)  # live pad key -> id of the last report handled
+    component_reports_seen: dict = field(default_factory=dict)  # component key -> id of the last report handled
     scrubbed: tuple | None = None  # (path token, z, t, mode): the point scrubbed on Interpolation
     train: TrainSession = field(default_factory=TrainSession)
 

@@ -60,7 +60,7 @@ def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, o
         st.rerun()
     # The component keeps answering its last report on every rerun: hand each one over once, so a
     # new start point chosen since is not overwritten by an old gesture.
-    seen = session().pad_reports_seen
+    seen = session().component_reports_seen
     if not value or value.get("id") == seen.get(key) or len(value.get("z", [])) != config.latent_dim:
         return None
     seen[key] = value["id"]
