@@ -95,6 +95,17 @@ def test_a_click_on_the_3d_map_selects_that_point(checkpoints):
     assert view_of(at).selected == (7,), "an old click is not applied again"
 
 
+def test_without_a_writable_cache_the_3d_map_is_still_drawn(checkpoints, monkeypatch):
+    import pages.ui.map3d
+
+    monkeypatch.setattr(pages.ui.map3d, "_component", None)
+    at = start("pages/latent_map.py")
+    at.radio(key="view.map_dims").set_value(3)
+    at.button[0].click().run()
+    assert_clean(at)
+    assert at.get("plotly_chart"), "the plain 3-D chart, without click-to-select"
+
+
 def test_two_d_latent_is_mapped_without_projection(checkpoints):
     at = start("pages/latent_map.py", "mnist-vae-2d")
     assert_clean(at)

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 import plotly
+import streamlit as st
 import streamlit.components.v1 as components
 
 from ..state import session
@@ -37,11 +38,17 @@ def _served() -> Path:
     return folder
 
 
-_component = components.declare_component("map3d", path=str(_served()))
+try:
+    _component = components.declare_component("map3d", path=str(_served()))
+except OSError:  # no writable cache folder: the 3-D map is still drawn (st.plotly_chart), a click just cannot select
+    _component = None
 
 
 def clickable_map_3d(figure, height: int, key: str) -> int | None:
     """Draw a 3-D plotly figure; the dataset index of a point just clicked (once per click), else None."""
+    if _component is None:
+        st.plotly_chart(figure, key=key, width="stretch")
+        return None
     value = _component(figure=figure.to_json(), height=height, key=key, default=None)
     seen = session().component_reports_seen  # component reports already handled, by key
     if not value or value.get("id") == seen.get(key):
