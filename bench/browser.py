@@ -69,12 +69,18 @@ def running_streamlit(*app_args: str, options: tuple[str, ...] = (), timeout: fl
                 time.sleep(0.02)
             yield Server(url, proc, launched, time.perf_counter())
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Ask a child process to end (SIGTERM); kill it if it has not within `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 @contextlib.contextmanager

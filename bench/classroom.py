@@ -72,7 +72,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app_bench import fmt, machine_block, percentile, table  # noqa: E402
-from browser import ARM, CHROMIUM, CHROMIUM_ARGS, INSTALL_PROBE, WS_HOOK, running_streamlit  # noqa: E402
+from browser import ARM, CHROMIUM, CHROMIUM_ARGS, INSTALL_PROBE, WS_HOOK, running_streamlit, stop  # noqa: E402
 from browser import wait_idle_async as wait_idle  # noqa: E402
 
 NAV = [("Overview", ""), ("Latent map", "latent_map"), ("Traversal", "traversal"), ("Interpolation", "interpolation"),
@@ -656,13 +656,7 @@ def capture(port: int, enabled: bool):
             out["error"] = (proc.stderr.read() or "the capture did not start").strip().splitlines()[-1]
         yield out
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop(proc, grace=60)
         if "error" not in out:
             try:
                 with open(path, "rb") as f:

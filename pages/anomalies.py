@@ -43,11 +43,12 @@ fmt = "%.1f" if kind == "neg_elbo" else "%.4f"
 low, high = float(values.min()), float(values.max())
 # A new model, dataset or score puts the threshold at the 95th percentile; otherwise it stays put.
 if v.threshold is None:
-    v.threshold = round(float(np.quantile(values, 0.95)), 4)
+    v.threshold = float(np.quantile(values, 0.95))
 elif not low <= v.threshold <= high:
     st.warning(f"The threshold {v.threshold:g} lies outside this score's range ({low:g} … {high:g}): it was moved "
                "to the nearest end.", icon="🔗")
-v.threshold = min(high, max(low, round(v.threshold, 4)))  # as the link writes it, within the slider's range
+v.normalise()  # as the link writes it, then within the slider's range
+v.threshold = min(high, max(low, v.threshold))
 
 # The uploaded image is scored first (right column), so the histogram (left) can show where it falls.
 upload_score, upload_image = None, None

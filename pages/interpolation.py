@@ -68,7 +68,8 @@ if onnx_model is not None and not unsupported_reason():
                       scrubber={"a": a.tolist(), "b": b.tolist(), "t": v.scrub_t, "mode": v.scrub_path},
                       reset_token=path_token, image_px=160, key="interpolation_scrubber")
     if report:
-        v.scrub_t, v.scrub_path = round(float(report["t"]), 2), report["mode"]
+        v.scrub_t, v.scrub_path = float(report["t"]), report["mode"]
+        v.normalise()
         session().scrubbed = (path_token, report["z"], v.scrub_t, v.scrub_path)
 else:
     st.caption(f"Decoded on the server: {export_problem or 'this browser cannot run the live pad'}.")

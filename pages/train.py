@@ -158,7 +158,7 @@ except DatasetError as exc:
 if form.holdout != NO_HOLDOUT and not 0 <= form.holdout < len(label_names):
     form.holdout = NO_HOLDOUT
 try:  # the form as it stands (the widgets' changes were stored before this run)
-    planned, problems = recipe_from_form(), []
+    planned = recipe_from_form()
     problems = planned.server_limits()
 except ValueError as exc:
     planned, problems = None, [str(exc)]

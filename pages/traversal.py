@@ -40,7 +40,7 @@ if cfg.conditional:
 # A new start point (or model) puts z there; otherwise z keeps the student's moves, and a link's z.
 if v.z is None or v.z_origin != v.traversal_origin():
     v.z, v.z_origin = tuple(float(b) for b in base), v.traversal_origin()
-v.z = tuple(round(float(x), 2) for x in v.z)  # as the link writes it: a reopened link decodes the same z
+v.normalise()  # z as the link writes it: a reopened link decodes the same z
 
 show_map = handle.latent_map(v) is not None
 if not show_map and cfg.latent_dim > 3:
@@ -95,7 +95,6 @@ def slider_panel():
             status = " · inactive" if d in dead else ""
             columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -Z_RANGE, Z_RANGE, step=0.05,
                                   **widget(f"view.z.{d}"))
-    v.z = tuple(round(float(x), 2) for x in v.z)
     with right:
         show_images(handle.decode(v.z, label), 1, "decode(z)", height=220)
         show_on_map(v.z)
@@ -112,7 +111,8 @@ def live_panel(onnx_model: bytes):
                       sections=sections, pad_axes=axes, reset_token=repr((handle.token, v.z_origin)),
                       key="traversal_live_pad")
     if report:
-        v.z = tuple(round(float(x), 2) for x in report["z"])
+        v.z = tuple(float(x) for x in report["z"])
+        v.normalise()
     show_on_map(v.z, height=320)
     grid_section()
     sync_url()  # a fragment's run ends here, not in app.py

@@ -140,8 +140,9 @@ class JobQueue:
         """Queue a run; returns its id. Raises QueueError when the queue will not take it."""
         if not isinstance(options, Recipe):
             raise TypeError("options must be a Recipe")
-        if options.server_limits():
-            raise QueueError("; ".join(options.server_limits()))
+        beyond = options.server_limits()
+        if beyond:
+            raise QueueError("; ".join(beyond))
         folder = self.folder or checkpoint_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)

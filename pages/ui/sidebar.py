@@ -13,9 +13,9 @@ from vae_core.datasets import DatasetError, available_datasets
 from .models import ModelHandle, cli_options, default_model, external_key, model_choices, resolve, shared_dataset
 from .navigation import page_links
 from .state import notice, read_link, session, sync_url, view, widget
+from .view import NAMED_DATASETS
 
 LOCAL_CODE_ALLOWED = not os.environ.get("LATENT_EXPLORER_CLASSROOM")  # `make serve` turns it off
-OWN_MODEL_DATASETS = ["digits", "mnist-5k", "shapes", "mnist", "fashion-mnist", "kmnist", "cifar10"]
 
 
 def _model_changed() -> None:
@@ -105,7 +105,7 @@ def _uploads() -> None:
             st.text_input("Model", placeholder="path/to/my_vae.py:VAE", **widget("own_model.spec"))
             st.text_input("Weights (.pt state_dict or .safetensors)", placeholder="path/to/weights.pt",
                           **widget("own_model.weights"))
-            st.selectbox("Dataset", OWN_MODEL_DATASETS, **widget("own_model.dataset"))
+            st.selectbox("Dataset", NAMED_DATASETS, **widget("own_model.dataset"))
             st.radio("decode(z) returns", ["logits", "probabilities"], horizontal=True, **widget("own_model.outputs"))
             st.button("Open my model", on_click=_open_own_model)
 
@@ -133,9 +133,11 @@ def _dataset(handle: ModelHandle) -> ModelHandle | None:
 def sidebar() -> ModelHandle | None:
     """The page links, model picker, uploads and dataset choice; returns the session's open model."""
     state = session()
-    _choose_model(model_choices())
-    handle = _open_model(model_choices())
-    choices = model_choices()  # without a model that failed to open
+    choices = model_choices()
+    _choose_model(choices)
+    handle = _open_model(choices)
+    if state.model_error:  # a model that failed to open left the picker
+        choices = model_choices()
     with st.sidebar:
         page_links()
         st.divider()

@@ -125,9 +125,14 @@ def widget(path: str, on_change: Callable[[], None] | None = None) -> dict:
     """Keyword arguments that bind a widget to the field at `path` ("view.sample", "view.z.3",
     "view.a.kind", "train.form.epochs"): the widget shows the field, and a change is stored back
     (then `on_change` runs). Draw the widget without its own value/index/default."""
+    _show(path)
+    return {"key": path, "on_change": _store, "args": (path, on_change)}
+
+
+def _show(path: str) -> None:
+    """Put the field's value in the widget's state before the widget is drawn."""
     value = _get(path)
     st.session_state[path] = list(value) if isinstance(value, tuple) else value  # multiselects hold lists
-    return {"key": path, "on_change": _store, "args": (path, on_change)}
 
 
 def _store(path: str, then: Callable[[], None] | None) -> None:
@@ -140,7 +145,7 @@ def _store(path: str, then: Callable[[], None] | None) -> None:
 def form_widget(path: str) -> dict:
     """widget() for a widget inside st.form, which takes no callback: its form's submit button
     stores it (on_click calling store(path, …))."""
-    st.session_state[path] = _get(path)
+    _show(path)
     return {"key": path}
 
 

@@ -15,9 +15,12 @@ import math
 import re
 from dataclasses import dataclass, field, fields, replace
 
+from vae_core.datasets import DATASETS
+
 # Page ids: the stem of each page's file (pages/ui/navigation.py lists them).
 COMMON = "*"  # carried by every page's link
 MAP_PAGES = ("latent_map", "traversal", "interpolation", "anomalies")  # pages that draw the session's map
+NAMED_DATASETS = tuple(name for name in DATASETS if ":" not in name)  # not folder:/npz: paths on the server
 MAX_SEED = 10_000
 Z_RANGE = 4.0  # the traversal sliders' and the live pad's range
 
@@ -239,8 +242,7 @@ SEED = Int(0, MAX_SEED)
 class View:
     # every page
     model: str = link("model", COMMON, ModelRef(), default="")  # "" until the sidebar picks the default
-    dataset: str = link("dataset", COMMON, Choice(("digits", "mnist-5k", "shapes", "mnist", "fashion-mnist", "kmnist",
-                                                   "cifar10")), per_model=True, default="")  # "": the model's own
+    dataset: str = link("dataset", COMMON, Choice(NAMED_DATASETS), per_model=True, default="")  # "": the model's own
     sample: int = link("sample", COMMON, SAMPLE, default=0)  # the test image pages start from
     seed: int = link("seed", COMMON, SEED, default=0)  # prior draws
     # Overview and Conditional
