@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -79,12 +80,19 @@ def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=No
     data = st_save(tensors, metadata=meta)
     meta["sha256"] = _digest(*_split(data))  # the tensor bytes do not move when the metadata grows
     data = st_save(tensors, metadata=meta)
+    write_atomic(path, data)
+    return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """A temp file in the same folder, fsync, then os.replace over the target: a reader sees the old
+    file or the new one, never half of one, and a crash leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary shared file
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a model file is an ordinary shared file
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -93,7 +101,6 @@ def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
 
 
 def _split(data: bytes) -> tuple[dict, bytes]:
@@ -212,25 +219,34 @@ def build_model(config: VAEConfig, weights: dict[str, torch.Tensor], name: str) 
         model = VAE(config)
     except ValueError as exc:  # a config VAEConfig accepts but VAE cannot build ("external")
         raise CheckpointError(f"{name}: {exc}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    wrong = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in weights and weights[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}{' …' if len(missing) > 3 else ''}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}{' …' if len(unexpected) > 3 else ''}")
-        if wrong:
-            parts.append(f"wrong shapes {'; '.join(wrong[:3])}")
+    problem = weights_mismatch(model.state_dict(), weights)
+    if problem:
         raise CheckpointError(f"{name}: the weights do not fit the config ({config.architecture}, "
-                              f"latent {config.latent_dim}): {'; '.join(parts)}")
+                              f"latent {config.latent_dim}): {problem}")
     if not all(torch.is_floating_point(w) for w in weights.values()):
         raise CheckpointError(f"{name}: weights must be floating-point tensors")
     model.load_state_dict({k: w.float() for k, w in weights.items()})
     return model
+
+
+def weights_mismatch(expected: dict[str, torch.Tensor], weights: dict[str, torch.Tensor], shown: int = 3) -> str:
+    """"" when `weights` has exactly the names and shapes of `expected`; else the missing, unexpected
+    and wrongly shaped names, a few of each, for a message."""
+    def few(names):
+        return ", ".join(names[:shown]) + (f" … ({len(names)} in all)" if len(names) > shown else "")
+
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [f"{k} {tuple(weights[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
+             if k in weights and weights[k].shape != v.shape]
+    parts = []
+    if missing:
+        parts.append(f"missing {few(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {few(unexpected)}")
+    if wrong:
+        parts.append(f"wrong shapes {'; '.join(wrong[:shown])}")
+    return "; ".join(parts)
 
 
 def _optimizer_state(info: dict, tensors: dict) -> dict:
@@ -258,13 +274,26 @@ def read_state_dict(source, name: str | None = None) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError for foreign classes, RuntimeError for damage
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{label}: not a plain state_dict that loads safely ({first_line[:200]})") from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+        raise CheckpointError(f"{label}: {_refusal(exc)}") from None
+    for wrapper in ("state_dict", "model_state_dict"):  # Lightning's .ckpt and other trainers; pythae's model.pt
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+            break
     if not isinstance(obj, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in obj.items()):
         raise CheckpointError(f"{label}: expected a state_dict (a dict of name -> tensor)")
     return obj
+
+
+def _refusal(exc: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in our words: torch's own message goes on to
+    recommend loading with weights_only=False, which would run whatever code the file carries."""
+    text = str(exc)
+    foreign = sorted(set(re.findall(r"GLOBAL ([\w.]+)", text)))
+    if foreign:
+        return (f"it holds Python objects ({', '.join(foreign[:3])}) that only unpickling could rebuild, and this "
+                "app never unpickles a file it is given. Save the weights alone from the code that trained the "
+                "model: torch.save(model.state_dict(), 'weights.pt'), or safetensors' save_file")
+    return "not a PyTorch weights file, or damaged (truncated or corrupted in transfer)"
 
 
 def load_state_dict_pt(source, config: VAEConfig | dict, device="cpu", name: str | None = None) -> Checkpoint:

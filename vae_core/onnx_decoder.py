@@ -91,7 +91,7 @@ def weights_digest(model) -> str:
     h = hashlib.sha256(f"{model.config}|opset{OPSET}|torch{torch.__version__}".encode())
     for name, tensor in model.state_dict().items():
         h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d too
     return h.hexdigest()
 
 
