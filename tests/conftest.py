@@ -89,3 +89,12 @@ def write_mnist_like(root: Path, folder: str, n_train=20, n_test=10, seed=0, ima
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
         written[prefix] = (split, labels)
     return written
+
+
+@pytest.fixture(scope="session")
+def vanilla_vae(tmp_path_factory):
+    """(vanilla_vae.py, vanilla.ckpt): a PyTorch-VAE-style VanillaVAE trained a few seconds on digits
+    and saved as a Lightning checkpoint (see vanilla_vae.py)."""
+    import vanilla_vae
+
+    return vanilla_vae.write(tmp_path_factory.mktemp("vanilla"))

@@ -196,8 +196,14 @@ def test_model_card_of_an_unconditional_checkpoint_without_extras():
     assert card["architecture"] == "mlp"
     assert card["likelihood"] == "gaussian"
     assert card["input"] == "3×10×12"
-    assert card["epochs"] == 0
-    assert card["test ELBO"] == "—"
+    assert card["epochs"] == "—", "no history: trained elsewhere"
+    assert card["test ELBO"] == "—" and "reconstruction" not in card
+    measured = {"test_elbo": -41.26, "recon": 30.5, "pixel_error": 0.0912, "images": 2000}
+    card = model_card(Checkpoint(model=model), measured)
+    assert card["test ELBO"] == "-41.3 (measured here on 2,000 images)"
+    assert card["reconstruction"] == "30.5 nats, mean pixel error 0.091"
+    stored = Checkpoint(model=model, metrics={"test_elbo": -30.0})
+    assert model_card(stored, measured)["test ELBO"] == -30.0, "a model's own score is shown, not re-measured"
     assert card["β"] == 1.0
 
 

@@ -341,3 +341,68 @@ def test_corrupt_and_missing_checkpoints(work, trained, capsys):
 def test_unwritable_sample_output(work, trained, capsys):
     result = cli(capsys, "sample", trained, "--n", 4, "--out", work / "no" / "such" / "dir.png")
     assert_one_line_error(result, "dir.png")
+
+
+# -- one entry point: ONNX pairs, pythae folders, a user's class -------------------------------------
+
+def _elbo(stdout: str) -> float:
+    return float(re.search(r"ELBO\s+(-?[0-9.]+)", stdout)[1])
+
+
+def test_export_onnx_pair_evaluates_like_the_checkpoint(work, trained, capsys):
+    out = work / "pair"
+    result = cli(capsys, "export-onnx", trained, "--out", out)
+    assert_ok(result)
+    assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "model.json"}
+    assert f"--checkpoint {out}" in result.stdout
+    own = cli(capsys, "eval", trained, "--iwae-k", 0)
+    pair = cli(capsys, "eval", out, "--iwae-k", 0)
+    assert_ok(pair)
+    assert abs(_elbo(pair.stdout) - _elbo(own.stdout)) < 0.01, "ONNX Runtime scores the same model the same"
+    zipped = shutil.make_archive(str(work / "pair-zip"), "zip", root_dir=work, base_dir="pair")
+    assert abs(_elbo(cli(capsys, "eval", zipped, "--iwae-k", 0).stdout) - _elbo(own.stdout)) < 0.01
+
+
+def test_eval_a_pythae_folder(tmp_path, capsys):
+    from pythae.models import VAE as PythaeVAE, VAEConfig as PythaeConfig
+
+    torch.manual_seed(0)
+    PythaeVAE(PythaeConfig(input_dim=(1, 8, 8), latent_dim=3)).save(str(tmp_path / "run"))
+    result = cli(capsys, "eval", tmp_path / "run", "--iwae-k", 0)
+    assert_ok(result)
+    assert "run on digits test (359 samples)" in result.stdout, "the dataset follows from its 8x8 input"
+    assert "active units" in result.stdout
+
+
+def test_eval_a_users_class_with_its_arguments_and_ranges(vanilla_vae, capsys):
+    code, ckpt = vanilla_vae
+    flags = ["--model", f"{code}:VanillaVAE", "--model-kwargs", '{"in_channels": 1, "latent_dim": 4}',
+             "--weights", ckpt, "--input-range=-1,1", "--dataset", "digits", "--iwae-k", 0]
+    right = cli(capsys, "eval", *flags, "--decoder-outputs", "tanh")
+    assert_ok(right)
+    assert "vanilla_vae.py:VanillaVAE on digits test" in right.stdout and not right.stderr
+    wrong = cli(capsys, "eval", *flags, "--decoder-outputs", "logits")
+    assert wrong.returncode == 0 and "warning: " in wrong.stderr and "output range" in wrong.stderr
+    assert _elbo(wrong.stdout) < _elbo(right.stdout)
+
+
+def test_model_problems_are_one_line_errors(work, trained, vanilla_vae, tmp_path, capsys):
+    import zipfile
+
+    code, ckpt = vanilla_vae
+    own = ["--model", f"{code}:VanillaVAE", "--weights", ckpt]
+    assert_one_line_error(cli(capsys, "eval", *own, "--model-kwargs", "{latent_dim: 4}"), "not JSON")
+    assert_one_line_error(cli(capsys, "eval", *own, "--model-kwargs", '{"latent_dim": 4}'),
+                          "VanillaVAE(**{", "failed", "in_channels")
+    assert_one_line_error(cli(capsys, "eval", "--model", f"{code}:VanillaVAE"), "--model and --weights")
+    assert_one_line_error(cli(capsys, "eval"), "name a model")
+    assert_one_line_error(cli(capsys, "eval", tmp_path / "nothing-here"), "no such file or folder")
+    assert_one_line_error(cli(capsys, "eval", ckpt), "not a .safetensors checkpoint", "--model file.py:Class")
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as archive:
+        archive.writestr("../../model.json", "{}")
+    assert_one_line_error(cli(capsys, "eval", evil), "points outside the zip")
+    pair = work / "pair-truncated"
+    assert_ok(cli(capsys, "export-onnx", trained, "--out", pair))
+    (pair / "encoder.onnx").write_bytes((pair / "encoder.onnx").read_bytes()[:500])
+    assert_one_line_error(cli(capsys, "eval", pair), "encoder.onnx")

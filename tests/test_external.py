@@ -1,6 +1,7 @@
 """Bring your own model: a user's VAE class and weights, seen through the VAE interface."""
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
@@ -10,9 +11,11 @@ from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from conftest import tiny_config
+from vanilla_vae import KWARGS as VANILLA_KWARGS
 from vae_core import VAE
 from vae_core.checkpoint import CheckpointError
-from vae_core.external import ExternalVAE, load_external
+from vae_core.datasets import load_dataset
+from vae_core.external import ExternalVAE, OwnModel, load_external, reconstruction_warning
 
 SHAPE = (1, 8, 8)
 
@@ -165,10 +168,16 @@ def mlp_files(tmp_path):
     return code, weights
 
 
-def _error(spec, weights, match, decoder_outputs="probabilities") -> str:
+def _load(spec, weights, shape=SHAPE, decoder_outputs="logits", **options):
+    return load_external(OwnModel(str(spec), str(weights), decoder_outputs=decoder_outputs, **options), shape)
+
+
+def _error(spec, weights, match, decoder_outputs="probabilities", **options) -> str:
     with pytest.raises(CheckpointError, match=match) as info:
-        load_external(str(spec), weights, SHAPE, decoder_outputs)
-    return str(info.value)
+        _load(spec, weights, SHAPE, decoder_outputs, **options)
+    message = str(info.value)
+    assert "\n" not in message and "weights_only" not in message
+    return message
 
 
 # -- a working model -----------------------------------------------------------------------------
@@ -177,7 +186,8 @@ def _error(spec, weights, match, decoder_outputs="probabilities") -> str:
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
 def test_load_external(user_model, suffix):
     kind, spec, module, weights, outputs, _ = user_model
-    ckpt = load_external(spec, weights[suffix], SHAPE, outputs, dataset="digits", label_names=list("0123"))
+    ckpt = load_external(OwnModel(spec, str(weights[suffix]), decoder_outputs=outputs, dataset="digits"), SHAPE,
+                         label_names=list("0123"))
     model = ckpt.model
     assert isinstance(model, VAE) and not model.training
     assert model.config.latent_dim == 3
@@ -191,7 +201,7 @@ def test_load_external(user_model, suffix):
 
 def test_wrapper_shapes(user_model):
     _, spec, _, weights, outputs, _ = user_model
-    model = load_external(spec, weights[".pt"], SHAPE, outputs).model
+    model = _load(spec, weights[".pt"], SHAPE, outputs).model
     x = torch.rand(5, *SHAPE)
     torch.manual_seed(0)
     with torch.no_grad():
@@ -212,7 +222,7 @@ def test_wrapper_shapes(user_model):
 
 def test_wrapper_follows_the_users_encode_and_decode(user_model):
     _, spec, module, weights, outputs, flattens = user_model
-    model = load_external(spec, weights[".pt"], SHAPE, outputs).model
+    model = _load(spec, weights[".pt"], SHAPE, outputs).model
     x = torch.rand(6, *SHAPE)
     z = torch.randn(6, 3) * 2
     with torch.no_grad():
@@ -229,7 +239,7 @@ def test_wrapper_follows_the_users_encode_and_decode(user_model):
 def test_loss_is_the_bernoulli_elbo_of_the_users_model(user_model):
     """With eps = 0 (z = mu) the reconstruction term is the user's own BCE, whichever output they give."""
     _, spec, module, weights, outputs, flattens = user_model
-    model = load_external(spec, weights[".safetensors"], SHAPE, outputs).model
+    model = _load(spec, weights[".safetensors"], SHAPE, outputs).model
     x = torch.rand(4, *SHAPE).round()
     with torch.no_grad():
         mu, logvar = module.encode(x.flatten(1) if flattens else x)
@@ -244,8 +254,8 @@ def test_loss_is_the_bernoulli_elbo_of_the_users_model(user_model):
 
 def test_the_same_file_loads_twice(user_model):
     _, spec, _, weights, outputs, _ = user_model
-    a = load_external(spec, weights[".pt"], SHAPE, outputs).model
-    b = load_external(spec, weights[".safetensors"], SHAPE, outputs).model
+    a = _load(spec, weights[".pt"], SHAPE, outputs).model
+    b = _load(spec, weights[".safetensors"], SHAPE, outputs).model
     z = torch.randn(3, 3)
     with torch.no_grad():
         assert torch.equal(a.decode(z), b.decode(z))
@@ -257,7 +267,7 @@ def test_wrapped_state_dict_layout_of_a_pt_checkpoint(tmp_path):
     module = _build(CONV_SOURCE, "ConvVAE")
     weights = tmp_path / "wrapped.pt"
     torch.save({"state_dict": module.state_dict(), "epoch": 7}, weights)
-    model = load_external(f"{code}:ConvVAE", weights, SHAPE, "logits").model
+    model = _load(f"{code}:ConvVAE", weights, SHAPE, "logits").model
     z = torch.randn(2, 3)
     with torch.no_grad():
         torch.testing.assert_close(model.decode(z), torch.sigmoid(module.decode(z)), rtol=0, atol=1e-6)
@@ -268,7 +278,7 @@ def test_spec_with_a_user_folder(tmp_path, monkeypatch):
     _write(tmp_path, "home_vae.py", CONV_SOURCE)
     weights = tmp_path / "w.pt"
     torch.save(_build(CONV_SOURCE, "ConvVAE").state_dict(), weights)
-    assert load_external("~/home_vae.py:ConvVAE", weights, SHAPE, "logits").model.config.latent_dim == 3
+    assert _load("~/home_vae.py:ConvVAE", weights, SHAPE, "logits").model.config.latent_dim == 3
 
 
 # -- what goes wrong, and what the person is told ------------------------------------------------
@@ -297,9 +307,10 @@ def test_missing_class(mlp_files, class_name):
     assert "my_vae.py" in message
 
 
-@pytest.mark.parametrize("class_name, match", [("NeedsArgs", "no arguments.*width"),
-                                                ("BrokenInit", "no arguments.*no GPU found"),
-                                                ("NOT_A_CLASS", "no arguments.*not callable")])
+@pytest.mark.parametrize("class_name, match", [
+    ("NeedsArgs", r"NeedsArgs\(\*\*\{\}\) failed: TypeError.*width.*--model-kwargs"),
+    ("BrokenInit", r"BrokenInit\(\*\*\{\}\) failed: RuntimeError: no GPU found"),
+    ("NOT_A_CLASS", "failed: TypeError.*not callable")])
 def test_class_that_does_not_build(mlp_files, class_name, match):
     code, weights = mlp_files
     _error(f"{code}:{class_name}", weights, match)
@@ -326,7 +337,7 @@ def test_missing_encode_or_decode(mlp_files, class_name, method):
 def test_encode_that_does_not_return_mu_and_logvar(mlp_files, class_name):
     code, weights = mlp_files
     message = _error(f"{code}:{class_name}", weights, r"must return \(mu, logvar\)")
-    assert f"{code}:{class_name}" in message
+    assert f"my_vae.py:{class_name}" in message
 
 
 def test_class_that_is_not_a_torch_module(mlp_files):
@@ -354,8 +365,8 @@ def test_weights_that_do_not_fit(tmp_path, mlp_files, suffix):
 def test_weights_for_another_input_size(mlp_files):
     """Weights that fit the class, opened for images of another size: encode() fails on the probe batch."""
     code, weights = mlp_files
-    with pytest.raises(CheckpointError, match=r"encode\(\) on a \(1, 28, 28\) batch failed"):
-        load_external(f"{code}:VAE", weights, (1, 28, 28), "probabilities")
+    with pytest.raises(CheckpointError, match=r"encode\(\) and decode\(\) on a \(1, 28, 28\) batch failed"):
+        _load(f"{code}:VAE", weights, (1, 28, 28), "probabilities")
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
@@ -365,7 +376,7 @@ def test_malicious_pickle_weights_never_run(tmp_path, mlp_files):
     weights = tmp_path / "evil.pt"
     torch.save({"fc1.weight": _Evil(marker)}, weights)
     assert not marker.exists()
-    _error(f"{code}:VAE", weights, "evil.pt.*loads safely")
+    _error(f"{code}:VAE", weights, "evil.pt.*never unpickles")
     assert not marker.exists()
     torch.save(VAE(tiny_config()), weights)  # a whole pickled module, not a state_dict
     _error(f"{code}:VAE", weights, "evil.pt")
@@ -375,7 +386,7 @@ def test_bad_weight_files(tmp_path, mlp_files):
     code, _ = mlp_files
     spec = f"{code}:VAE"
     _error(spec, tmp_path / "missing.pt", "missing.pt: no such file")
-    _error(spec, tmp_path / "missing.safetensors", "missing.safetensors: not a readable safetensors")
+    _error(spec, tmp_path / "missing.safetensors", "missing.safetensors: no such file")
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x00\x01 not a safetensors file" * 10)
     _error(spec, garbage, "garbage.safetensors: not a readable safetensors")
@@ -403,3 +414,127 @@ def test_external_vae_rejects_bad_decoder_outputs_directly():
     with pytest.raises(ValueError, match="decoder outputs"):
         ExternalVAE(module, SHAPE, "sigmoid")
     assert ExternalVAE(module, SHAPE, "logits").config.latent_dim == 3
+
+
+# -- models in the shapes other people's code leaves them ---------------------------------------
+
+SHAPES_SOURCE = '''
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+
+class Recorder(nn.Module):
+    """Remembers the range of what encode() was given; encode/decode return containers."""
+    def __init__(self, latent_dim, encode_as="dict", decode_as="object"):
+        super().__init__()
+        self.encode_as, self.decode_as = encode_as, decode_as
+        self.enc = nn.Linear(64, 2 * latent_dim)
+        self.dec = nn.Linear(latent_dim, 64)
+        self.seen = None
+
+    def encode(self, x):
+        self.seen = (float(x.min()), float(x.max()))
+        mu, logvar = self.enc(x.flatten(1)).chunk(2, dim=1)
+        if self.encode_as == "dict":
+            return {"mu": mu, "log_var": logvar}
+        if self.encode_as == "pythae":
+            return SimpleNamespace(embedding=mu, log_covariance=logvar)
+        return [mu, logvar]
+
+    def decode(self, z):
+        out = torch.tanh(self.dec(z)).view(-1, 1, 8, 8)
+        if self.decode_as == "object":
+            return SimpleNamespace(reconstruction=out)
+        if self.decode_as == "dict":
+            return {"sample": out}
+        return out
+'''
+
+
+@pytest.mark.parametrize("encode_as, decode_as", [("dict", "object"), ("pythae", "dict"), ("list", "tensor")])
+def test_containers_keyword_arguments_and_ranges(tmp_path, encode_as, decode_as):
+    code = _write(tmp_path, "shapes.py", SHAPES_SOURCE)
+    kwargs = {"latent_dim": 2, "encode_as": encode_as, "decode_as": decode_as}
+    reference = _build(SHAPES_SOURCE.replace("latent_dim, encode_as", "latent_dim=2, encode_as"), "Recorder")
+    weights = tmp_path / "w.pt"
+    torch.save(reference.state_dict(), weights)
+    model = _load(f"{code}:Recorder", weights, decoder_outputs="tanh", input_range="-1,1",
+                  model_kwargs=json.dumps(kwargs)).model
+    x = torch.rand(5, *SHAPE)
+    with torch.no_grad():
+        mu, logvar = model.encode(x)
+        assert model.inner.seen[0] < 0 and model.inner.seen[1] > 0  # [0, 1] images reached it in [-1, 1]
+        expected_mu, _ = reference.enc((2 * x - 1).flatten(1)).chunk(2, dim=1)
+        torch.testing.assert_close(mu, expected_mu)
+        image = model.decode(mu)
+        assert image.min() >= 0 and image.max() <= 1  # tanh's [-1, 1] comes back as [0, 1]
+        torch.testing.assert_close(image, (torch.tanh(reference.dec(mu)).view(-1, 1, 8, 8) + 1) / 2)
+        assert torch.isfinite(model.loss(x)["elbo"])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ("{latent_dim: 2}", "not JSON.*as an object such as"),
+    ("[2]", "must be a JSON object.*not list"),
+    ('{"latent_dim": 2, "width": 9}', r"Recorder\(\*\*\{.*\}\) failed: TypeError.*width"),
+])
+def test_bad_model_kwargs(tmp_path, mlp_files, kwargs, match):
+    code = _write(tmp_path, "shapes.py", SHAPES_SOURCE)
+    message = _error(f"{code}:Recorder", mlp_files[1], match, model_kwargs=kwargs)
+    assert "--model-kwargs" not in message or "JSON" in message
+
+
+@pytest.mark.parametrize("bad", ["decoder_outputs", "input_range"])
+def test_bad_ranges(mlp_files, bad):
+    code, weights = mlp_files
+    options = {"decoder_outputs": "probabilities", "input_range": "0,1", bad: "0,255"}
+    with pytest.raises(CheckpointError, match="must be one of"):
+        load_external(OwnModel(f"{code}:VAE", str(weights), **options), SHAPE)
+
+
+def test_pytorch_vae_style_lightning_checkpoint(vanilla_vae):
+    """PyTorch-VAE's VanillaVAE as that repository trains and saves it opens as it is: constructor
+    arguments, the LightningModule's `model.` prefix stripped, tanh output, inputs in [-1, 1]."""
+    code, ckpt_path = vanilla_vae
+    x = load_dataset("digits").x_test
+    model = _load(f"{code}:VanillaVAE", ckpt_path, decoder_outputs="tanh", input_range="-1,1",
+                  model_kwargs=json.dumps(VANILLA_KWARGS)).model
+    with torch.no_grad():
+        error = (model.reconstruct(x) - x).abs().mean()
+    average = (x - x.mean(0)).abs().mean()
+    assert error < 0.7 * average  # its reconstructions are close to its inputs, not the average digit
+    assert reconstruction_warning(model, x) == ""
+    # Opened with the wrong output range, the same weights draw washed-out grey: the check says so.
+    wrong = _load(f"{code}:VanillaVAE", ckpt_path, decoder_outputs="logits", input_range="-1,1",
+                  model_kwargs=json.dumps(VANILLA_KWARGS)).model
+    assert "output range" in reconstruction_warning(wrong, x) and "logits" in reconstruction_warning(wrong, x)
+    # Without its constructor arguments, the message says how to give them.
+    _error(f"{code}:VanillaVAE", ckpt_path, r"VanillaVAE\(\*\*\{\}\) failed: TypeError.*in_channels.*--model-kwargs")
+
+
+def test_lightning_prefix_and_mismatch_messages(tmp_path, mlp_files):
+    code, _ = mlp_files
+    state = _build(MLP_SOURCE, "VAE").state_dict()
+    ckpt = tmp_path / "run.ckpt"
+    torch.save({"state_dict": {**{f"vae.{k}": v for k, v in state.items()}, "metric.total": torch.zeros(1)},
+                "epoch": 2, "hyper_parameters": {"lr": 1e-3}}, ckpt)
+    model = _load(f"{code}:VAE", ckpt, decoder_outputs="probabilities").model
+    assert torch.equal(model.inner.fc21.weight, state["fc21.weight"])  # `vae.` stripped, the metric left out
+    del state["fc4.bias"]
+    torch.save({"state_dict": {**{f"model.{k}": v for k, v in state.items()},
+                               **{f"model.extra{i}": torch.zeros(1) for i in range(5)}}}, ckpt)
+    message = _error(f"{code}:VAE", ckpt, "run.ckpt does not fit the model")
+    assert "missing fc4.bias" in message and "extra0" in message and "(5 in all)" in message
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+def test_lightning_checkpoint_with_foreign_objects(tmp_path, mlp_files):
+    """Lightning may save hyper-parameters as its own classes: refused without unpickling them."""
+    code, _ = mlp_files
+    marker = tmp_path / "pwned"
+    ckpt = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": _build(MLP_SOURCE, "VAE").state_dict(), "hyper_parameters": _Evil(marker)}, ckpt)
+    message = _error(f"{code}:VAE", ckpt, "foreign.ckpt: it holds Python objects .*never unpickles")
+    assert "torch.save(model.state_dict()" in message
+    assert not marker.exists()

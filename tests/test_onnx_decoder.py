@@ -10,7 +10,7 @@ from conftest import tiny_config
 from test_external import SHAPE, user_model  # noqa: F401 (a fixture: a user's own model, two kinds)
 from vae_core import VAE, onnx_decoder
 from vae_core.checkpoint import load_checkpoint
-from vae_core.external import load_external
+from vae_core.external import OwnModel, load_external
 from vae_core.onnx_decoder import (TOLERANCE, DecoderExportError, decoder_onnx, export_decoder, max_difference, one_hot,
                                    run_decoder)
 
@@ -36,7 +36,7 @@ def test_every_shipped_checkpoint_decodes_the_same_in_onnx_runtime(name, tmp_pat
 
 def test_a_users_own_model_decodes_the_same(user_model):  # noqa: F811
     kind, spec, _, weights, outputs, _ = user_model
-    model = load_external(spec, weights[".pt"], SHAPE, outputs).model
+    model = load_external(OwnModel(spec, str(weights[".pt"]), decoder_outputs=outputs), SHAPE).model
     assert_same_images(model, export_decoder(model), 9)
 
 
@@ -93,7 +93,7 @@ def test_an_unwritable_cache_still_exports(tmp_path):
 
 def test_a_decoder_that_cannot_be_traced_gives_a_clear_error(user_model):  # noqa: F811
     kind, spec, _, weights, outputs, _ = user_model
-    model = load_external(spec, weights[".pt"], SHAPE, outputs).model
+    model = load_external(OwnModel(spec, str(weights[".pt"]), decoder_outputs=outputs), SHAPE).model
     # A branch on the values of z: PyTorch takes it per call; a traced graph would freeze one side
     original = model.inner.decode
     model.inner.decode = lambda z: original(z) if bool(z.sum() > 0) else 1 - original(z)

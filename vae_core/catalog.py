@@ -6,7 +6,13 @@ import os
 import re
 from pathlib import Path
 
-from .checkpoint import Checkpoint, CheckpointError, load_state_dict_pt, parse_checkpoint
+from .archive import Bundle, read_folder, read_zip
+from .checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint, load_state_dict_pt, parse_checkpoint
+
+# The files a model folder may hold that this app reads: a pythae folder's and an ONNX pair's.
+FOLDER_FILES = {"model_config.json", "model.pt", "environment.json", "encoder.onnx", "decoder.onnx", "model.json"}
+OPENABLE = "a .safetensors checkpoint, a pythae folder (model_config.json, model.pt) or an ONNX folder " \
+           "(encoder.onnx, decoder.onnx, model.json), or a zip of either folder"
 
 DEFAULT_MODEL = "mnist-vae"
 
@@ -60,10 +66,50 @@ def units_note(likelihood: str, obs_sigma: float) -> str:
             "better); the reconstruction term is the cross-entropy of the pixels, a positive number of nats.")
 
 
-def model_card(ckpt: Checkpoint) -> dict:
-    """What a person needs to know about a model at a glance."""
+def open_bundle(bundle: Bundle) -> Checkpoint:
+    """A pythae folder or an ONNX pair, read from a folder or a zip."""
+    if bundle.names & {"model.json", "encoder.onnx", "decoder.onnx"}:
+        from .onnx_pair import open_onnx_pair
+
+        return open_onnx_pair(bundle)
+    from .pythae_folder import is_pythae, open_pythae
+
+    if is_pythae(bundle):
+        return open_pythae(bundle)
+    raise CheckpointError(f"{bundle.name}: neither a pythae folder (model_config.json, model.pt) nor an ONNX "
+                          "folder (encoder.onnx, decoder.onnx, model.json)")
+
+
+def open_model_path(path: str | Path, dataset: str | None = None) -> Checkpoint:
+    """The one entry point for a model on disk (see OPENABLE). `dataset` names the data its images
+    come from, over what the files say (a pythae folder says nothing: its image shape chooses)."""
+    path = Path(path).expanduser()
+    if path.suffix == ".safetensors" and not path.is_dir():
+        ckpt = load_checkpoint(path)
+    elif path.is_dir() or (path.suffix == ".zip" and path.is_file()):
+        if path.is_dir():
+            bundle = read_folder(path, FOLDER_FILES)
+        elif path.stat().st_size > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{path.name}: larger than any model this app loads")
+        else:
+            bundle = read_zip(path.read_bytes(), path.name, FOLDER_FILES)
+        ckpt = open_bundle(bundle)
+        ckpt.path = path
+    elif not path.exists():
+        raise CheckpointError(f"{path}: no such file or folder")
+    else:
+        raise CheckpointError(f"{path.name}: not {OPENABLE}. Weights of your own class (.pt, .pth, .ckpt) open "
+                              "with --model file.py:Class --weights FILE")
+    if dataset:
+        ckpt.dataset = {**ckpt.dataset, "name": dataset}
+    return ckpt
+
+
+def model_card(ckpt: Checkpoint, measured: dict | None = None) -> dict:
+    """What a person needs to know about a model at a glance; `measured` holds the test ELBO and
+    reconstruction computed here for a model that does not carry its own (one trained elsewhere)."""
     cfg = ckpt.config
-    return {
+    card = {
         "dataset": ckpt.dataset.get("name", "unknown"),
         "architecture": cfg.architecture,
         "latent size": cfg.latent_dim,
@@ -72,14 +118,23 @@ def model_card(ckpt: Checkpoint) -> dict:
         "conditional": f"yes ({cfg.num_classes} classes)" if cfg.conditional else "no",
         "likelihood": cfg.likelihood,
         "input": "×".join(map(str, cfg.input_shape)),
-        "epochs": len(ckpt.history),
+        "epochs": len(ckpt.history) or "—",  # a model trained elsewhere brings no history
         "test ELBO": round(ckpt.metrics["test_elbo"], 1) if "test_elbo" in ckpt.metrics else "—",
     }
+    if "test_elbo" not in ckpt.metrics and measured:
+        card["test ELBO"] = f"{measured['test_elbo']:.1f} (measured here on {measured['images']:,} images)"
+        card["reconstruction"] = f"{measured['recon']:.1f} nats, mean pixel error {measured['pixel_error']:.3f}"
+    return card
 
 
 def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
     """A checkpoint from an upload's bytes: .safetensors as is, or a .pt state_dict with its config
-    as JSON (which may also name the "dataset"). Never unpickles; raises CheckpointError."""
+    as JSON (which may also name the "dataset"), or a zip of a pythae or ONNX folder. Never unpickles;
+    raises CheckpointError."""
+    if name.lower().endswith(".zip"):
+        ckpt = open_bundle(read_zip(data, name, FOLDER_FILES))
+        ckpt.path = Path(safe_name(name[:-4]) + ".zip")
+        return ckpt
     is_pt = name.lower().endswith(".pt")
     if is_pt:
         if not config_json.strip():

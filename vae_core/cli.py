@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .config import OBJECTIVES
+from .external import DECODER_OUTPUTS, INPUT_RANGES
 from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, Recipe
 
 EXAMPLES = """\
@@ -17,7 +18,10 @@ examples:
   python -m vae_core train --dataset shapes --arch conv --objective beta-tcvae --beta 6 --out my-tcvae.safetensors
   torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
   python -m vae_core eval checkpoints/mnist-vae.safetensors --iwae-k 100
+  python -m vae_core eval my_pythae_run/final_model --dataset mnist-5k
+  python -m vae_core eval --model vanilla_vae.py:VanillaVAE --model-kwargs '{"in_channels": 1, "latent_dim": 4}' --weights last.ckpt --decoder-outputs tanh --input-range=-1,1 --dataset digits
   python -m vae_core sample checkpoints/mnist-cvae.safetensors --n 40 --out grid.png
+  python -m vae_core export-onnx checkpoints/mnist-cvae.safetensors --out mnist-cvae-onnx/
   python -m vae_core export-onnx checkpoints/mnist-cvae.safetensors --out decoder.onnx
 """
 
@@ -29,6 +33,23 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def _examples(command: str) -> str:
     """The lines of EXAMPLES that run `command`, as a subcommand's epilog."""
     return "\n".join(["examples:"] + [line for line in EXAMPLES.splitlines() if f" vae_core {command} " in line])
+
+
+def _model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model a command works on: a path, or the user's own class (one entry point, _open_model)."""
+    p.add_argument("checkpoint", nargs="?", help="a .safetensors checkpoint, a pythae folder, an ONNX folder "
+                   "(export-onnx writes one), or a zip of either folder")
+    p.add_argument("--dataset", help="the data its images come from (default: what the model says; a pythae "
+                   "folder: the dataset of its image shape)")
+    p.add_argument("--data-root", help="where torchvision datasets live")
+    own = p.add_argument_group("your own model class, instead of CHECKPOINT (the file runs: name only code you trust)")
+    own.add_argument("--model", help="path/to/file.py:ClassName, with encode(x) and decode(z)")
+    own.add_argument("--model-kwargs", default="", help="its constructor's keyword arguments, a JSON object")
+    own.add_argument("--weights", help="its weights: .safetensors, a .pt state_dict or a Lightning .ckpt")
+    own.add_argument("--decoder-outputs", choices=DECODER_OUTPUTS, default="logits",
+                     help="what decode(z) returns: logits, probabilities in [0, 1], or tanh in [-1, 1]")
+    own.add_argument("--input-range", choices=list(INPUT_RANGES), default="0,1",
+                     help="the range encode(x) expects its pixels in (write --input-range=-1,1)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,29 +102,30 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="test-set ELBO, reconstruction, KL, IWAE bound and active units",
                        description="Score a checkpoint on its dataset's test split (nats per image).",
                        epilog=_examples("eval"), formatter_class=_HelpFormatter)
-    e.add_argument("checkpoint")
+    _model_arguments(e)
     e.add_argument("--iwae-k", type=int, default=50, help="importance samples for the IWAE bound (0 to skip)")
-    e.add_argument("--data-root")
     e.add_argument("--limit", type=int, help="score only the first N test samples")
 
     s = sub.add_parser("sample", help="decode draws from the prior into a PNG grid",
                        description="Decode draws from the prior N(0, temperature^2 I) into a PNG grid.",
                        epilog=_examples("sample"), formatter_class=_HelpFormatter)
-    s.add_argument("checkpoint")
+    _model_arguments(s)
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--temperature", type=float, default=1.0, help="scale of the prior draw (<1: safer, blander)")
     s.add_argument("--label", type=int, help="class to sample from (conditional models; default: all classes)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", default="samples.png")
 
-    x = sub.add_parser("export-onnx", help="write the decoder as ONNX, checked against PyTorch",
-                       description="Export decode(z[, y]) -> image in [0, 1], shape (N, C, H, W), to ONNX: the graph "
-                                   "the app's live pad runs in the browser. Inputs: z (N, latent_dim) float32 and, for "
-                                   "a conditional model, y (N, num_classes) one-hot float32. The file is written only "
-                                   "if ONNX Runtime draws what PyTorch draws (max abs difference <= 1e-4).",
+    x = sub.add_parser("export-onnx", help="write the model as an ONNX pair that runs no Python",
+                       description="Write a folder with encoder.onnx (x -> mu, logvar), decoder.onnx (z -> image in "
+                                   "[0, 1], shape (N, C, H, W)) and model.json (input shape, latent size, labels, "
+                                   "likelihood): a model the app opens with ONNX Runtime alone. A conditional model's "
+                                   "graphs also take y (N, num_classes), one-hot float32. With --out FILE.onnx, only "
+                                   "the decoder: the graph the app's live pad runs in the browser. Graphs are written "
+                                   "only if ONNX Runtime computes what PyTorch computes (max abs difference <= 1e-4).",
                        epilog=_examples("export-onnx"), formatter_class=_HelpFormatter)
-    x.add_argument("checkpoint")
-    x.add_argument("--out", default="decoder.onnx")
+    _model_arguments(x)
+    x.add_argument("--out", default="onnx-model/", help="a folder for the pair, or FILE.onnx for the decoder alone")
 
     d = sub.add_parser("datasets", help="list the dataset names, or fetch a torchvision one",
                        description="List the dataset names. With --download NAME, fetch a torchvision dataset "
@@ -167,19 +189,44 @@ def _train(args) -> int:
     return 0
 
 
-def _eval(args) -> int:
-    from .checkpoint import load_checkpoint
+def _open_model(args):
+    """(checkpoint, its name) of the model the command names: CHECKPOINT, or --model with --weights."""
     from .datasets import load_dataset
+    from .external import OwnModel, load_external
+
+    if args.model or args.weights:
+        if not (args.model and args.weights) or args.checkpoint:
+            raise UsageError("your own model takes --model and --weights (and no CHECKPOINT)")
+        dataset = args.dataset or "digits"
+        data = load_dataset(dataset, root=args.data_root)
+        source = OwnModel(args.model, args.weights, args.model_kwargs, args.decoder_outputs, args.input_range, dataset)
+        return load_external(source, data.image_shape, data.label_names), source.label
+    if not args.checkpoint:
+        raise UsageError("name a model: CHECKPOINT, or --model file.py:Class --weights FILE")
+    from .catalog import open_model_path
+
+    ckpt = open_model_path(args.checkpoint, args.dataset)
+    if not ckpt.dataset.get("name"):
+        ckpt.dataset["name"] = "digits"  # checkpoints older than the dataset field were all digits
+    return ckpt, Path(args.checkpoint).name
+
+
+def _eval(args) -> int:
+    from .datasets import load_dataset
+    from .external import reconstruction_warning
     from .metrics import evaluate
 
     if (args.limit is not None and args.limit < 1) or args.iwae_k < 0:
         raise UsageError("--limit must be at least 1 and --iwae-k at least 0")
-    ckpt = load_checkpoint(args.checkpoint)
-    name = ckpt.dataset.get("name") or "digits"
-    data = load_dataset(name, root=args.data_root, seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
+    ckpt, name = _open_model(args)
+    data = load_dataset(ckpt.dataset["name"], root=args.data_root,
+                        seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
+    if data.image_shape != tuple(ckpt.config.input_shape):
+        raise UsageError(f"{ckpt.dataset['name']} images are {data.image_shape}, the model takes "
+                         f"{tuple(ckpt.config.input_shape)}: choose another --dataset")
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
     result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k)
-    print(f"{Path(args.checkpoint).name} on {name} test ({len(x)} samples), nats per image:")
+    print(f"{name} on {ckpt.dataset['name']} test ({len(x)} samples), nats per image:")
     meaning = "a log-density" if ckpt.config.likelihood == "gaussian" else "a log-probability, <= 0"
     print(f"  ELBO          {result['elbo']:10.3f}   ({ckpt.config.likelihood} p(x|z): {meaning})")
     print(f"  reconstruction{result['recon']:10.3f}   (cost, -log p(x|z))")
@@ -187,18 +234,20 @@ def _eval(args) -> int:
     if "iwae" in result:
         print(f"  IWAE (k={args.iwae_k:<3}) {result['iwae']:10.3f}   (tighter bound on log p(x))")
     print(f"  active units  {result['active_units']:>6} / {ckpt.config.latent_dim}")
+    warning = reconstruction_warning(ckpt.model, x, y)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
 def _sample(args) -> int:
     import torch
 
-    from .checkpoint import load_checkpoint
     from .images import make_grid, png_bytes, upscale_factor
 
     if args.n < 1:
         raise UsageError(f"--n must be at least 1, got {args.n}")
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt, _ = _open_model(args)
     model, cfg = ckpt.model, ckpt.config
     generator = torch.Generator().manual_seed(args.seed)
     labels = None
@@ -214,20 +263,22 @@ def _sample(args) -> int:
 
 
 def _export_onnx(args) -> int:
-    import os
-
-    from .checkpoint import load_checkpoint
+    from .checkpoint import write_atomic
     from .onnx_decoder import DecoderExportError, export_decoder, input_names, max_difference
+    from .onnx_pair import export_pair
 
-    model = load_checkpoint(args.checkpoint).model.eval()
+    ckpt, name = _open_model(args)
+    model, out = ckpt.model.eval(), Path(args.out)
     try:
+        if out.suffix != ".onnx":
+            export_pair(model, ckpt.dataset, out, ckpt.metrics)
+            print(f"wrote {out}/: encoder.onnx, decoder.onnx and model.json of {name} ({ckpt.dataset['name']}, "
+                  f"latent {model.config.latent_dim}); open it with --checkpoint {out}")
+            return 0
         data = export_decoder(model)
     except DecoderExportError as exc:
         raise UsageError(str(exc)) from None
-    out = Path(args.out)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, out)
+    write_atomic(out, data)
     print(f"wrote {out} ({len(data) / 1e3:.0f} kB): inputs {', '.join(input_names(model))} -> image "
           f"(N, {', '.join(map(str, model.config.input_shape))}); ONNX Runtime vs PyTorch max abs difference "
           f"{max_difference(model, data):.1e}")

@@ -309,3 +309,18 @@ def load_shared(name: str, seed: int = 0) -> ImageDataset:
         while len(_datasets) > 2:
             _datasets.popitem(last=False)
     return data
+
+
+# The offline dataset a model of this input shape most likely saw, for models that do not say
+# (a pythae folder, a user's class): 28x28 grey is MNIST-like, and mnist-5k ships with the app.
+_OFFLINE_BY_SHAPE = {(1, 8, 8): "digits", (1, 28, 28): "mnist-5k", (1, 64, 64): "shapes", (3, 32, 32): "cifar10"}
+
+
+def dataset_for_shape(shape) -> str:
+    """A dataset whose images have `shape` (C, H, W); DatasetError if none does."""
+    shape = tuple(int(s) for s in shape)
+    if shape not in _OFFLINE_BY_SHAPE:
+        known = ", ".join(f"{'x'.join(map(str, s))} ({n})" for s, n in _OFFLINE_BY_SHAPE.items())
+        raise DatasetError(f"no dataset here has {'x'.join(map(str, shape))} images (these do: {known}); "
+                           "name one with --dataset")
+    return _OFFLINE_BY_SHAPE[shape]

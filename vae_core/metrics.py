@@ -57,3 +57,15 @@ def evaluate(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, iwae_k:
     result["kl_per_dim"] = (kl_per_dim / len(x)).tolist()
     result["active_units"] = int(active_units(mu).sum())
     return result
+
+
+@torch.inference_mode()
+def measure(model: VAE, x: torch.Tensor, y: torch.Tensor | None = None, limit: int = 2000) -> dict:
+    """Test ELBO, reconstruction (nats) and mean pixel error on the first `limit` images: the scores of
+    a model that did not bring its own (one trained elsewhere), computed as evaluate() computes them."""
+    x, y = x[:limit], None if y is None else y[:limit]
+    scores = evaluate(model, x, y)
+    labels = y if model.config.conditional else None
+    recon = torch.cat([model.reconstruct(x[s], None if labels is None else labels[s]) for s in _batches(len(x), 512)])
+    return {"test_elbo": scores["elbo"], "recon": scores["recon"], "images": len(x),
+            "pixel_error": (recon - x).abs().mean().item()}

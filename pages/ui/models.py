@@ -16,10 +16,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from vae_core.catalog import DEFAULT_MODEL, list_checkpoints
+from vae_core.catalog import DEFAULT_MODEL, list_checkpoints, open_model_path
 from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import ImageDataset, load_dataset
-from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate
+from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel, load_external, reconstruction_warning
+from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate, measure
 from vae_core.projection import ProjectionParams, project
 
 from .state import session
@@ -30,11 +31,40 @@ from .view import View
 def cli_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False)
     parser.add_argument("--model", help="your own model: path/to/file.py:ClassName")
-    parser.add_argument("--weights", help="its weights (.pt state_dict or .safetensors)")
-    parser.add_argument("--dataset", default="digits", help="dataset its inputs come from")
-    parser.add_argument("--decoder-outputs", default="logits", choices=["logits", "probabilities"])
-    parser.add_argument("--checkpoint", help="open this .safetensors checkpoint first")
+    parser.add_argument("--model-kwargs", default="", help="its constructor's keyword arguments, as a JSON object")
+    parser.add_argument("--weights", help="its weights (.safetensors, .pt state_dict or Lightning .ckpt)")
+    parser.add_argument("--dataset", default="", help="dataset its inputs come from")
+    parser.add_argument("--decoder-outputs", default="logits", choices=DECODER_OUTPUTS)
+    parser.add_argument("--input-range", default="0,1", choices=list(INPUT_RANGES))
+    parser.add_argument("--checkpoint", help="open this model first: a .safetensors checkpoint, a pythae folder, "
+                        "an ONNX folder, or a zip of either")
     return parser.parse_known_args(sys.argv[1:])[0]
+
+
+@dataclass(frozen=True)
+class ModelPath:
+    """A model opened from where it lies (see open_model_path); frozen: it is a cache key."""
+    path: str
+    dataset: str = ""  # "": the one the files name, or their image shape suggests
+
+    @property
+    def label(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def weights(self) -> str:
+        return self.path
+
+
+def cli_model() -> OwnModel | ModelPath | None:
+    """The model the command line names: the user's class, a path, or None."""
+    opts = cli_options()
+    if opts.model and opts.weights:
+        return OwnModel(opts.model, opts.weights, opts.model_kwargs, opts.decoder_outputs, opts.input_range,
+                        opts.dataset or "digits")
+    if opts.checkpoint and Path(opts.checkpoint).stem not in list_checkpoints():
+        return ModelPath(opts.checkpoint, opts.dataset)  # outside checkpoints/: opened from where it is
+    return None
 
 
 # -- shared caches ---------------------------------------------------------------------------
@@ -52,11 +82,12 @@ def file_checkpoint(path: str, mtime: float) -> Checkpoint:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading your model…")
-def _external_checkpoint(spec: str, weights: str, dataset: str, decoder_outputs: str) -> Checkpoint:
-    from vae_core.external import load_external
-
-    data = shared_dataset(dataset)
-    return _read_only(load_external(spec, weights, data.image_shape, decoder_outputs, dataset, data.label_names))
+def _external_checkpoint(source: OwnModel | ModelPath, mtime: float) -> Checkpoint:
+    """A model from outside checkpoints/: the user's class and weights, or a path open_model_path reads."""
+    if isinstance(source, ModelPath):
+        return _read_only(open_model_path(source.path, source.dataset or None))
+    data = shared_dataset(source.dataset)
+    return _read_only(load_external(source, data.image_shape, data.label_names))
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading dataset…")
@@ -84,10 +115,20 @@ def _kl_per_dimension(model_token: str, dataset_name: str, _model) -> np.ndarray
     return np.asarray(evaluate(_model, data.x_test[:1000], data.y_test[:1000])["kl_per_dim"])
 
 
+@st.cache_data(max_entries=64, show_spinner="Scoring the model on the test set…")
+def _measured(model_token: str, dataset_name: str, scores: bool, _model) -> tuple[dict, str]:
+    """(test scores if asked, a warning when its reconstructions look like a wrong output range)."""
+    data = shared_dataset(dataset_name)
+    y = data.y_test if _model.config.conditional else None
+    return (measure(_model, data.x_test, y) if scores else {}), reconstruction_warning(_model, data.x_test, y)
+
+
 @st.cache_resource(max_entries=16, show_spinner="Preparing the decoder for your browser…")
 def _browser_decoder(model_token: str, _model) -> tuple[bytes | None, str]:
     from vae_core.onnx_decoder import DecoderExportError, decoder_onnx
 
+    if getattr(_model, "onnx_decoder", None):  # an ONNX pair: the browser runs its own decoder graph
+        return _model.onnx_decoder, ""
     try:
         return decoder_onnx(_model), ""
     except DecoderExportError as exc:
@@ -109,38 +150,37 @@ def resolve(key: str) -> tuple[str, Checkpoint]:
             raise CheckpointError("that upload is no longer in this session; upload it again")
         return key, upload
     if key.startswith("external:"):
-        spec = session().external_models.get(key)
-        if spec is None:
+        source = session().external_models.get(key)
+        if source is None:
             raise CheckpointError("that model is no longer in this session; open it again")
-        weights = Path(spec[1])
-        mtime = weights.stat().st_mtime if weights.exists() else 0
-        return f"{key}:{mtime}", _external_checkpoint(*spec)
+        path = Path(source.weights).expanduser()
+        mtime = path.stat().st_mtime if path.exists() else 0
+        return f"{key}:{mtime}", _external_checkpoint(source, mtime)
     raise CheckpointError(f"unknown model {key!r}")
 
 
 def model_choices() -> dict[str, str]:
-    """key -> label for the picker: shipped/user checkpoints, this session's uploads, a CLI model."""
+    """key -> label for the picker: shipped/user checkpoints, this session's uploads, models from outside."""
     choices = {f"file:{name}": name for name in list_checkpoints()}
     for key, ckpt in session().uploads.items():
         choices[key] = f"⬆ {ckpt.path.name if ckpt.path else key[7:15]}"
-    for key, spec in session().external_models.items():
-        choices[key] = f"🐍 {Path(spec[0].rpartition(':')[0]).name}:{spec[0].rpartition(':')[2]}"
+    for key, source in session().external_models.items():
+        choices[key] = f"{'🐍' if isinstance(source, OwnModel) else '📂'} {source.label}"
     return choices
 
 
-def external_key(spec: str, weights: str, dataset: str, decoder_outputs: str) -> str:
-    """Register a bring-your-own model (local files) in this session; returns its picker key."""
-    args = (spec, weights, dataset, decoder_outputs)
-    key = "external:" + hashlib.sha256("\0".join(args).encode()).hexdigest()[:12]
-    session().external_models[key] = args
+def external_key(source: OwnModel | ModelPath) -> str:
+    """Register a model from outside checkpoints/ (local files) in this session; returns its picker key."""
+    key = "external:" + hashlib.sha256(repr(source).encode()).hexdigest()[:12]
+    session().external_models[key] = source
     return key
 
 
 def default_model(choices: dict[str, str]) -> str:
     """The model a session opens without a link: the command line's, else the shipped default."""
-    opts = cli_options()
-    if opts.model and opts.weights:
-        return external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
+    opts, source = cli_options(), cli_model()
+    if source is not None:
+        return external_key(source)
     if opts.checkpoint and f"file:{Path(opts.checkpoint).stem}" in choices:
         return f"file:{Path(opts.checkpoint).stem}"
     if f"file:{DEFAULT_MODEL}" in choices:
@@ -224,6 +264,11 @@ class ModelHandle:
         """(D,) bool: the dimensions whose μ varies over the test set (Burda et al.'s active units)."""
         z, _ = self.encodings("test")
         return z.var(0) > ACTIVE_UNIT_THRESHOLD
+
+    def measured(self) -> tuple[dict, str]:
+        """(test ELBO, reconstruction and pixel error on this dataset for a model that brought none,
+        a warning when its reconstructions look like a wrong output range, else "")."""
+        return _measured(self.token, self.dataset_name, "test_elbo" not in self.ckpt.metrics, self.model)
 
     def browser_decoder(self) -> tuple[bytes | None, str]:
         """(the decoder as ONNX for the live pad, "") or (None, why it cannot be had); once per model."""

@@ -3,19 +3,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import streamlit as st
 
 from vae_core.catalog import checkpoint_dir, model_card, open_uploaded
 from vae_core.checkpoint import CheckpointError
 from vae_core.datasets import DatasetError, available_datasets
+from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel
 
-from .models import ModelHandle, cli_options, default_model, external_key, model_choices, resolve, shared_dataset
+from .models import ModelHandle, cli_model, default_model, external_key, model_choices, resolve, shared_dataset
 from .navigation import page_links
 from .state import notice, read_link, session, sync_url, view, widget
 from .view import NAMED_DATASETS
 
 LOCAL_CODE_ALLOWED = not os.environ.get("LATENT_EXPLORER_CLASSROOM")  # `make serve` turns it off
+
+
+def plain(text: str) -> str:
+    """Text shown as written: Markdown would turn `__init__` bold and `[x](y)` into a link."""
+    return re.sub(r"([\\`*_{}\[\]<>()#+\-!|~$:])", r"\\\1", text)
 
 
 def _model_changed() -> None:
@@ -46,7 +53,8 @@ def _open_own_model() -> None:
     if not spec or not weights:
         session().model_error = "Give both the model (file.py:Class) and its weights file."
         return
-    view().switch_model(external_key(spec, weights, form.dataset, form.outputs))
+    view().switch_model(external_key(OwnModel(spec, weights, form.model_kwargs.strip(), form.outputs,
+                                              form.input_range, form.dataset)))
 
 
 def _choose_model(choices: dict[str, str]) -> None:
@@ -77,11 +85,12 @@ def _open_model(choices: dict[str, str]) -> ModelHandle | None:
         token, ckpt = resolve(state.view.model)
     except (CheckpointError, OSError) as exc:
         failed, good = state.view.model, state.last_good_model
-        state.external_models.pop(failed, None)  # a failed one leaves the picker
+        choices = model_choices()  # the command line's model may have joined since the page began
         state.model_error = f"Could not open {choices.get(failed, failed)}: {exc}"
+        state.external_models.pop(failed, None)  # a failed one leaves the picker
         if not good or good == failed:
             return None
-        state.model_error += f". Back on {choices.get(good, good)}."
+        state.model_error += f" Back on {choices.get(good, good)}."
         state.last_good_model = ""  # tried once: no loop if it fails too
         state.view.switch_model(good)
         return _open_model(choices)
@@ -92,21 +101,27 @@ def _open_model(choices: dict[str, str]) -> ModelHandle | None:
 def _uploads() -> None:
     state = session()
     with st.expander("Upload a model"):
-        file = st.file_uploader("Checkpoint (.safetensors, or .pt state_dict)", type=["safetensors", "pt"])
+        file = st.file_uploader("Checkpoint (.safetensors, a .pt state_dict, or a zip of a pythae or ONNX folder)",
+                                type=["safetensors", "pt", "zip"])
         st.text_area("Config JSON for a .pt", height=80, **widget("upload_config"),
                      placeholder='{"input_shape": [1, 8, 8], "latent_dim": 8, "dataset": "digits"}')
         st.button("Open upload", disabled=file is None, on_click=_accept_upload, args=(file,))
         if state.upload_error:
-            st.error(f"Could not open the upload: {state.upload_error}. The current model stays loaded.")
+            st.error(plain(f"Could not open the upload: {state.upload_error}. The current model stays loaded."))
     if LOCAL_CODE_ALLOWED:
         with st.expander("Your own model (local files)"):
-            st.caption("A Python file whose class has encode(x) → (μ, log σ²) and decode(z) → x, and its "
-                       "weights. The file runs on this computer: name only code you trust.")
-            st.text_input("Model", placeholder="path/to/my_vae.py:VAE", **widget("own_model.spec"))
-            st.text_input("Weights (.pt state_dict or .safetensors)", placeholder="path/to/weights.pt",
+            st.caption("A Python file whose class has encode(x) → (μ, log σ²) and decode(z) → x, its constructor's "
+                       "arguments, and its weights. The file runs on this computer: name only code you trust.")
+            st.text_input("Model", placeholder="path/to/my_vae.py:VanillaVAE", **widget("own_model.spec"))
+            st.text_input("Constructor arguments (JSON)", placeholder='{"in_channels": 1, "latent_dim": 16}',
+                          **widget("own_model.model_kwargs"))
+            st.text_input("Weights (.safetensors, .pt state_dict or Lightning .ckpt)", placeholder="path/to/weights.pt",
                           **widget("own_model.weights"))
             st.selectbox("Dataset", NAMED_DATASETS, **widget("own_model.dataset"))
-            st.radio("decode(z) returns", ["logits", "probabilities"], horizontal=True, **widget("own_model.outputs"))
+            st.radio("decode(z) returns", DECODER_OUTPUTS, horizontal=True, **widget("own_model.outputs"),
+                     help="logits (before a sigmoid), probabilities in [0, 1], or tanh in [−1, 1]")
+            st.radio("encode(x) takes images in", list(INPUT_RANGES), horizontal=True,
+                     format_func=lambda r: f"[{r.replace(',', ', ')}]", **widget("own_model.input_range"))
             st.button("Open my model", on_click=_open_own_model)
 
 
@@ -150,12 +165,16 @@ def sidebar() -> ModelHandle | None:
             st.caption("An upload lives in this browser only: a link to this page opens the default model.")
         _uploads()
         if state.model_error:
-            st.error(state.model_error)
+            st.error(plain(state.model_error))
             state.model_error = None
         if handle is not None:
             handle = _dataset(handle)
         if handle is not None:
-            st.caption(" · ".join(f"**{k}** {v}" for k, v in model_card(handle.ckpt).items()))
+            measured, warning = handle.measured()
+            card = model_card(handle.ckpt, measured)
+            st.caption(" · ".join(f"**{k}** {plain(str(v))}" for k, v in card.items()))
+            if warning:
+                st.warning(plain(warning))
     return handle
 
 
@@ -166,10 +185,8 @@ def frame(page: str, needs_model: bool = True) -> ModelHandle | None:
     Streamlit runs page files directly (its legacy multipage mode) until a session reaches
     st.navigation."""
     st.set_page_config(page_title="Latent Explorer", layout="wide")
-    if read_link(page):  # a new session: the command line's own model joins the picker
-        opts = cli_options()
-        if opts.model and opts.weights:
-            external_key(opts.model, opts.weights, opts.dataset, opts.decoder_outputs)
+    if read_link(page) and cli_model() is not None:  # a new session: the command line's model joins the picker
+        external_key(cli_model())
     handle = sidebar()
     if handle is not None:
         cfg = handle.config

@@ -45,9 +45,11 @@ class TrainForm:
 class OwnModelForm:
     """The sidebar's "your own model" fields: a Python class and its weights, on this computer."""
     spec: str = ""
+    model_kwargs: str = ""  # JSON object of constructor arguments
     weights: str = ""
     dataset: str = "digits"
     outputs: str = "logits"
+    input_range: str = "0,1"
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Session:
     started: bool = False  # the link has been read
     notices: list[str] = field(default_factory=list)  # shown once, at the top of the next page drawn
     uploads: dict = field(default_factory=dict)  # "upload:<sha>" -> Checkpoint
-    external_models: dict = field(default_factory=dict)  # "external:<id>" -> (spec, weights, dataset, outputs)
+    external_models: dict = field(default_factory=dict)  # "external:<id>" -> OwnModel | ModelPath
     last_good_model: str = ""
     model_error: str | None = None
     upload_config: str = ""  # the JSON config that comes with an uploaded .pt
