@@ -159,3 +159,31 @@ def test_picking_another_model_swaps_the_pads_decoder(app_url, browser):
     assert len(reported["z"]) == 10, "shapes-vae's ten latent dimensions"
     assert np.abs(canvas_pixels(frame).astype(int) - server_pixels("shapes-vae", reported["z"]).astype(int)).max() <= 2
     page.close()
+
+
+def test_an_uploaded_onnx_pair_drives_the_live_pad_with_its_own_decoder(app_url, browser, tmp_path):
+    """A model that runs no Python, uploaded as a zip: the live pad runs the pair's decoder.onnx and
+    draws what the PyTorch model it was exported from decodes."""
+    import shutil
+
+    from vae_core.onnx_pair import export_pair
+
+    ckpt = load_checkpoint(ROOT / "checkpoints" / "digits-vae.safetensors")
+    folder = export_pair(ckpt.model.eval(), ckpt.dataset, tmp_path / "digits-onnx", ckpt.metrics)
+    zipped = shutil.make_archive(str(tmp_path / "digits-onnx"), "zip", root_dir=tmp_path, base_dir=folder.name)
+    page = open_page(browser, app_url, "Overview")
+    page.get_by_text("Upload a model").click()
+    page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(zipped)
+    page.get_by_role("button", name="Open upload").click()
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("digits-onnx.zip").first.wait_for(timeout=60_000)
+    wait_until_idle(page)
+    page.get_by_role("link", name="Traversal").first.click()  # in the app: the session keeps its upload
+    frame = live_pad_frame(page)
+    drag(page, frame, "input[type=range]", 0.9)
+    reported = wait_for_report(page, frame)
+    expected = server_pixels("digits-vae", reported["z"])
+    assert np.abs(canvas_pixels(frame).astype(int) - expected.astype(int)).max() <= 2
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "live-pad-onnx-upload.png"), full_page=True)
+    page.close()
