@@ -44,24 +44,36 @@ def input_names(model) -> list[str]:
     return ["z", "y"] if model.config.conditional else ["z"]
 
 
-def export_decoder(model) -> bytes:
-    """The decoder as a serialised ONNX model (weights inside)."""
-    config = model.config
-    device = next(model.parameters()).device
-    example = [torch.zeros(2, config.latent_dim, device=device)]
+def example_inputs(model, shape: tuple[int, ...]) -> list[torch.Tensor]:
+    """A batch of 2 zero inputs of `shape` to trace with, and one-hot label rows for a conditional model."""
+    config, device = model.config, next(model.parameters()).device
+    example = [torch.zeros(2, *shape, device=device)]
     if config.conditional:
         example.append(torch.eye(config.num_classes, device=device)[:2])
+    return example
+
+
+def export_graph(graph: nn.Module, example: list[torch.Tensor], inputs: list[str], outputs: list[str],
+                 what: str, error: type[Exception]) -> bytes:
+    """graph(*example) as a serialised ONNX model (weights inside) with a dynamic batch dimension;
+    `error` (naming `what`) for code torch.export cannot trace."""
     batch = torch.export.Dim("batch")
     with _export_lock, warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and "training mode" chatter
         try:
-            program = torch.onnx.export(DecoderGraph(model), tuple(example), dynamo=True, verbose=False,
-                                        input_names=input_names(model), output_names=["image"],
-                                        dynamic_shapes=tuple({0: batch} for _ in example), opset_version=OPSET)
+            program = torch.onnx.export(graph, tuple(example), dynamo=True, verbose=False, input_names=inputs,
+                                        output_names=outputs, dynamic_shapes=tuple({0: batch} for _ in example),
+                                        opset_version=OPSET)
         except Exception as exc:  # torch.export raises many types for code it cannot trace
-            raise DecoderExportError(f"the decoder could not be exported to ONNX ({type(exc).__name__}: "
-                                     f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
-    data = program.model_proto.SerializeToString()
+            raise error(f"the {what} could not be exported to ONNX ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    return program.model_proto.SerializeToString()
+
+
+def export_decoder(model) -> bytes:
+    """The decoder as a serialised ONNX model (weights inside)."""
+    example = example_inputs(model, (model.config.latent_dim,))
+    data = export_graph(DecoderGraph(model), example, input_names(model), ["image"], "decoder", DecoderExportError)
     # The exporter can "succeed" on code it does not understand (NumPy inside decode() becomes a
     # constant): only a graph that draws what PyTorch draws may reach a browser.
     difference = max_difference(model, data)

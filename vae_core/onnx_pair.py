@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +24,7 @@ from torch import nn
 from .checkpoint import Checkpoint, CheckpointError, write_atomic
 from .config import VAEConfig
 from .model import VAE
-from .onnx_decoder import OPSET, TOLERANCE, DecoderExportError, _export_lock, export_decoder, input_names, one_hot
+from .onnx_decoder import TOLERANCE, DecoderExportError, example_inputs, export_decoder, export_graph, input_names, one_hot
 
 ONNX_FILES = {"encoder.onnx", "decoder.onnx", "model.json"}
 FORMAT = "latent-explorer-onnx"
@@ -68,22 +67,9 @@ def encoder_input_names(config: VAEConfig) -> list[str]:
 
 def export_encoder(model) -> bytes:
     """The encoder as a serialised ONNX model (weights inside), checked against PyTorch."""
-    config = model.config
-    device = next(model.parameters()).device
-    example = [torch.zeros(2, *config.input_shape, device=device)]
-    if config.conditional:
-        example.append(torch.eye(config.num_classes, device=device)[:2])
-    batch = torch.export.Dim("batch")
-    with _export_lock, warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and "training mode" chatter
-        try:
-            program = torch.onnx.export(EncoderGraph(model), tuple(example), dynamo=True, verbose=False,
-                                        input_names=encoder_input_names(config), output_names=["mu", "logvar"],
-                                        dynamic_shapes=tuple({0: batch} for _ in example), opset_version=OPSET)
-        except Exception as exc:  # torch.export raises many types for code it cannot trace
-            raise OnnxPairError(f"the encoder could not be exported to ONNX ({type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
-    data = program.model_proto.SerializeToString()
+    example = example_inputs(model, model.config.input_shape)
+    data = export_graph(EncoderGraph(model), example, encoder_input_names(model.config), ["mu", "logvar"], "encoder",
+                        OnnxPairError)
     difference = encoder_difference(model, data)
     if not difference <= ENCODER_TOLERANCE:
         raise OnnxPairError(f"the encoder could not be exported to ONNX faithfully (mu and logvar differ from "
