@@ -118,16 +118,16 @@ def test_an_uploaded_onnx_zip_runs_every_page_in_classroom_mode(checkpoints, onn
     assert image_urls(at) or at.get("iframe") or at.get("custom_component"), "the traversal shows the model"
 
 
-@pytest.mark.parametrize("entries, message", [
-    ({"../../model.json": b"{}"}, "points outside the zip"),
-    ({"model/encoder.onnx": b"\x08\x07truncated", "model/decoder.onnx": b"", "model/model.json": b"{}"},
-     "model.json"),
-    ({"readme.txt": b"hello"}, "neither a pythae folder"),
-])
-def test_a_bad_zip_upload_is_refused_and_the_model_stays(checkpoints, entries, message):
+@pytest.mark.parametrize("kind, message", [("outside", "points outside the zip"),
+                                           ("truncated", "encoder.onnx: truncated or not an ONNX file"),
+                                           ("other", "neither a pythae folder")])
+def test_a_bad_zip_upload_is_refused_and_the_model_stays(checkpoints, onnx_pair, kind, message):
     import io
     import zipfile
 
+    entries = {"outside": {"../../model.json": b"{}"}, "other": {"readme.txt": b"hello"},
+               "truncated": {f"m/{p.name}": p.read_bytes()[:400] if p.name == "encoder.onnx" else p.read_bytes()
+                             for p in onnx_pair.iterdir()}}[kind]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, data in entries.items():
@@ -152,3 +152,24 @@ def test_command_line_checkpoint_opens_a_pythae_folder(checkpoints, tmp_path, mo
     card = " ".join(c.value for c in at.sidebar.caption)
     assert "**dataset** mnist\\-5k" in card and "**latent size** 6" in card
     assert "📂 pythae-run" in at.sidebar.selectbox(key="view.model").format_func(view_of(at).model)
+
+
+def test_editing_any_file_of_a_model_opens_it_afresh(tmp_path):
+    """The cache key of a model from outside follows its Python file, its weights and every file of
+    its folder: a model saved again in place (pythae's model.save) is not served stale."""
+    import os
+
+    from pages.ui.models import ModelPath, _newest_change
+    from vae_core.external import OwnModel
+
+    code, weights, folder = tmp_path / "m.py", tmp_path / "w.pt", tmp_path / "run"
+    folder.mkdir()
+    for path in (code, weights, folder / "model.pt"):
+        path.write_text("x")
+        os.utime(path, (1_000, 1_000))
+    os.utime(folder, (1_000, 1_000))
+    own, saved = OwnModel(f"{code}:VAE", str(weights)), ModelPath(str(folder))
+    before = _newest_change(own), _newest_change(saved)
+    os.utime(code, (2_000, 2_000))  # the class edited, the weights not
+    os.utime(folder / "model.pt", (2_000, 2_000))  # a file rewritten in place: the folder's own time stays
+    assert _newest_change(own) > before[0] and _newest_change(saved) > before[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 
 import pytest
 
@@ -82,3 +83,31 @@ def test_files_scattered_over_folders_or_damaged_zips_are_refused():
     damaged[60:70] = b"\xff" * 10  # inside the packed data: the CRC check catches it
     with pytest.raises(CheckpointError, match="damaged|not a readable zip"):
         read_zip(bytes(damaged), "bad.zip", WANTED)
+
+
+def test_a_header_that_lies_about_the_size_cannot_inflate_the_rest():
+    """A bomb whose header claims 1,000 bytes (with the CRC of those 1,000): the checks on declared
+    sizes pass it, so the reading itself must stop there rather than inflate 50 MB first."""
+    import struct
+    import tracemalloc
+
+    payload = b"\0" * (50 * 1024**2)
+    data = bytearray(_zip({"model.json": payload}))
+    crc = zlib.crc32(payload[:1000])
+    local, central = 0, data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 14, crc)
+    struct.pack_into("<I", data, local + 22, 1000)
+    struct.pack_into("<I", data, central + 16, crc)
+    struct.pack_into("<I", data, central + 24, 1000)
+    tracemalloc.start()
+    bundle = read_zip(bytes(data), "liar.zip", WANTED)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert bundle.files["model.json"] == b"\0" * 1000
+    assert peak < 8 * 1024**2, f"{peak / 1e6:.0f} MB allocated to read 1,000 bytes"
+
+
+def test_what_a_mac_adds_to_a_zip_is_ignored():
+    bundle = read_zip(_zip({"m/model.json": b"{}", "__MACOSX/m/._model.json": b"fork", "m/.DS_Store": b"x"}),
+                      "mac.zip", WANTED)
+    assert bundle.files == {"model.json": b"{}"} and bundle.names == {"model.json"}

@@ -359,3 +359,11 @@ def test_pt_upload_name_is_sanitised(tmp_path, name, expected):
     ckpt = open_uploaded(name, _state_dict_bytes(model, tmp_path), json.dumps(model.config.to_dict()))
     assert ckpt.path == Path(expected)
     assert _same_weights(ckpt.model, model)
+
+
+def test_an_upload_never_names_a_path_on_the_server(tmp_path):
+    """A checkpoint whose metadata names `folder:/...` would make the app read and show that folder."""
+    path = save_checkpoint(tmp_path / "m.safetensors", VAE(tiny_config()), dataset={"name": "folder:/etc"})
+    assert open_uploaded("m.safetensors", path.read_bytes()).dataset["name"] == "digits"  # 8x8: digits
+    path = save_checkpoint(tmp_path / "m.safetensors", VAE(tiny_config()), dataset={"name": "digits-without-3"})
+    assert open_uploaded("m.safetensors", path.read_bytes()).dataset["name"] == "digits-without-3"

@@ -354,7 +354,7 @@ def test_export_onnx_pair_evaluates_like_the_checkpoint(work, trained, capsys):
     result = cli(capsys, "export-onnx", trained, "--out", out)
     assert_ok(result)
     assert {p.name for p in out.iterdir()} == {"encoder.onnx", "decoder.onnx", "model.json"}
-    assert f"--checkpoint {out}" in result.stdout
+    assert f"python -m vae_core eval {out}`" in result.stdout and f"--checkpoint {out}`" in result.stdout
     own = cli(capsys, "eval", trained, "--iwae-k", 0)
     pair = cli(capsys, "eval", out, "--iwae-k", 0)
     assert_ok(pair)
@@ -405,4 +405,4 @@ def test_model_problems_are_one_line_errors(work, trained, vanilla_vae, tmp_path
     pair = work / "pair-truncated"
     assert_ok(cli(capsys, "export-onnx", trained, "--out", pair))
     (pair / "encoder.onnx").write_bytes((pair / "encoder.onnx").read_bytes()[:500])
-    assert_one_line_error(cli(capsys, "eval", pair), "encoder.onnx")
+    assert_one_line_error(cli(capsys, "eval", pair), "encoder.onnx: truncated or not an ONNX file")

@@ -308,7 +308,7 @@ def test_missing_class(mlp_files, class_name):
 
 
 @pytest.mark.parametrize("class_name, match", [
-    ("NeedsArgs", r"NeedsArgs\(\*\*\{\}\) failed: TypeError.*width.*--model-kwargs"),
+    ("NeedsArgs", r"NeedsArgs\(\*\*\{\}\) failed: TypeError.*width.*constructor's arguments as a JSON object"),
     ("BrokenInit", r"BrokenInit\(\*\*\{\}\) failed: RuntimeError: no GPU found"),
     ("NOT_A_CLASS", "failed: TypeError.*not callable")])
 def test_class_that_does_not_build(mlp_files, class_name, match):
@@ -510,7 +510,7 @@ def test_pytorch_vae_style_lightning_checkpoint(vanilla_vae):
                   model_kwargs=json.dumps(VANILLA_KWARGS)).model
     assert "output range" in reconstruction_warning(wrong, x) and "logits" in reconstruction_warning(wrong, x)
     # Without its constructor arguments, the message says how to give them.
-    _error(f"{code}:VanillaVAE", ckpt_path, r"VanillaVAE\(\*\*\{\}\) failed: TypeError.*in_channels.*--model-kwargs")
+    _error(f"{code}:VanillaVAE", ckpt_path, r"VanillaVAE\(\*\*\{\}\) failed: TypeError.*in_channels.*as a JSON object")
 
 
 def test_lightning_prefix_and_mismatch_messages(tmp_path, mlp_files):

@@ -332,3 +332,16 @@ def test_every_file_is_replaced_whole_when_exporting_again(tmp_path):
     with torch.inference_mode():
         z = torch.zeros(2, 4)
         assert np.abs((pair.model.decode(z) - other.decode(z)).numpy()).max() <= TOLERANCE
+
+
+def test_a_graph_that_asks_for_a_huge_tensor_is_refused_before_it_runs(pair_files, monkeypatch):
+    """A few bytes of ConstantOfShape can ask ONNX Runtime for terabytes: refused by shape inference."""
+    from onnx import TensorProto, helper
+
+    def bomb(proto):
+        proto.graph.initializer.append(helper.make_tensor("bomb_shape", TensorProto.INT64, [2], [1_000_000] * 2))
+        proto.graph.node.append(helper.make_node("ConstantOfShape", ["bomb_shape"], ["bomb"]))
+        proto.graph.output.append(helper.make_tensor_value_info("bomb", TensorProto.FLOAT, None))
+
+    refused(bundle(pair_files, decoder_onnx=edited(pair_files["decoder.onnx"], bomb)), monkeypatch,
+            r"pair/decoder\.onnx: the graph builds a tensor of 1,000,000,000,000 elements")

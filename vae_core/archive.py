@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +19,9 @@ MAX_MEMBERS = 64  # a model folder holds a handful of files
 MAX_MEMBER_BYTES = 512 * 1024**2  # per file, after decompression
 MAX_TOTAL_BYTES = 1024**3  # all the files read, together
 MAX_COMPRESSION_RATIO = 200  # weights compress about 1.1x; a bomb compresses 1000x and more
+_CHUNK = 1024**2
+# What "Compress" on a Mac adds beside the files: resource forks and Finder's folder settings.
+_PLATFORM_EXTRAS = ("__MACOSX/", ".DS_Store")
 
 
 @dataclass
@@ -43,8 +47,10 @@ def read_folder(path: str | Path, wanted: set[str]) -> Bundle:
         if entry.name in wanted:
             size = entry.stat().st_size
             total += size
-            if size > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
+            if size > MAX_MEMBER_BYTES:
                 raise CheckpointError(f"{folder.name}/{entry.name}: {size / 1e6:.0f} MB is larger than this app loads")
+            if total > MAX_TOTAL_BYTES:
+                raise CheckpointError(f"{folder.name}: its model files add up to more than this app loads")
             bundle.files[entry.name] = entry.read_bytes()
     return bundle
 
@@ -66,7 +72,8 @@ def read_zip(data: bytes, name: str, wanted: set[str]) -> Bundle:
             raise CheckpointError(f"{name}: refused: the entry {info.filename!r} points outside the zip")
         if (info.external_attr >> 16) & 0o170000 == 0o120000:
             raise CheckpointError(f"{name}: refused: the entry {info.filename!r} is a symbolic link")
-        if info.is_dir():
+        if info.is_dir() or info.filename.startswith(_PLATFORM_EXTRAS) or path.name.startswith("._") \
+                or path.name == ".DS_Store":
             continue
         if info.file_size > MAX_MEMBER_BYTES:
             raise CheckpointError(f"{name}: {info.filename} unpacks to {info.file_size / 1e6:.0f} MB, "
@@ -84,10 +91,19 @@ def read_zip(data: bytes, name: str, wanted: set[str]) -> Bundle:
     for path, info in members.items():
         base = PurePosixPath(path).name
         if base in wanted:
-            try:
-                # ZipExtFile stops at the declared size and checks the CRC: a lying header cannot
-                # make it return more than file_size bytes.
-                bundle.files[base] = archive.read(info)
-            except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
-                raise CheckpointError(f"{name}: {base} is damaged in the zip ({exc})") from None
+            bundle.files[base] = _read_member(archive, info, name)
     return bundle
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> bytes:
+    """A member's bytes, inflated a chunk at a time: zipfile stops at the size the header declares
+    and checks the CRC, so a header that lies about the size cannot make the server inflate more
+    (archive.read() would decompress the whole stream first and cut it afterwards)."""
+    chunks = []
+    try:
+        with archive.open(info) as stream:
+            while chunk := stream.read(_CHUNK):
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError, zlib.error) as exc:
+        raise CheckpointError(f"{name}: {PurePosixPath(info.filename).name} is damaged in the zip ({exc})") from None
+    return b"".join(chunks)

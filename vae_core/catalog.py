@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .archive import Bundle, read_folder, read_zip
 from .checkpoint import MAX_CHECKPOINT_BYTES, Checkpoint, CheckpointError, load_checkpoint, load_state_dict_pt, parse_checkpoint
+from .datasets import DatasetError, dataset_for_shape
 
 # The files a model folder may hold that this app reads: a pythae folder's and an ONNX pair's.
 FOLDER_FILES = {"model_config.json", "model.pt", "environment.json", "encoder.onnx", "decoder.onnx", "model.json"}
@@ -134,7 +135,7 @@ def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
     if name.lower().endswith(".zip"):
         ckpt = open_bundle(read_zip(data, name, FOLDER_FILES))
         ckpt.path = Path(safe_name(name[:-4]) + ".zip")
-        return ckpt
+        return _no_server_paths(ckpt)
     is_pt = name.lower().endswith(".pt")
     if is_pt:
         if not config_json.strip():
@@ -154,4 +155,18 @@ def open_uploaded(name: str, data: bytes, config_json: str = "") -> Checkpoint:
     # safe_name drops only a .safetensors suffix, so cut ".pt" first (not "x.pt.pt"), then add it back
     stem, suffix = (name[:-3], ".pt") if is_pt else (name, ".safetensors")
     ckpt.path = Path(safe_name(stem) + suffix)
+    return _no_server_paths(ckpt)
+
+
+def _no_server_paths(ckpt: Checkpoint) -> Checkpoint:
+    """An upload names its dataset, but never a path on the server (folder:..., npz:...): the app
+    would read that path and show its images to whoever uploaded. Such a name gives way to the
+    dataset of the model's image shape."""
+    name = str(ckpt.dataset.get("name", ""))
+    if ":" in name:
+        try:
+            fallback = dataset_for_shape(ckpt.config.input_shape)
+        except DatasetError:
+            fallback = ""
+        ckpt.dataset = {**ckpt.dataset, "name": fallback}
     return ckpt

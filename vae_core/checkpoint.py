@@ -37,6 +37,12 @@ class CheckpointError(Exception):
     """A file that is not a usable checkpoint; the message says why, for the person who chose it."""
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message (or its type's name), for a one-line message."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
 @dataclass
 class Checkpoint:
     model: VAE

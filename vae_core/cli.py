@@ -273,7 +273,8 @@ def _export_onnx(args) -> int:
         if out.suffix != ".onnx":
             export_pair(model, ckpt.dataset, out, ckpt.metrics)
             print(f"wrote {out}/: encoder.onnx, decoder.onnx and model.json of {name} ({ckpt.dataset['name']}, "
-                  f"latent {model.config.latent_dim}); open it with --checkpoint {out}")
+                  f"latent {model.config.latent_dim}). Score it with `python -m vae_core eval {out}`, open it "
+                  f"with `streamlit run app.py -- --checkpoint {out}` or upload a zip of it")
             return 0
         data = export_decoder(model)
     except DecoderExportError as exc:

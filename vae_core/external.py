@@ -152,6 +152,7 @@ def import_class(spec: str):
     try:
         loader_spec.loader.exec_module(module)
     except Exception as exc:
+        del sys.modules[module_name]  # no half-imported module left behind
         raise CheckpointError(f"{path.name} failed to import: {type(exc).__name__}: {exc}") from None
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -225,7 +226,7 @@ def load_external(source: OwnModel, input_shape, label_names=None) -> Checkpoint
     try:
         module = cls(**kwargs)
     except Exception as exc:
-        hint = "" if kwargs else " (pass its constructor arguments as JSON: --model-kwargs)"
+        hint = "" if kwargs else " (give its constructor's arguments as a JSON object)"
         raise CheckpointError(f"{class_name}(**{json.dumps(kwargs)}) failed: {type(exc).__name__}: {exc}{hint}") from None
     if not isinstance(module, nn.Module):
         raise CheckpointError(f"{source.label}: the model must be a torch.nn.Module, not {type(module).__name__}")

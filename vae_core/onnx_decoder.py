@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .checkpoint import first_line
+
 OPSET = 18  # onnxruntime-web 1.30 runs it; older opsets lack nothing this graph needs
 TOLERANCE = 1e-4  # max abs pixel difference (pixels in [0, 1]) allowed between ONNX Runtime and PyTorch
 CACHE_DIR = Path(os.environ.get("LATENT_EXPLORER_CACHE", Path(__file__).resolve().parent.parent / ".cache")) / "onnx"
@@ -65,8 +67,7 @@ def export_graph(graph: nn.Module, example: list[torch.Tensor], inputs: list[str
                                         output_names=outputs, dynamic_shapes=tuple({0: batch} for _ in example),
                                         opset_version=OPSET)
         except Exception as exc:  # torch.export raises many types for code it cannot trace
-            raise error(f"the {what} could not be exported to ONNX ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+            raise error(f"the {what} could not be exported to ONNX ({type(exc).__name__}: {first_line(exc)})") from exc
     return program.model_proto.SerializeToString()
 
 

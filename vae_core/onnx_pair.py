@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, CheckpointError, write_atomic
+from .checkpoint import Checkpoint, CheckpointError, first_line, write_atomic
 from .config import VAEConfig
 from .model import VAE
 from .onnx_decoder import TOLERANCE, DecoderExportError, example_inputs, export_decoder, export_graph, input_names, one_hot
@@ -31,6 +32,9 @@ FORMAT = "latent-explorer-onnx"
 FORMAT_VERSION = 1
 MAX_GRAPH_BYTES = 256 * 1024**2
 STANDARD_DOMAINS = {"", "ai.onnx", "ai.onnx.ml"}
+# A small file can still ask ONNX Runtime for a huge tensor (ConstantOfShape of a constant shape):
+# 64M elements (256 MB of float32) is far above anything a VAE of images computes per image.
+MAX_TENSOR_ELEMENTS = 64 * 1024**2
 # mu and logvar are unbounded (unlike pixels in [0, 1]): the encoder is held to TOLERANCE relative to
 # the largest output magnitude (at least 1). float32 convolutions summed in another order differ by
 # ~1e-6 of that magnitude; a graph that computes something else differs by far more.
@@ -213,16 +217,10 @@ def open_onnx_pair(bundle) -> Checkpoint:
         try:
             sessions.append(_session(data))
         except Exception as exc:  # onnxruntime's own error types
-            raise CheckpointError(f"{name}/{graph}: ONNX Runtime cannot load it ({_first_line(exc)})") from None
+            raise CheckpointError(f"{name}/{graph}: ONNX Runtime cannot load it ({first_line(exc)})") from None
     model = OnnxVAE(config, encoder, decoder, *sessions)
     _probe(model, name)
     return Checkpoint(model=model.eval(), dataset=meta["dataset"], metrics=meta["metrics"])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:300]
 
 
 def _read_meta(data: bytes, label: str) -> tuple[dict, VAEConfig]:
@@ -245,7 +243,7 @@ def _read_meta(data: bytes, label: str) -> tuple[dict, VAEConfig]:
     try:
         config = VAEConfig.from_dict(raw)
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{label}: {_first_line(exc)}") from None
+        raise CheckpointError(f"{label}: {first_line(exc)}") from None
     for key in ("dataset", "metrics"):
         meta.setdefault(key, {})
         if not isinstance(meta[key], dict):
@@ -272,11 +270,31 @@ def _check_graph(data: bytes, label: str, inputs: list[str], outputs: list[str])
     if domain is not None:
         raise CheckpointError(f"{label}: uses operators of the custom domain {domain!r}; only standard ONNX "
                               "operators (ai.onnx, ai.onnx.ml) run here")
+    largest = _largest_tensor(proto, label)
+    if largest > MAX_TENSOR_ELEMENTS:
+        raise CheckpointError(f"{label}: the graph builds a tensor of {largest:,} elements per batch, more than a "
+                              f"VAE of images needs (at most {MAX_TENSOR_ELEMENTS:,})")
     got_in = [i.name for i in proto.graph.input if i.name not in {t.name for t in proto.graph.initializer}]
     got_out = [o.name for o in proto.graph.output]
     if got_in != inputs or got_out != outputs:
         raise CheckpointError(f"{label}: expected inputs {inputs} and outputs {outputs}, "
                               f"the graph has inputs {got_in} and outputs {got_out}")
+
+
+def _largest_tensor(proto, label: str) -> int:
+    """The most elements of any tensor whose shape ONNX's shape inference can tell (propagating
+    constant shapes through Shape/ConcatOfShape arithmetic); the dynamic batch dimension counts as 1."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, strict_mode=True, data_prop=True)
+    except Exception as exc:  # onnx's InferenceError: types or shapes that do not fit together
+        raise CheckpointError(f"{label}: the graph's shapes do not fit together ({first_line(exc)})") from None
+    largest = 0
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        largest = max(largest, math.prod(d.dim_value for d in dims if d.HasField("dim_value")))
+    return largest
 
 
 def _graphs(proto):
@@ -352,7 +370,7 @@ def _probe(model: OnnxVAE, name: str) -> None:
             mu, logvar = model.encode(torch.zeros(2, *config.input_shape), y)
         except Exception as exc:  # onnxruntime's errors: wrong input shapes, types, bad kernels
             raise CheckpointError(f"{name}/encoder.onnx: ONNX Runtime cannot run it on a batch of "
-                                  f"{(2, *config.input_shape)} ({_first_line(exc)})") from None
+                                  f"{(2, *config.input_shape)} ({first_line(exc)})") from None
         expected = (2, config.latent_dim)
         if tuple(mu.shape) != expected or tuple(logvar.shape) != expected:
             raise CheckpointError(f"{name}/encoder.onnx: mu and logvar have shapes {tuple(mu.shape)} and "
@@ -361,7 +379,7 @@ def _probe(model: OnnxVAE, name: str) -> None:
             image = model.decode(torch.zeros(2, config.latent_dim), y)
         except Exception as exc:
             raise CheckpointError(f"{name}/decoder.onnx: ONNX Runtime cannot run it on a batch of "
-                                  f"{expected} ({_first_line(exc)})") from None
+                                  f"{expected} ({first_line(exc)})") from None
         if tuple(image.shape) != (2, *config.input_shape):
             raise CheckpointError(f"{name}/decoder.onnx: the image has shape {tuple(image.shape)}, "
                                   f"model.json's config says {(2, *config.input_shape)}")

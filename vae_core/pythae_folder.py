@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .archive import Bundle
-from .checkpoint import Checkpoint, CheckpointError, read_state_dict
+from .checkpoint import Checkpoint, CheckpointError, first_line, read_state_dict
 from .datasets import DatasetError, dataset_for_shape
 from .external import ExternalVAE, fit_weights
 
@@ -133,9 +133,8 @@ def _build(config_dict: dict, name: str):
     try:
         config = config_class.from_dict(fields)
     except Exception as exc:  # pydantic's ValidationError, TypeError for unknown fields
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{name}: model_config.json is not a valid pythae {config_name}: "
-                              f"{first[:200]}") from None
+                              f"{first_line(exc, 200)}") from None
     if not (config.uses_default_encoder and config.uses_default_decoder):
         raise CheckpointError(f"{name}: model_config.json says the model has a custom encoder/decoder, which pythae "
                               f"stores as a cloudpickle this app never opens; {_CUSTOM_HOW.replace('{folder}', name)}")

@@ -51,10 +51,6 @@ class ModelPath:
     def label(self) -> str:
         return Path(self.path).name
 
-    @property
-    def weights(self) -> str:
-        return self.path
-
 
 def cli_model() -> OwnModel | ModelPath | None:
     """The model the command line names: the user's class, a path, or None."""
@@ -82,7 +78,7 @@ def file_checkpoint(path: str, mtime: float) -> Checkpoint:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading your model…")
-def _external_checkpoint(source: OwnModel | ModelPath, mtime: float) -> Checkpoint:
+def _external_checkpoint(source: OwnModel | ModelPath, version: float) -> Checkpoint:
     """A model from outside checkpoints/: the user's class and weights, or a path open_model_path reads."""
     if isinstance(source, ModelPath):
         return _read_only(open_model_path(source.path, source.dataset or None))
@@ -153,10 +149,19 @@ def resolve(key: str) -> tuple[str, Checkpoint]:
         source = session().external_models.get(key)
         if source is None:
             raise CheckpointError("that model is no longer in this session; open it again")
-        path = Path(source.weights).expanduser()
-        mtime = path.stat().st_mtime if path.exists() else 0
-        return f"{key}:{mtime}", _external_checkpoint(source, mtime)
+        version = _newest_change(source)
+        return f"{key}:{version}", _external_checkpoint(source, version)
     raise CheckpointError(f"unknown model {key!r}")
+
+
+def _newest_change(source: OwnModel | ModelPath) -> float:
+    """The newest modification time among the files a model from outside is built from (its Python
+    file and weights, or every file of its folder): editing any of them opens it afresh."""
+    paths = [source.path] if isinstance(source, ModelPath) else [source.spec.rpartition(":")[0], source.weights]
+    files = []
+    for path in map(lambda p: Path(p).expanduser(), paths):
+        files += list(path.iterdir()) if path.is_dir() else [path]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
 
 
 def model_choices() -> dict[str, str]:

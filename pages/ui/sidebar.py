@@ -83,14 +83,14 @@ def _open_model(choices: dict[str, str]) -> ModelHandle | None:
         return None
     try:
         token, ckpt = resolve(state.view.model)
-    except (CheckpointError, OSError) as exc:
+    except (CheckpointError, DatasetError, OSError) as exc:  # DatasetError: its dataset's files are absent
         failed, good = state.view.model, state.last_good_model
         choices = model_choices()  # the command line's model may have joined since the page began
         state.model_error = f"Could not open {choices.get(failed, failed)}: {exc}"
         state.external_models.pop(failed, None)  # a failed one leaves the picker
         if not good or good == failed:
             return None
-        state.model_error += f" Back on {choices.get(good, good)}."
+        state.model_error += f". Back on {choices.get(good, good)}."
         state.last_good_model = ""  # tried once: no loop if it fails too
         state.view.switch_model(good)
         return _open_model(choices)
@@ -170,7 +170,10 @@ def sidebar() -> ModelHandle | None:
         if handle is not None:
             handle = _dataset(handle)
         if handle is not None:
-            measured, warning = handle.measured()
+            try:
+                measured, warning = handle.measured()
+            except Exception as exc:  # the user's own code, run on this dataset for the first time
+                measured, warning = {}, f"Scoring the model on {handle.dataset_name} failed: {type(exc).__name__}: {exc}"
             card = model_card(handle.ckpt, measured)
             st.caption(" · ".join(f"**{k}** {plain(str(v))}" for k, v in card.items()))
             if warning:
