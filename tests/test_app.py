@@ -316,5 +316,42 @@ def test_the_default_model_maps_all_10000_mnist_test_images_from_idx_files(tmp_p
     def points(x) -> int:  # plotly sends long arrays as base64 typed arrays
         return len(base64.b64decode(x["bdata"])) // np.dtype(x["dtype"]).itemsize if isinstance(x, dict) else len(x)
 
-    per_label = [points(trace["x"]) for trace in figure["data"] if trace.get("legendgroup") or trace.get("name")]
-    assert len(per_label) == 10 and sum(per_label) == 10_000, per_label
+    drawn = [trace for trace in figure["data"] if trace.get("name") == "points"]
+    assert len(drawn) == 1 and points(drawn[0]["x"]) == 10_000, "all 10,000 test images, in one trace"
+    legend = [trace for trace in figure["data"] if trace.get("name") != "points"]
+    assert len(legend) == 10 and len({trace["marker"]["color"] for trace in legend}) == 10, "a key of 10 colours"
+
+
+def test_map_points_are_drawn_shuffled_in_distinct_colours():
+    """Classes drawn one after another hid each other ("the data is all hearts"): one shuffled trace."""
+    import numpy as np
+
+    from pages.ui.figures import LABEL_COLOURS, map_figure
+
+    labels = np.repeat(np.arange(3), 200)  # sorted by class, as datasets often are
+    coords = np.random.default_rng(1).normal(size=(600, 2))
+    figure = map_figure(coords, labels, ["square", "ellipse", "heart"])
+    drawn = figure.data[0]
+    order = np.asarray(drawn.customdata)
+    assert sorted(order.tolist()) == list(range(600)), "every point once, its dataset index as customdata"
+    np.testing.assert_allclose(np.column_stack([drawn.x, drawn.y]), coords[order])
+    assert set(labels[order[-100:]].tolist()) == {0, 1, 2}, "the last points drawn are of every class"
+    assert list(drawn.marker.color) == [LABEL_COLOURS[label] for label in labels[order]]
+    assert [trace.name for trace in figure.data[1:]] == ["square", "ellipse", "heart"]
+    assert len(set(LABEL_COLOURS)) == len(LABEL_COLOURS) == 10
+
+
+def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_path, monkeypatch, capsys):
+    """A teacher's maps, prepared with `python -m vae_core map`, open in a fresh server at once."""
+    import streamlit as st
+
+    import vae_core.map_cache
+    from vae_core.cli import main
+
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path))
+    assert main(["map", str(checkpoints / "mnist-vae.safetensors"), "--method", "pca", "--split", "train"]) == 0
+    st.cache_data.clear()  # as in a new process: nothing in memory
+    monkeypatch.setattr(vae_core.map_cache, "project", lambda *a: pytest.fail("the map was projected again"))
+    at = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="pca", split="train")
+    assert_clean(at)
+    assert at.get("plotly_chart"), "the map is on the page"

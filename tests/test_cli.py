@@ -406,3 +406,20 @@ def test_model_problems_are_one_line_errors(work, trained, vanilla_vae, tmp_path
     assert_ok(cli(capsys, "export-onnx", trained, "--out", pair))
     (pair / "encoder.onnx").write_bytes((pair / "encoder.onnx").read_bytes()[:500])
     assert_one_line_error(cli(capsys, "eval", pair), "encoder.onnx: truncated or not an ONNX file")
+
+
+def test_map_precomputes_into_the_apps_cache_and_an_npz(work, trained, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "digits-pca.npz"
+    first = cli(capsys, "map", trained, "--method", "pca", "--out", out)
+    assert_ok(first)
+    assert "encoding 359 test images of digits" in first.stdout and "projecting 359 points with pca" in first.stdout
+    assert f"cached in {tmp_path / 'cache' / 'maps'}" in first.stdout
+    with np.load(out, allow_pickle=False) as data:
+        assert data["coords"].shape == (359, 2) and data["labels"].shape == (359,)
+        assert '"method": "pca"' in str(data["key"])
+    again = cli(capsys, "map", trained, "--method", "pca")
+    assert "found in the cache" in again.stdout and "projecting" not in again.stdout
+    assert_one_line_error(cli(capsys, "map", trained, "--out", tmp_path / "x.csv"), "--out must end in .npz")

@@ -1,4 +1,4 @@
-"""Command line: python -m vae_core {train, eval, sample, export-onnx, datasets}. Errors print one line, exit 2."""
+"""Command line: python -m vae_core {train, eval, sample, export-onnx, map, datasets}. Errors print one line, exit 2."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .config import OBJECTIVES
+from .projection import METHODS, ProjectionParams
 from .external import DECODER_OUTPUTS, INPUT_RANGES
 from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, Recipe
 
@@ -23,6 +24,7 @@ examples:
   python -m vae_core sample checkpoints/mnist-cvae.safetensors --n 40 --out grid.png
   python -m vae_core export-onnx checkpoints/mnist-cvae.safetensors --out mnist-cvae-onnx/
   python -m vae_core export-onnx checkpoints/mnist-cvae.safetensors --out decoder.onnx
+  python -m vae_core map checkpoints/mnist-vae.safetensors --method umap --split train --out mnist-umap.npz
 """
 
 
@@ -126,6 +128,22 @@ def _parser() -> argparse.ArgumentParser:
                        epilog=_examples("export-onnx"), formatter_class=_HelpFormatter)
     _model_arguments(x)
     x.add_argument("--out", default="onnx-model/", help="a folder for the pair, or FILE.onnx for the decoder alone")
+
+    m = sub.add_parser("map", help="precompute a latent map into the app's cache, and an .npz",
+                       description="Encode a split, project the posterior means (PCA, UMAP or t-SNE) and store the map "
+                                   "in the app's cache ($LATENT_EXPLORER_CACHE/maps), where the Latent map page finds it "
+                                   "at once for the same weights, dataset, split and parameters. With --out, also write "
+                                   "the .npz: coords (N, dims), labels (N,) and the key (JSON); np.load(allow_pickle="
+                                   "False) reads it.",
+                       epilog=_examples("map"), formatter_class=_HelpFormatter)
+    _model_arguments(m)
+    m.add_argument("--method", choices=METHODS, default="umap")
+    m.add_argument("--split", choices=["test", "train"], default="test")
+    m.add_argument("--dims", type=int, choices=[2, 3], default=ProjectionParams.dims)
+    m.add_argument("--neighbors", type=int, default=ProjectionParams.n_neighbors, help="UMAP's n_neighbors")
+    m.add_argument("--min-dist", type=float, default=ProjectionParams.min_dist, help="UMAP's min_dist")
+    m.add_argument("--perplexity", type=float, default=ProjectionParams.perplexity, help="t-SNE's perplexity")
+    m.add_argument("--out", help="also write the map to this .npz")
 
     d = sub.add_parser("datasets", help="list the dataset names, or fetch a torchvision one",
                        description="List the dataset names. With --download NAME, fetch a torchvision dataset "
@@ -286,6 +304,29 @@ def _export_onnx(args) -> int:
     return 0
 
 
+def _map(args) -> int:
+    from .checkpoint import write_atomic
+    from .datasets import load_dataset
+    from .map_cache import MapKey, cached_projection, map_bytes
+    from .metrics import encode_all
+
+    if args.out and not args.out.endswith(".npz"):
+        raise UsageError(f"--out must end in .npz, got {args.out}")
+    ckpt, name = _open_model(args)
+    params = ProjectionParams(args.method, args.dims, args.neighbors, args.min_dist, args.perplexity)
+    dataset = ckpt.dataset["name"]
+    data = load_dataset(dataset, root=args.data_root)  # split as the app splits it (seed 0)
+    x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
+    print(f"encoding {len(x):,} {args.split} images of {dataset} with {name} …", flush=True)
+    mu, _ = encode_all(ckpt.model, x, y if ckpt.config.conditional else None)
+    key = MapKey(ckpt.model.weights_digest(), dataset, args.split, params)
+    coords = cached_projection(key, mu.numpy(), y.numpy(), report=lambda line: print(line, flush=True))
+    if args.out:
+        write_atomic(Path(args.out), map_bytes(key, coords, y.numpy()))
+        print(f"wrote {args.out}: coords {coords.shape}, labels, key")
+    return 0
+
+
 def _datasets(args) -> int:
     from .datasets import DATASETS, TORCHVISION_DATASETS, default_data_root, load_dataset
 
@@ -313,7 +354,8 @@ def main(argv=None) -> int:
     try:
         if args.command == "datasets":
             return _datasets(args)
-        return {"train": _train, "eval": _eval, "sample": _sample, "export-onnx": _export_onnx}[args.command](args)
+        return {"train": _train, "eval": _eval, "sample": _sample, "export-onnx": _export_onnx,
+                "map": _map}[args.command](args)
     except (UsageError, CheckpointError, DatasetError, ValueError, OSError) as exc:  # OSError: unwritable --out, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@ MLP and convolutional bodies share the same heads, so every method below works f
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -192,6 +193,15 @@ class VAE(nn.Module):
             log_px_z = losses.log_likelihood(x, out, self.config.likelihood, self.config.obs_sigma)
             log_weights.append(log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mu, logvar))
         return torch.logsumexp(torch.stack(log_weights), 0) - math.log(k)
+
+    def weights_digest(self) -> str:
+        """sha256 of the config and every tensor of state_dict(): names these exact weights, for
+        caches on disk (an exported decoder, a map) that outlive the process."""
+        h = hashlib.sha256(repr(self.config).encode())
+        for name, tensor in self.state_dict().items():
+            h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d too
+        return h.hexdigest()
 
     # -- helpers -------------------------------------------------------------------------------
     def _labels(self, y, n: int):

@@ -101,11 +101,7 @@ def max_difference(model, onnx_bytes: bytes, n: int = 16, seed: int = 0) -> floa
 
 def weights_digest(model) -> str:
     """Names the exact weights, architecture and export settings: the cache key."""
-    h = hashlib.sha256(f"{model.config}|opset{OPSET}|torch{torch.__version__}".encode())
-    for name, tensor in model.state_dict().items():
-        h.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
-        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d too
-    return h.hexdigest()
+    return hashlib.sha256(f"{model.weights_digest()}|opset{OPSET}|torch{torch.__version__}".encode()).hexdigest()
 
 
 def decoder_onnx(model, cache_dir: Path | None = CACHE_DIR) -> bytes:

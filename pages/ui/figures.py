@@ -8,8 +8,10 @@ import torch
 from vae_core.images import make_grid, png_bytes, png_data_uri, upscale_factor
 
 # Ten colours that stay apart (Plotly's qualitative "Plotly" set), one per label.
-LABEL_COLOURS = ("#636EFA", "#EF553B", "#00CC96", "#AB63FA", "#FFA15A", "#19D3F3", "#FF6692", "#B6E880", "#FF97FF",
-                 "#FECB52")
+# Tableau 10: categorical colours chosen to stay apart (Plotly's default puts a blue beside a violet
+# and a cyan: on the shapes map two classes looked alike).
+LABEL_COLOURS = ("#4E79A7", "#F28E2B", "#E15759", "#76B7B2", "#59A14F", "#EDC948", "#B07AA1", "#FF9DA7", "#9C755F",
+                 "#BAB0AC")
 INLINE_PICTURE_BYTES = 256 * 1024  # every picture the app draws is far smaller; bigger ones go to the media store
 
 
@@ -33,21 +35,27 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
     thumbnails: (indices, data URIs) of images drawn at their points (2-D maps only)."""
     import plotly.graph_objects as go
 
-    index = np.arange(len(coords))
     figure = go.Figure()
     three_d = coords.shape[1] == 3
-    for label in sorted(set(labels.tolist())):
-        sel = labels == label
-        name = label_names[label] if label < len(label_names) else str(label)
-        colour = LABEL_COLOURS[label % len(LABEL_COLOURS)]  # set here: the 3-D component has no theme to lend one
-        common = dict(mode="markers", name=name, customdata=index[sel],
-                      hovertemplate=f"#%{{customdata}} · {name}<extra></extra>")
-        if three_d:
-            figure.add_trace(go.Scatter3d(x=coords[sel, 0], y=coords[sel, 1], z=coords[sel, 2],
-                                          marker=dict(size=2.5, color=colour), **common))
-        else:
-            figure.add_trace(go.Scattergl(x=coords[sel, 0], y=coords[sel, 1],
-                                          marker=dict(size=5, opacity=0.75, color=colour), **common))
+    present = sorted(set(labels.tolist()))
+    names = {label: label_names[label] if label < len(label_names) else str(label) for label in present}
+    # One trace in a shuffled order, so that no class is drawn over all the others (the last trace
+    # drawn hid the rest: "the data is all hearts"); the legend is a key of empty traces.
+    order = np.random.default_rng(0).permutation(len(coords))
+    colours = np.asarray(LABEL_COLOURS)[labels[order] % len(LABEL_COLOURS)]  # set here: the 3-D component has no theme
+    common = dict(mode="markers", customdata=order, text=[names[label] for label in labels[order].tolist()],
+                  hovertemplate="#%{customdata} · %{text}<extra></extra>", showlegend=False, name="points")
+    if three_d:
+        figure.add_trace(go.Scatter3d(x=coords[order, 0], y=coords[order, 1], z=coords[order, 2],
+                                      marker=dict(size=2.5, color=colours), **common))
+    else:
+        figure.add_trace(go.Scattergl(x=coords[order, 0], y=coords[order, 1],
+                                      marker=dict(size=5, opacity=0.75, color=colours), **common))
+    key = go.Scatter3d if three_d else go.Scattergl
+    for label in present:
+        empty = dict(x=[None], y=[None], z=[None]) if three_d else dict(x=[None], y=[None])
+        figure.add_trace(key(mode="markers", name=names[label], hoverinfo="skip",
+                             marker=dict(size=8, color=LABEL_COLOURS[label % len(LABEL_COLOURS)]), **empty))
     for name, points, colour, mode in marks:
         points = np.atleast_2d(points)
         style = dict(name=name, mode=mode, marker=dict(size=12 if mode == "markers" else 6, color=colour,
@@ -65,6 +73,7 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
                                      for i, uri in zip(indices, uris)])
     # Pan, not lasso, in 2-D: Streamlit turns plotly's click-to-select on only outside the select and
     # lasso drag modes, and a click should select the point under it (lasso and box stay in the modebar).
-    figure.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0), legend=dict(itemsizing="constant"),
+    figure.update_layout(height=height, margin=dict(l=0, r=0, t=10, b=0),
+                         legend=dict(itemsizing="constant", itemclick=False, itemdoubleclick=False),
                          dragmode="pan" if not three_d else "orbit")
     return figure

@@ -21,7 +21,8 @@ from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import ImageDataset, load_dataset
 from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel, load_external, reconstruction_warning
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate, measure
-from vae_core.projection import ProjectionParams, project
+from vae_core.map_cache import MapKey, cached_projection
+from vae_core.projection import ProjectionParams
 
 from .state import session
 from .view import View
@@ -100,9 +101,16 @@ def _encodings(model_token: str, dataset_name: str, split: str, _model) -> tuple
     return mu.numpy(), y.numpy()
 
 
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _weights_digest(model_token: str, _model) -> str:
+    return _model.weights_digest()
+
+
 @st.cache_data(max_entries=32, ttl="2h", show_spinner=False)
-def _latent_map(model_token: str, dataset_name: str, split: str, params: tuple, _z: np.ndarray) -> np.ndarray:
-    return project(_z, ProjectionParams(*params))
+def _latent_map(model_token: str, dataset_name: str, split: str, params: tuple, digest: str, _z: np.ndarray,
+                _y: np.ndarray) -> np.ndarray:
+    """A map, from memory, else from the disk cache (it survives restarts), else projected now."""
+    return cached_projection(MapKey(digest, dataset_name, split, ProjectionParams(*params)), _z, _y)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -291,7 +299,8 @@ class ModelHandle:
         else:
             return None
         z, y = self.encodings(split)
-        return _latent_map(self.token, self.dataset_name, split, astuple(params), z), z, y
+        digest = _weights_digest(self.token, self.model)
+        return _latent_map(self.token, self.dataset_name, split, astuple(params), digest, z, y), z, y
 
     def map_split(self, view: View) -> str:
         return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"

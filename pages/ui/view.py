@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, fields, replace
 
 from vae_core.datasets import DATASETS
+from vae_core.projection import METHODS, ProjectionParams
 
 # Page ids: the stem of each page's file (pages/ui/navigation.py lists them).
 COMMON = "*"  # carried by every page's link
@@ -267,12 +268,12 @@ class View:
     scrub_path: str = link("path", "interpolation", Choice(("slerp", "lerp")), default="slerp")
     # Latent map: the form's settings, and whether a map of them is on screen
     map_on: bool = link("map", MAP_PAGES, Flag(), per_model=True, default=False)
-    map_method: str = link("method", MAP_PAGES, Choice(("pca", "umap", "tsne")), default="pca")
+    map_method: str = link("method", MAP_PAGES, Choice(METHODS), default=ProjectionParams.method)
     map_dims: int = link("dims", MAP_PAGES, Int(2, 3), default=2)
     map_split: str = link("split", MAP_PAGES, Choice(("test", "train")), default="test")
-    map_neighbors: int = link("neighbors", MAP_PAGES, Int(2, 100), default=15)
-    map_min_dist: float = link("min_dist", MAP_PAGES, Float(0.0, 0.99), default=0.1)
-    map_perplexity: float = link("perplexity", MAP_PAGES, Float(5.0, 100.0, 1), default=30.0)
+    map_neighbors: int = link("neighbors", MAP_PAGES, Int(2, 100), default=ProjectionParams.n_neighbors)
+    map_min_dist: float = link("min_dist", MAP_PAGES, Float(0.0, 0.99), default=ProjectionParams.min_dist)
+    map_perplexity: float = link("perplexity", MAP_PAGES, Float(5.0, 100.0, 1), default=ProjectionParams.perplexity)
     map_thumbnails: bool = link("thumbnails", "latent_map", Flag(), default=False)
     selected: tuple[int, ...] = link("selected", ("latent_map", "interpolation"), Indices(10**7), per_model=True,
                                      default=())

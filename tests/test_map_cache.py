@@ -1,0 +1,121 @@
+"""Latent maps on disk: keyed by the exact weights, the data and the projection; atomic, bounded, and a
+corrupt or foreign file is recomputed rather than trusted. The `map` CLI fills the same cache."""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_config
+from vae_core import VAE
+from vae_core import map_cache
+from vae_core.map_cache import MapKey, cached_projection, evict, load_map, map_file, read_map, store_map
+from vae_core.projection import ProjectionParams
+
+PCA2 = ProjectionParams("pca", 2)
+
+
+def _key(digest="d" * 64, dataset="digits", split="test", params=PCA2) -> MapKey:
+    return MapKey(digest, dataset, split, params)
+
+
+def _points(n=50, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 6)).astype(np.float32), rng.integers(0, 3, n)
+
+
+def test_round_trip_and_keys(tmp_path):
+    z, y = _points()
+    coords = cached_projection(_key(), z, y, tmp_path)
+    assert coords.shape == (50, 2)
+    np.testing.assert_array_equal(load_map(_key(), tmp_path), coords)
+    with np.load(map_file(_key(), tmp_path), allow_pickle=False) as data:  # no pickles: plain arrays
+        assert set(data.files) == {"coords", "labels", "key"}
+        np.testing.assert_array_equal(data["labels"], y)
+    for other in (_key(digest="e" * 64), _key(dataset="mnist-5k"), _key(split="train"),
+                  _key(params=ProjectionParams("pca", 3)), _key(params=ProjectionParams("umap", 2, n_neighbors=7))):
+        assert map_file(other, tmp_path) != map_file(_key(), tmp_path) and load_map(other, tmp_path) is None
+
+
+def test_a_cached_map_is_served_without_projecting(tmp_path, monkeypatch):
+    z, y = _points()
+    first = cached_projection(_key(), z, y, tmp_path)
+    monkeypatch.setattr(map_cache, "project", lambda *a: pytest.fail("projected again"))
+    lines = []
+    np.testing.assert_array_equal(cached_projection(_key(), z, y, tmp_path, report=lines.append), first)
+    assert lines and "found in the cache" in lines[0]
+
+
+def test_new_weights_change_the_digest():
+    model = VAE(tiny_config())
+    before = model.weights_digest()
+    with torch.no_grad():
+        model.to_mu.bias[0] += 1e-3
+    assert model.weights_digest() != before, "a change to one weight gives another key"
+    model.to_mu.bias.data[0] -= 1e-3
+    assert model.weights_digest() == before
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "other-key", "nan"])
+def test_a_corrupt_or_foreign_file_is_ignored_and_recomputed(tmp_path, damage):
+    z, y = _points()
+    coords = cached_projection(_key(), z, y, tmp_path)
+    path = map_file(_key(), tmp_path)
+    if damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif damage == "garbage":
+        path.write_bytes(b"not a zip at all")
+    elif damage == "other-key":  # another map's content under this name
+        path.write_bytes(map_cache.map_bytes(_key(dataset="other"), coords, y))
+    else:
+        path.write_bytes(map_cache.map_bytes(_key(), np.full_like(coords, np.nan), y))
+    assert load_map(_key(), tmp_path) is None
+    np.testing.assert_allclose(cached_projection(_key(), z, y, tmp_path), coords, atol=1e-5)
+    assert read_map(path, _key()) is not None, "recomputed and written again"
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path):
+    z, y = _points(400)
+    coords = cached_projection(_key(), z, y, tmp_path / "reference")
+    tmp_path = tmp_path / "cache"
+    errors = []
+
+    def write():
+        try:
+            for _ in range(20):
+                store_map(_key(), coords, y, tmp_path)
+                found = load_map(_key(), tmp_path)
+                assert found is not None, "a reader saw half a file"
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    np.testing.assert_array_equal(load_map(_key(), tmp_path), coords)
+    assert [p.name for p in tmp_path.iterdir()] == [map_file(_key(), tmp_path).name], "no temporary files left"
+
+
+def test_the_least_recently_used_maps_go_first(tmp_path):
+    z, y = _points(200)
+    keys = [_key(digest=str(i) * 64) for i in range(4)]
+    for i, key in enumerate(keys):
+        store_map(key, z[:, :2], y, tmp_path, cap_bytes=10**9)
+        os.utime(map_file(key, tmp_path), (1000 + i, 1000 + i))
+    load_map(keys[0], tmp_path)  # used now: the newest
+    size = map_file(keys[0], tmp_path).stat().st_size
+    evict(tmp_path, cap_bytes=2 * size)
+    assert [load_map(k, tmp_path) is not None for k in keys] == [True, False, False, True]
+
+
+def test_an_unwritable_cache_still_gives_the_map(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the folder should be")
+    z, y = _points()
+    assert cached_projection(_key(), z, y, blocker / "maps").shape == (50, 2)

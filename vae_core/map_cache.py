@@ -1,0 +1,134 @@
+"""Latent maps cached on disk, so a map survives a restart: a teacher's prepared maps open at once.
+
+A map is keyed by what determines it: the weights' digest, the dataset, the split and the
+projection's parameters. Each is one `.npz` under $LATENT_EXPLORER_CACHE/maps holding the
+coordinates (N, dims), the labels and the key, and loads with allow_pickle=False. Writes are
+atomic; the folder keeps at most a size cap, the least recently used maps going first; a file
+that does not load, or holds another key, is ignored (and overwritten by the next computation).
+`python -m vae_core map` writes into the same folder, so the app finds what it precomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import write_atomic
+from .projection import ProjectionParams, project
+
+CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
+
+
+def cache_root() -> Path:
+    """$LATENT_EXPLORER_CACHE, or .cache/ beside the code: what every on-disk cache lives under."""
+    return Path(os.environ.get("LATENT_EXPLORER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
+
+
+@dataclass(frozen=True)
+class MapKey:
+    digest: str  # VAE.weights_digest(): the exact weights
+    dataset: str
+    split: str
+    params: ProjectionParams
+
+    def text(self) -> str:
+        return json.dumps({"digest": self.digest, "dataset": self.dataset, "split": self.split,
+                           "params": asdict(self.params)}, sort_keys=True)
+
+    def file_name(self) -> str:
+        return hashlib.sha256(self.text().encode()).hexdigest()[:32] + ".npz"
+
+
+def map_file(key: MapKey, folder: Path | None = None) -> Path:
+    return (folder or cache_root() / "maps") / key.file_name()
+
+
+def map_bytes(key: MapKey, coords: np.ndarray, labels: np.ndarray) -> bytes:
+    """The .npz of a map: coords (N, dims) float32, labels (N,) int64, key (its JSON)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, coords=np.asarray(coords, dtype=np.float32), labels=np.asarray(labels, dtype=np.int64),
+             key=np.array(key.text()))
+    return buffer.getvalue()
+
+
+def read_map(path: Path, key: MapKey | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(coords, labels) of a map file; None when it does not load, or holds another key than `key`."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            coords, labels, stored = data["coords"], data["labels"], str(data["key"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if key is not None and stored != key.text():
+        return None
+    if coords.ndim != 2 or labels.shape != (len(coords),) or not np.isfinite(coords).all():
+        return None
+    return coords, labels
+
+
+def load_map(key: MapKey, folder: Path | None = None) -> np.ndarray | None:
+    """The cached coordinates for `key`, or None; a hit counts as a use for the eviction order."""
+    path = map_file(key, folder)
+    found = read_map(path, key)
+    if found is None:
+        return None
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache still serves its maps
+        pass
+    return found[0]
+
+
+def store_map(key: MapKey, coords: np.ndarray, labels: np.ndarray, folder: Path | None = None,
+              cap_bytes: int | None = None) -> Path | None:
+    """Write a map atomically, then evict the least recently used maps beyond the cap. The cache is
+    an optimisation: an unwritable folder returns None instead of failing the map."""
+    path = map_file(key, folder)
+    try:
+        write_atomic(path, map_bytes(key, coords, labels))
+        evict(path.parent, CAP_BYTES if cap_bytes is None else cap_bytes, keep=path)
+    except OSError:
+        return None
+    return path
+
+
+def evict(folder: Path, cap_bytes: int, keep: Path | None = None) -> None:
+    """Delete the least recently used maps until the folder holds at most cap_bytes (never `keep`)."""
+    entries = []
+    for path in folder.glob("*.npz"):
+        try:
+            stat = path.stat()
+        except FileNotFoundError:  # another process evicted it first
+            continue
+        entries.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in entries)
+    for _, size, path in sorted(entries, key=lambda e: e[0]):
+        if total <= cap_bytes:
+            break
+        if path != keep:
+            path.unlink(missing_ok=True)
+            total -= size
+
+
+def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None,
+                      report: Callable[[str], None] = lambda line: None) -> np.ndarray:
+    """The map for `key`: from the disk cache, else projected now and stored for next time;
+    `report` hears what happens, a line at a time."""
+    coords = load_map(key, folder)
+    if coords is not None and len(coords) == len(z):
+        report(f"found in the cache: {map_file(key, folder)}")
+        return coords
+    report(f"projecting {len(z):,} points with {key.params.method} ({key.params.dims}-D) …")
+    start = time.perf_counter()
+    coords = project(z, key.params)
+    path = store_map(key, coords, labels, folder)
+    report(f"projected in {time.perf_counter() - start:.1f} s; "
+           + (f"cached in {path}" if path else "the cache folder is not writable: not cached"))
+    return coords
