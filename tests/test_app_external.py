@@ -139,19 +139,30 @@ def test_a_bad_zip_upload_is_refused_and_the_model_stays(checkpoints, onnx_pair,
     assert view_of(at).model == "file:mnist-vae"
 
 
-def test_command_line_checkpoint_opens_a_pythae_folder(checkpoints, tmp_path, monkeypatch):
+@pytest.mark.parametrize("kind", ["pythae", "onnx", "safetensors"])
+def test_command_line_checkpoint_opens_a_model_from_anywhere(checkpoints, onnx_pair, tmp_path, monkeypatch, kind):
+    """`streamlit run app.py -- --checkpoint PATH`: a pythae folder, an ONNX folder, or a checkpoint
+    outside checkpoints/, each opened where it lies."""
+    import shutil
+
     import torch
     from pythae.models import VAE as PythaeVAE, VAEConfig as PythaeConfig
 
-    torch.manual_seed(0)
-    PythaeVAE(PythaeConfig(input_dim=(1, 28, 28), latent_dim=6)).save(str(tmp_path / "pythae-run"))
-    monkeypatch.setattr(sys, "argv", ["app.py", "--checkpoint", str(tmp_path / "pythae-run")])
+    if kind == "pythae":
+        torch.manual_seed(0)
+        PythaeVAE(PythaeConfig(input_dim=(1, 28, 28), latent_dim=6)).save(str(tmp_path / "pythae-run"))
+        path, latent = tmp_path / "pythae-run", 6
+    elif kind == "onnx":
+        path, latent = onnx_pair, 16
+    else:
+        path, latent = Path(shutil.copy(checkpoints / "mnist-vae-2d.safetensors", tmp_path / "elsewhere.safetensors")), 2
+    monkeypatch.setattr(sys, "argv", ["app.py", "--checkpoint", str(path)])
     at = start()
-    assert not at.exception
+    assert not at.exception and not at.sidebar.error
     assert view_of(at).model.startswith("external:")
     card = " ".join(c.value for c in at.sidebar.caption)
-    assert "**dataset** mnist\\-5k" in card and "**latent size** 6" in card
-    assert "📂 pythae-run" in at.sidebar.selectbox(key="view.model").format_func(view_of(at).model)
+    assert "**dataset** mnist\\-5k" in card and f"**latent size** {latent}" in card
+    assert f"📂 {path.name}" in at.sidebar.selectbox(key="view.model").format_func(view_of(at).model)
 
 
 def test_editing_any_file_of_a_model_opens_it_afresh(tmp_path):
