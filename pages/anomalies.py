@@ -51,7 +51,7 @@ v.normalise()  # as the link writes it, then within the slider's range
 v.threshold = min(high, max(low, v.threshold))
 
 # The uploaded image is scored first (right column), so the histogram (left) can show where it falls.
-upload_score, upload_image = None, None
+upload_score, upload_image, upload_label = None, None, None
 
 left, right = st.columns([3, 2])
 with right:
@@ -78,6 +78,7 @@ with right:
             per_class = anomaly_scores(handle.model, upload_image.repeat(cfg.num_classes, 1, 1, 1),
                                        torch.arange(cfg.num_classes))
             best = int(np.argmin(per_class[kind]))
+        upload_label = best
         recon = handle.reconstruct(upload_image, best)
         show_images(torch.cat([upload_image, recon]), 2, "yours · reconstruction",
                     height=96)
@@ -163,7 +164,12 @@ else:
     else:
         trace = go.Scattergl(x=coords[:, 0], y=coords[:, 1], **common)
     figure = go.Figure(trace)
-    figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0))
+    if upload_image is not None:  # where the model puts your picture, by the map's own transform
+        here = handle.place_on_map(v, handle.embed(upload_image, upload_label))
+        mark = dict(mode="markers", name="your picture", marker=dict(size=14, color="#FF4B4B", symbol="x"))
+        figure.add_trace(go.Scatter3d(x=here[:, 0], y=here[:, 1], z=here[:, 2], **mark) if coords.shape[1] == 3
+                         else go.Scatter(x=here[:, 0], y=here[:, 1], **mark))
+    figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0), showlegend=False)
     st.plotly_chart(figure, width="stretch", key="anomaly_map")
     st.caption(f"The {split} split, coloured by {SCORES[kind]}: bright points are the ones the model explains worst.")
 sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

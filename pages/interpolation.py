@@ -10,7 +10,6 @@ from pages.ui.live_pad import live_pad, unsupported_reason
 from pages.ui.view import MAX_SEED
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
 from vae_core.latent import lerp, lerp_at, prior_log_density, slerp, slerp_at
-from vae_core.projection import place_on_map
 
 handle = frame("interpolation")
 cfg = handle.config
@@ -106,12 +105,12 @@ with right:
     if found is None:
         st.info("Compute a map on the Latent map page to see the paths here.")
     else:
-        coords, z_map, map_labels = found
-        marks = [(name, place_on_map(path.numpy(), z_map, coords), colour, "lines+markers")
+        coords, _, map_labels = found
+        marks = [(name, handle.place_on_map(v, path.numpy()), colour, "lines+markers")
                  for (name, path), colour in zip(paths.items(), ("#FF4B4B", "#00C0F2"))]
         if scrubbed:
             marks.append((f"scrubbed: {scrubbed[3]}, t = {scrubbed[2]:.2f}",
-                          place_on_map(np.asarray([scrubbed[1]], dtype=np.float32), z_map, coords), "#FFBD45", "markers"))
+                          handle.place_on_map(v, [scrubbed[1]]), "#FFBD45", "markers"))
         st.plotly_chart(map_figure(coords, map_labels, handle.label_names, marks, height=320), width="stretch",
                         key="interpolation_map")
 

@@ -8,7 +8,6 @@ from pages.ui.live_pad import live_pad, unsupported_reason
 from pages.ui.view import MAX_SEED, Z_RANGE
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
-from vae_core.projection import place_on_map
 
 handle = frame("traversal")
 cfg = handle.config
@@ -49,8 +48,8 @@ if not show_map and cfg.latent_dim > 3:
 
 def show_on_map(z, height: int = 300) -> None:
     if show_map:
-        coords, z_map, labels = handle.latent_map(v)
-        here = place_on_map(np.asarray([z], dtype=np.float32), z_map, coords)
+        coords, _, labels = handle.latent_map(v)
+        here = handle.place_on_map(v, [z])
         st.plotly_chart(map_figure(coords, labels, handle.label_names, [("current z", here, "#FF4B4B", "markers")],
                                    height=height), key="traversal_map")
 

@@ -351,7 +351,7 @@ def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_pat
     monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path))
     assert main(["map", str(checkpoints / "mnist-vae.safetensors"), "--method", "pca", "--split", "train"]) == 0
     st.cache_data.clear()  # as in a new process: nothing in memory
-    monkeypatch.setattr(vae_core.map_cache, "project", lambda *a: pytest.fail("the map was projected again"))
+    monkeypatch.setattr(vae_core.map_cache, "project_fitted", lambda *a: pytest.fail("the map was projected again"))
     at = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="pca", split="train")
     assert_clean(at)
     assert at.get("plotly_chart"), "the map is on the page"

@@ -1,6 +1,5 @@
 """The Anomalies, Imputation and Disentanglement pages through Streamlit's AppTest: each renders with
-every shipped checkpoint it fits, and its main controls change what it shows. (AppTest cannot drive
-st.file_uploader; the upload path is tested at core level in test_analysis.py.)"""
+every shipped checkpoint it fits, and its main controls change what it shows."""
 from __future__ import annotations
 
 import pytest
@@ -150,3 +149,37 @@ def test_disentanglement_controls_change_the_traversals(checkpoints):
     assert image_urls(at) != after
     at.select_slider(key="view.mig_bins").set_value(50).run()
     assert_clean(at)
+
+
+def test_an_uploaded_picture_is_marked_on_the_map_by_the_maps_own_transform(checkpoints):
+    """Your picture's μ goes on the map where PCA itself puts it (not at its neighbours' average)."""
+    import base64
+    import json
+
+    import numpy as np
+    import torch
+
+    from apptest_support import open_link
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.datasets import load_dataset
+    from vae_core.images import png_bytes, to_uint8
+    from vae_core.projection import ProjectionParams, fit_pca, neighbour_average
+
+    data = load_dataset("digits")
+    picture = (data.x_test[5:6] + data.x_test[9:10]) / 2  # a blend: a μ between the data, where methods differ
+    at = open_link("pages/anomalies.py", model="file:digits-vae", map="on", method="pca")
+    at.file_uploader(key="anomaly_upload").upload("five.png", png_bytes(to_uint8(picture)[0]), "image/png").run()
+    assert_clean(at)
+    spec = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "anomaly_map" in str(c.proto.id))
+    mark = next(trace for trace in spec["data"] if trace.get("name") == "your picture")
+    model = load_checkpoint(checkpoints / "digits-vae.safetensors").model
+    with torch.inference_mode():
+        z_test, z_new = model.embed(data.x_test).numpy(), model.embed(picture).numpy()
+    expected = fit_pca(z_test, ProjectionParams("pca", 2))[1].transform(z_new)[0]
+    def values(x):  # plotly sends arrays as base64 typed arrays
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else np.asarray(x)
+
+    shown = [values(mark["x"])[0], values(mark["y"])[0]]
+    np.testing.assert_allclose(shown, expected, atol=0.02)  # the PNG rounds pixels to 1/255
+    neighbours = neighbour_average(z_new, z_test, fit_pca(z_test, ProjectionParams("pca", 2))[0])[0]
+    assert np.linalg.norm(neighbours - expected) > 0.1, "the two placements differ here, so the test tells them apart"

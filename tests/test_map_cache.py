@@ -29,7 +29,7 @@ def _points(n=50, seed=0):
 
 def test_round_trip_and_keys(tmp_path):
     z, y = _points()
-    coords = cached_projection(_key(), z, y, tmp_path)
+    coords, _ = cached_projection(_key(), z, y, tmp_path)
     assert coords.shape == (50, 2)
     np.testing.assert_array_equal(load_map(_key(), tmp_path), coords)
     with np.load(map_file(_key(), tmp_path), allow_pickle=False) as data:  # no pickles: plain arrays
@@ -42,10 +42,10 @@ def test_round_trip_and_keys(tmp_path):
 
 def test_a_cached_map_is_served_without_projecting(tmp_path, monkeypatch):
     z, y = _points()
-    first = cached_projection(_key(), z, y, tmp_path)
-    monkeypatch.setattr(map_cache, "project", lambda *a: pytest.fail("projected again"))
+    first, _ = cached_projection(_key(), z, y, tmp_path)
+    monkeypatch.setattr(map_cache, "project_fitted", lambda *a: pytest.fail("projected again"))
     lines = []
-    np.testing.assert_array_equal(cached_projection(_key(), z, y, tmp_path, report=lines.append), first)
+    np.testing.assert_array_equal(cached_projection(_key(), z, y, tmp_path, report=lines.append)[0], first)
     assert lines and "found in the cache" in lines[0]
 
 
@@ -62,7 +62,7 @@ def test_new_weights_change_the_digest():
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "other-key", "nan"])
 def test_a_corrupt_or_foreign_file_is_ignored_and_recomputed(tmp_path, damage):
     z, y = _points()
-    coords = cached_projection(_key(), z, y, tmp_path)
+    coords, _ = cached_projection(_key(), z, y, tmp_path)
     path = map_file(_key(), tmp_path)
     if damage == "truncated":
         path.write_bytes(path.read_bytes()[:100])
@@ -73,13 +73,13 @@ def test_a_corrupt_or_foreign_file_is_ignored_and_recomputed(tmp_path, damage):
     else:
         path.write_bytes(map_cache.map_bytes(_key(), np.full_like(coords, np.nan), y))
     assert load_map(_key(), tmp_path) is None
-    np.testing.assert_allclose(cached_projection(_key(), z, y, tmp_path), coords, atol=1e-5)
+    np.testing.assert_allclose(cached_projection(_key(), z, y, tmp_path)[0], coords, atol=1e-5)
     assert read_map(path, _key()) is not None, "recomputed and written again"
 
 
 def test_concurrent_writers_leave_one_whole_file(tmp_path):
     z, y = _points(400)
-    coords = cached_projection(_key(), z, y, tmp_path / "reference")
+    coords, _ = cached_projection(_key(), z, y, tmp_path / "reference")
     tmp_path = tmp_path / "cache"
     errors = []
 
@@ -118,4 +118,17 @@ def test_an_unwritable_cache_still_gives_the_map(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
     z, y = _points()
-    assert cached_projection(_key(), z, y, blocker / "maps").shape == (50, 2)
+    assert cached_projection(_key(), z, y, blocker / "maps")[0].shape == (50, 2)
+
+
+def test_a_map_from_disk_places_new_points_as_well_as_it_can(tmp_path):
+    """A PCA read from disk is refitted (exact, instant); a UMAP read from disk keeps no fitted model
+    (it would take a pickle): pages fall back to the neighbour average."""
+    z, y = _points()
+    fresh, pca = cached_projection(_key(), z, y, tmp_path)
+    from_disk, refit = cached_projection(_key(), z, y, tmp_path)
+    np.testing.assert_allclose(refit.transform(z[:5]), pca.transform(z[:5]), atol=1e-5)
+    umap_key = _key(params=ProjectionParams("umap", 2))
+    store_map(umap_key, fresh, y, tmp_path)  # as `python -m vae_core map --method umap` would leave it
+    coords, reducer = cached_projection(umap_key, z, y, tmp_path)
+    assert reducer is None and np.array_equal(coords, fresh)

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vae_core.projection import ProjectionParams, cluster_scores, nearest_neighbours, place_on_map, project
+from vae_core.projection import (ProjectionParams, cluster_scores, nearest_neighbours, neighbour_average, place_on_map,
+                                 project, project_fitted)
 
 # UMAP with a seed runs single-threaded and says so; that is what the app wants.
 pytestmark = pytest.mark.filterwarnings("ignore:n_jobs value:UserWarning")
@@ -96,9 +97,15 @@ def blobs():
 
 
 @pytest.fixture(scope="module")
-def umap_map(blobs):
-    """One real single-call UMAP map of the blobs (the first UMAP call compiles numba: share it)."""
-    return project(blobs[0], ProjectionParams("umap", 2, seed=3))
+def umap_fitted(blobs):
+    """One real single-call UMAP map of the blobs and its fitted reducer (the first UMAP call
+    compiles numba: share it)."""
+    return project_fitted(blobs[0], ProjectionParams("umap", 2, seed=3))
+
+
+@pytest.fixture(scope="module")
+def umap_map(umap_fitted):
+    return umap_fitted[0]
 
 
 def test_umap_from_two_threads_at_once_matches_a_single_call(blobs, request):
@@ -381,3 +388,37 @@ def test_small_latent_maps_are_the_latent_space(latent, dims):
     np.testing.assert_array_equal(placed[:, :latent], z_new)
     np.testing.assert_array_equal(placed[:, latent:], 0)
     assert place_on_map(z_new[0], z_data, coords).shape == (1, dims)
+
+
+# -- the method's own out-of-sample placement ------------------------------------------------------
+
+def test_umap_transform_puts_the_data_back_where_the_map_drew_it(blobs, umap_fitted):
+    z, _ = blobs
+    coords, reducer = umap_fitted
+    assert reducer is not None
+    placed = place_on_map(z[:60], z, coords, reducer)
+    span = float(np.ptp(coords, axis=0).max())
+    assert np.median(np.linalg.norm(placed - coords[:60], axis=1)) < 0.05 * span
+
+
+def test_umap_transform_differs_from_the_neighbour_average_between_clusters(blobs, umap_fitted):
+    """Halfway between two blobs the neighbour average lands in the empty space between them;
+    UMAP's transform puts the point where UMAP would: by one of the blobs, not in the gap."""
+    z, labels = blobs
+    coords, reducer = umap_fitted
+    a, b = z[labels == 0].mean(0), z[labels == 1].mean(0)
+    middle = np.asarray([(a + b) / 2], dtype=np.float32)
+    by_umap = place_on_map(middle, z, coords, reducer)[0]
+    centres = [coords[labels == k].mean(0) for k in (0, 1)]
+    nearest_centre = min(np.linalg.norm(by_umap - c) for c in centres)
+    assert nearest_centre < 0.5 * np.linalg.norm(centres[0] - centres[1])
+    assert not np.allclose(by_umap, neighbour_average(middle, z, coords)[0])
+
+
+def test_pca_places_exactly_and_tsne_falls_back_to_neighbours(blobs):
+    z, _ = blobs
+    coords, pca = project_fitted(z, ProjectionParams("pca", 2))
+    np.testing.assert_allclose(place_on_map(z[:10], z, coords, pca), coords[:10], atol=1e-4)
+    coords, reducer = project_fitted(z[:80], ProjectionParams("tsne", 2, perplexity=10))
+    assert reducer is None, "scikit-learn's t-SNE has no out-of-sample map"
+    np.testing.assert_allclose(place_on_map(z[:3], z[:80], coords), neighbour_average(z[:3], z[:80], coords))

@@ -320,7 +320,7 @@ def _map(args) -> int:
     print(f"encoding {len(x):,} {args.split} images of {dataset} with {name} …", flush=True)
     mu, _ = encode_all(ckpt.model, x, y if ckpt.config.conditional else None)
     key = MapKey(ckpt.model.weights_digest(), dataset, args.split, params)
-    coords = cached_projection(key, mu.numpy(), y.numpy(), report=lambda line: print(line, flush=True))
+    coords, _ = cached_projection(key, mu.numpy(), y.numpy(), report=lambda line: print(line, flush=True))
     if args.out:
         write_atomic(Path(args.out), map_bytes(key, coords, y.numpy()))
         print(f"wrote {args.out}: coords {coords.shape}, labels, key")

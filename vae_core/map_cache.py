@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import write_atomic
-from .projection import ProjectionParams, project
+from .projection import ProjectionParams, fit_pca, project_fitted
 
 CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
 
@@ -118,17 +118,20 @@ def evict(folder: Path, cap_bytes: int, keep: Path | None = None) -> None:
 
 
 def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None,
-                      report: Callable[[str], None] = lambda line: None) -> np.ndarray:
-    """The map for `key`: from the disk cache, else projected now and stored for next time;
+                      report: Callable[[str], None] = lambda line: None):
+    """(coords, the fitted reducer or None; see projection.project_fitted) of the map for `key`:
+    from the disk cache, else projected now and stored for next time. A map read from disk keeps
+    no fitted UMAP (it would take a pickle); a PCA is refitted, which is instant and exact.
     `report` hears what happens, a line at a time."""
     coords = load_map(key, folder)
     if coords is not None and len(coords) == len(z):
         report(f"found in the cache: {map_file(key, folder)}")
-        return coords
+        pca = key.params.method == "pca" and z.shape[1] > key.params.dims
+        return coords, fit_pca(z, key.params)[1] if pca else None
     report(f"projecting {len(z):,} points with {key.params.method} ({key.params.dims}-D) …")
     start = time.perf_counter()
-    coords = project(z, key.params)
+    coords, reducer = project_fitted(z, key.params)
     path = store_map(key, coords, labels, folder)
     report(f"projected in {time.perf_counter() - start:.1f} s; "
            + (f"cached in {path}" if path else "the cache folder is not writable: not cached"))
-    return coords
+    return coords, reducer

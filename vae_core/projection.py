@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,9 +42,16 @@ def _ensure_numba_cache() -> None:
 
 def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
     """(N, dims) coordinates. A latent with no more dimensions than the map is returned as it is."""
+    return project_fitted(z, params)[0]
+
+
+def project_fitted(z: np.ndarray, params: ProjectionParams):
+    """(coords (N, dims), the fitted reducer) — the reducer places new points with the method's own
+    transform (PCA, UMAP); None for t-SNE (scikit-learn's has no out-of-sample map) and for a latent
+    that is its own map."""
     z = np.asarray(z, dtype=np.float32)
     if z.shape[1] <= params.dims:
-        return np.pad(z, ((0, 0), (0, params.dims - z.shape[1])))
+        return np.pad(z, ((0, 0), (0, params.dims - z.shape[1]))), None
     from threadpoolctl import threadpool_limits
 
     # One BLAS/OpenMP thread per projection: on a shared server, t-SNE's threads fighting the
@@ -52,24 +60,30 @@ def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
         return _project(z, params)
 
 
-def _project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
+def _project(z: np.ndarray, params: ProjectionParams):
     if params.method == "pca":
-        from sklearn.decomposition import PCA
-
-        return PCA(n_components=params.dims, random_state=params.seed).fit_transform(z).astype(np.float32)
+        return fit_pca(z, params)
     if params.method == "tsne":
         from sklearn.manifold import TSNE
 
         perplexity = min(params.perplexity, max(2.0, (len(z) - 1) / 3))
         return TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed,
-                    init="pca").fit_transform(z).astype(np.float32)
+                    init="pca").fit_transform(z).astype(np.float32), None
     _ensure_numba_cache()
     with _NUMBA_LOCK:
         import umap
 
         reducer = umap.UMAP(n_components=params.dims, n_neighbors=min(params.n_neighbors, len(z) - 1),
                             min_dist=params.min_dist, random_state=params.seed, n_jobs=1)
-        return reducer.fit_transform(z).astype(np.float32)
+        return reducer.fit_transform(z).astype(np.float32), reducer
+
+
+def fit_pca(z: np.ndarray, params: ProjectionParams):
+    """(coords, the fitted PCA): deterministic, and fast enough to refit for a map read from disk."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=params.dims, random_state=params.seed)
+    return pca.fit_transform(np.asarray(z, dtype=np.float32)).astype(np.float32), pca
 
 
 def warm_up_umap() -> None:
@@ -98,16 +112,25 @@ def cluster_scores(z: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
             "ari": float(adjusted_rand_score(labels, assigned))}
 
 
-def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
-    """Map positions for new latent points (a slider's z, an interpolation path).
-
-    UMAP and t-SNE have no exact inverse or out-of-sample map (t-SNE none at all), so each new point
-    is placed at the distance-weighted mean position of its k nearest encoded neighbours — where the
-    map would show the data the point most resembles.
-    """
+def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, reducer=None, k: int = 5) -> np.ndarray:
+    """Map positions for new latent points (a slider's z, an interpolation path): the method's own
+    out-of-sample transform when its fitted reducer is at hand (PCA, UMAP), else neighbour_average."""
     z_new = np.atleast_2d(np.asarray(z_new, dtype=np.float32))
     if z_data.shape[1] <= coords.shape[1]:  # the map is the latent space itself
         return np.pad(z_new, ((0, 0), (0, coords.shape[1] - z_new.shape[1])))
+    if reducer is None:
+        return neighbour_average(z_new, z_data, coords, k)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1), (_NUMBA_LOCK if type(reducer).__module__.startswith("umap") else nullcontext()):
+        return np.asarray(reducer.transform(z_new), dtype=np.float32)
+
+
+def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
+    """The fallback placement, where no out-of-sample map is at hand (t-SNE; a UMAP map read from
+    disk): each new point at the distance-weighted mean position of its k nearest encoded points,
+    where the map shows the data the point most resembles."""
+    z_new = np.atleast_2d(np.asarray(z_new, dtype=np.float32))
     d = np.linalg.norm(z_new[:, None, :] - z_data[None, :, :], axis=2)
     k = min(k, len(z_data))
     nearest = np.argpartition(d, k - 1, axis=1)[:, :k]

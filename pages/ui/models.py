@@ -22,7 +22,7 @@ from vae_core.datasets import ImageDataset, load_dataset
 from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel, load_external, reconstruction_warning
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate, measure
 from vae_core.map_cache import MapKey, cached_projection
-from vae_core.projection import ProjectionParams
+from vae_core.projection import ProjectionParams, place_on_map
 
 from .state import session
 from .view import View
@@ -106,10 +106,11 @@ def _weights_digest(model_token: str, _model) -> str:
     return _model.weights_digest()
 
 
-@st.cache_data(max_entries=32, ttl="2h", show_spinner=False)
+@st.cache_resource(max_entries=8, ttl="2h", show_spinner=False)
 def _latent_map(model_token: str, dataset_name: str, split: str, params: tuple, digest: str, _z: np.ndarray,
-                _y: np.ndarray) -> np.ndarray:
-    """A map, from memory, else from the disk cache (it survives restarts), else projected now."""
+                _y: np.ndarray):
+    """(coords, fitted reducer or None) of a map: from memory, else from the disk cache (it survives
+    restarts), else projected now. Shared read-only by every session, like the models."""
     return cached_projection(MapKey(digest, dataset_name, split, ProjectionParams(*params)), _z, _y)
 
 
@@ -248,6 +249,11 @@ class ModelHandle:
         with torch.inference_mode():
             return self.model.decode(z, self._label(label, len(z)))
 
+    def embed(self, x: torch.Tensor, labels=None) -> np.ndarray:
+        """Posterior means μ (N, D) of images: where they sit in latent space."""
+        with torch.inference_mode():
+            return self.model.embed(x, self._label(labels, len(x))).numpy()
+
     def reconstruct(self, x: torch.Tensor, labels=None) -> torch.Tensor:
         with torch.inference_mode():
             return self.model.reconstruct(x, self._label(labels, len(x)))
@@ -290,6 +296,17 @@ class ModelHandle:
     def latent_map(self, view: View):
         """(coords, z, labels) of the map the view has on screen, else None. A latent of at most 3
         dimensions is its own map, so it is always there."""
+        found = self._fitted_map(view)
+        return None if found is None else (found[0], found[2], found[3])
+
+    def place_on_map(self, view: View, z_new) -> np.ndarray:
+        """Where latent points (a slider's z, a path) land on the map the view has on screen: the
+        method's own transform where its fitted reducer is at hand, else the neighbour average."""
+        coords, reducer, z, _ = self._fitted_map(view)
+        return place_on_map(np.asarray(z_new, dtype=np.float32), z, coords, reducer)
+
+    def _fitted_map(self, view: View):
+        """(coords, fitted reducer or None, z, labels) of the map on screen, else None."""
         if self.config.latent_dim <= 3:
             split, params = "test", ProjectionParams("pca", max(2, self.config.latent_dim))
         elif view.map_on:
@@ -300,7 +317,7 @@ class ModelHandle:
             return None
         z, y = self.encodings(split)
         digest = _weights_digest(self.token, self.model)
-        return _latent_map(self.token, self.dataset_name, split, astuple(params), digest, z, y), z, y
+        return *_latent_map(self.token, self.dataset_name, split, astuple(params), digest, z, y), z, y
 
     def map_split(self, view: View) -> str:
         return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"
