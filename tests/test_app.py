@@ -336,7 +336,12 @@ def test_map_points_are_drawn_shuffled_in_distinct_colours():
     assert sorted(order.tolist()) == list(range(600)), "every point once, its dataset index as customdata"
     np.testing.assert_allclose(np.column_stack([drawn.x, drawn.y]), coords[order])
     assert set(labels[order[-100:]].tolist()) == {0, 1, 2}, "the last points drawn are of every class"
-    assert list(drawn.marker.color) == [LABEL_COLOURS[label] for label in labels[order]]
+    scale, low, high = drawn.marker.colorscale, drawn.marker.cmin, drawn.marker.cmax
+    for label in (0, 1, 2):  # each class's value falls inside its own band of the stepped scale
+        value = drawn.marker.color[list(labels[order]).index(label)]
+        position = (value - low) / (high - low)
+        band = [colour for (start, colour), (end, _) in zip(scale[::2], scale[1::2]) if start < position < end]
+        assert band == [LABEL_COLOURS[label]], (label, band)
     assert [trace.name for trace in figure.data[1:]] == ["square", "ellipse", "heart"]
     assert len(set(LABEL_COLOURS)) == len(LABEL_COLOURS) == 10
 

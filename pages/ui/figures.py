@@ -42,15 +42,20 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
     # One trace in a shuffled order, so that no class is drawn over all the others (the last trace
     # drawn hid the rest: "the data is all hearts"); the legend is a key of empty traces.
     order = np.random.default_rng(0).permutation(len(coords))
-    colours = np.asarray(LABEL_COLOURS)[labels[order] % len(LABEL_COLOURS)]  # set here: the 3-D component has no theme
+    # Colours travel as one small integer per point through a stepped colour scale (plotly sends
+    # numeric arrays as compact binary; 60,000 colour strings would be 10x the bytes). Set here:
+    # the 3-D component has no theme to lend one.
+    n = len(LABEL_COLOURS)
+    steps = [[edge, colour] for i, colour in enumerate(LABEL_COLOURS) for edge in (i / n, (i + 1) / n)]
+    colour = dict(color=(labels[order] % n).astype(np.int8), colorscale=steps, cmin=-0.5, cmax=n - 0.5)
     common = dict(mode="markers", customdata=order, text=[names[label] for label in labels[order].tolist()],
                   hovertemplate="#%{customdata} · %{text}<extra></extra>", showlegend=False, name="points")
     if three_d:
         figure.add_trace(go.Scatter3d(x=coords[order, 0], y=coords[order, 1], z=coords[order, 2],
-                                      marker=dict(size=2.5, color=colours), **common))
+                                      marker=dict(size=2.5, **colour), **common))
     else:
         figure.add_trace(go.Scattergl(x=coords[order, 0], y=coords[order, 1],
-                                      marker=dict(size=5, opacity=0.75, color=colours), **common))
+                                      marker=dict(size=5, opacity=0.75, **colour), **common))
     key = go.Scatter3d if three_d else go.Scattergl
     for label in present:
         empty = dict(x=[None], y=[None], z=[None]) if three_d else dict(x=[None], y=[None])
