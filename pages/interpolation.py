@@ -113,6 +113,7 @@ with right:
                           handle.place_on_map(v, [scrubbed[1]]), "#FFBD45", "markers"))
         st.plotly_chart(map_figure(coords, map_labels, handle.label_names, marks, height=320), width="stretch",
                         key="interpolation_map")
+        st.caption(f"The paths are placed by {handle.placed_by(v)}.")
 
 e1, e2 = st.columns(2)
 # Deferred downloads (built on click), as on the Traversal page.

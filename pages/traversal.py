@@ -52,6 +52,7 @@ def show_on_map(z, height: int = 300) -> None:
         here = handle.place_on_map(v, [z])
         st.plotly_chart(map_figure(coords, labels, handle.label_names, [("current z", here, "#FF4B4B", "markers")],
                                    height=height), key="traversal_map")
+        st.caption(f"The current z is placed by {handle.placed_by(v)}.")
 
 
 def grid_section() -> None:

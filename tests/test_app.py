@@ -348,15 +348,31 @@ def test_map_points_are_drawn_shuffled_in_distinct_colours():
 
 def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_path, monkeypatch, capsys):
     """A teacher's maps, prepared with `python -m vae_core map`, open in a fresh server at once."""
+    import base64
+    import json
+
+    import numpy as np
     import streamlit as st
 
     import vae_core.map_cache
+    from pages.ui.models import _latent_map
     from vae_core.cli import main
 
     monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path))
-    assert main(["map", str(checkpoints / "mnist-vae.safetensors"), "--method", "pca", "--split", "train"]) == 0
+    out = tmp_path / "prepared.npz"
+    assert main(["map", str(checkpoints / "mnist-vae.safetensors"), "--method", "pca", "--split", "train",
+                 "--out", str(out)]) == 0
     st.cache_data.clear()  # as in a new process: nothing in memory
+    _latent_map.clear()
     monkeypatch.setattr(vae_core.map_cache, "project_fitted", lambda *a: pytest.fail("the map was projected again"))
     at = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="pca", split="train")
     assert_clean(at)
-    assert at.get("plotly_chart"), "the map is on the page"
+    drawn = next(t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if t.get("name") == "points")
+
+    def values(x):  # plotly sends arrays as base64 typed arrays
+        return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else np.asarray(x)
+
+    shown = np.zeros((len(values(drawn["x"])), 2))
+    shown[values(drawn["customdata"]).astype(int)] = np.column_stack([values(drawn["x"]), values(drawn["y"])])
+    with np.load(out, allow_pickle=False) as prepared:
+        np.testing.assert_allclose(shown, prepared["coords"], atol=1e-5)  # the very map the CLI wrote

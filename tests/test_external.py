@@ -538,3 +538,22 @@ def test_lightning_checkpoint_with_foreign_objects(tmp_path, mlp_files):
     message = _error(f"{code}:VAE", ckpt, "foreign.ckpt: it holds Python objects .*never unpickles")
     assert "torch.save(model.state_dict()" in message
     assert not marker.exists()
+
+
+def test_how_a_model_is_opened_is_part_of_its_digest(tmp_path):
+    """Caches on disk (maps, the exported decoder) key on weights_digest(): the same weights opened
+    with another input range, or with edited code, compute other things."""
+    code = _write(tmp_path, "shapes.py", SHAPES_SOURCE)
+    weights = tmp_path / "w.pt"
+    reference = _build(SHAPES_SOURCE.replace("latent_dim, encode_as", "latent_dim=2, encode_as"), "Recorder")
+    torch.save(reference.state_dict(), weights)
+    kwargs = json.dumps({"latent_dim": 2})
+
+    def digest(**options):
+        return _load(f"{code}:Recorder", weights, model_kwargs=kwargs, **options).model.weights_digest()
+
+    base = digest()
+    assert digest() == base
+    assert digest(input_range="-1,1") != base and digest(decoder_outputs="tanh") != base
+    code.write_text(code.read_text() + "\n# edited\n")
+    assert digest() != base

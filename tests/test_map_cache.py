@@ -132,3 +132,13 @@ def test_a_map_from_disk_places_new_points_as_well_as_it_can(tmp_path):
     store_map(umap_key, fresh, y, tmp_path)  # as `python -m vae_core map --method umap` would leave it
     coords, reducer = cached_projection(umap_key, z, y, tmp_path)
     assert reducer is None and np.array_equal(coords, fresh)
+
+
+def test_a_map_of_other_labels_is_not_served(tmp_path):
+    """The dataset's files may change under its name (folder:, npz:, another --data-root)."""
+    z, y = _points()
+    cached_projection(_key(), z, y, tmp_path)
+    assert load_map(_key(), tmp_path, y) is not None
+    assert load_map(_key(), tmp_path, np.roll(y, 1)) is None
+    coords, _ = cached_projection(_key(), z, y, tmp_path)
+    assert not coords.flags.writeable, "a map is shared by every session: read-only"

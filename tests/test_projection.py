@@ -422,3 +422,22 @@ def test_pca_places_exactly_and_tsne_falls_back_to_neighbours(blobs):
     coords, reducer = project_fitted(z[:80], ProjectionParams("tsne", 2, perplexity=10))
     assert reducer is None, "scikit-learn's t-SNE has no out-of-sample map"
     np.testing.assert_allclose(place_on_map(z[:3], z[:80], coords), neighbour_average(z[:3], z[:80], coords))
+
+
+def test_a_slider_never_waits_for_another_sessions_umap_fit(blobs):
+    """While numba is busy (another session fitting UMAP holds the lock), a point is placed by its
+    neighbours at once instead of waiting tens of seconds."""
+    from vae_core import projection
+
+    class FakeUMAP:
+        __module__ = "umap.umap_"
+
+        def transform(self, z):
+            return np.full((len(z), 2), 99.0, dtype=np.float32)
+
+    z, _ = blobs
+    coords = project(z, ProjectionParams("pca", 2))
+    np.testing.assert_array_equal(place_on_map(z[:2], z, coords, FakeUMAP()), np.full((2, 2), 99.0))
+    with projection._NUMBA_LOCK:
+        placed = place_on_map(z[:2], z, coords, FakeUMAP())
+    np.testing.assert_allclose(placed, neighbour_average(z[:2], z, coords))

@@ -229,19 +229,25 @@ def _open_model(args):
     return ckpt, Path(args.checkpoint).name
 
 
-def _eval(args) -> int:
+def _model_data(ckpt, args, seed: int = 0):
+    """The model's dataset (or --dataset's), checked to have the images the model takes."""
     from .datasets import load_dataset
+
+    data = load_dataset(ckpt.dataset["name"], root=args.data_root, seed=seed)
+    if data.image_shape != tuple(ckpt.config.input_shape):
+        raise UsageError(f"{ckpt.dataset['name']} images are {data.image_shape}, the model takes "
+                         f"{tuple(ckpt.config.input_shape)}: choose another --dataset")
+    return data
+
+
+def _eval(args) -> int:
     from .external import reconstruction_warning
     from .metrics import evaluate
 
     if (args.limit is not None and args.limit < 1) or args.iwae_k < 0:
         raise UsageError("--limit must be at least 1 and --iwae-k at least 0")
     ckpt, name = _open_model(args)
-    data = load_dataset(ckpt.dataset["name"], root=args.data_root,
-                        seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
-    if data.image_shape != tuple(ckpt.config.input_shape):
-        raise UsageError(f"{ckpt.dataset['name']} images are {data.image_shape}, the model takes "
-                         f"{tuple(ckpt.config.input_shape)}: choose another --dataset")
+    data = _model_data(ckpt, args, seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
     result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k)
     print(f"{name} on {ckpt.dataset['name']} test ({len(x)} samples), nats per image:")
@@ -306,7 +312,6 @@ def _export_onnx(args) -> int:
 
 def _map(args) -> int:
     from .checkpoint import write_atomic
-    from .datasets import load_dataset
     from .map_cache import MapKey, cached_projection, map_bytes
     from .metrics import encode_all
 
@@ -315,7 +320,7 @@ def _map(args) -> int:
     ckpt, name = _open_model(args)
     params = ProjectionParams(args.method, args.dims, args.neighbors, args.min_dist, args.perplexity)
     dataset = ckpt.dataset["name"]
-    data = load_dataset(dataset, root=args.data_root)  # split as the app splits it (seed 0)
+    data = _model_data(ckpt, args)  # seed 0: split as the app splits it
     x, y = (data.x_test, data.y_test) if args.split == "test" else (data.x_train, data.y_train)
     print(f"encoding {len(x):,} {args.split} images of {dataset} with {name} …", flush=True)
     mu, _ = encode_all(ckpt.model, x, y if ckpt.config.conditional else None)

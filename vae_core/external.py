@@ -11,6 +11,7 @@ code (safetensors, or torch.load(weights_only=True)), Lightning's {"state_dict":
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -96,6 +97,7 @@ class ExternalVAE(VAE):
         self.inner = module.eval()
         self.input_shape = tuple(input_shape)
         self.decoder_outputs, self.input_range = decoder_outputs, input_range
+        self.source_digest = ""  # sha256 of the user's Python file, set by load_external
         probe = torch.zeros(2, *self.input_shape)
         with torch.inference_mode():
             # Many VAEs (pytorch/examples among them) expect flattened images; try both layouts.
@@ -114,6 +116,12 @@ class ExternalVAE(VAE):
                                  f"{self.input_shape}")
         self.config = VAEConfig(input_shape=self.input_shape, latent_dim=mu.shape[-1], architecture="external",
                                 hidden_sizes=(1,), likelihood=likelihood, obs_sigma=obs_sigma)
+
+    def weights_digest(self) -> str:
+        """The weights, and what else decides what this model computes: how it is opened and the
+        source of the user's file (a cache on disk must not serve the map of other settings)."""
+        how = f"{self.decoder_outputs}|{self.input_range}|{self.flatten_input}|{self.source_digest}"
+        return hashlib.sha256(f"{super().weights_digest()}|{how}".encode()).hexdigest()
 
     def _to_model_range(self, x):
         low, high = INPUT_RANGES[self.input_range]
@@ -240,6 +248,7 @@ def load_external(source: OwnModel, input_shape, label_names=None) -> Checkpoint
     except Exception as exc:
         raise CheckpointError(f"{source.label}: encode() and decode() on a {tuple(input_shape)} batch failed: "
                               f"{exc}") from None
+    model.source_digest = hashlib.sha256(Path(source.spec.rpartition(":")[0]).expanduser().read_bytes()).hexdigest()
     return Checkpoint(model=model.eval(), path=Path(source.weights),
                       dataset={"name": source.dataset, "label_names": label_names or []})
 

@@ -73,11 +73,12 @@ def read_map(path: Path, key: MapKey | None = None) -> tuple[np.ndarray, np.ndar
     return coords, labels
 
 
-def load_map(key: MapKey, folder: Path | None = None) -> np.ndarray | None:
-    """The cached coordinates for `key`, or None; a hit counts as a use for the eviction order."""
+def load_map(key: MapKey, folder: Path | None = None, labels: np.ndarray | None = None) -> np.ndarray | None:
+    """The cached coordinates for `key` (and, if given, these labels in this order: the dataset's
+    files may have changed under its name), or None; a hit counts as a use for the eviction order."""
     path = map_file(key, folder)
     found = read_map(path, key)
-    if found is None:
+    if found is None or (labels is not None and not np.array_equal(found[1], labels)):
         return None
     try:
         os.utime(path)
@@ -123,14 +124,16 @@ def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Pa
     from the disk cache, else projected now and stored for next time. A map read from disk keeps
     no fitted UMAP (it would take a pickle); a PCA is refitted, which is instant and exact.
     `report` hears what happens, a line at a time."""
-    coords = load_map(key, folder)
+    coords = load_map(key, folder, labels)
     if coords is not None and len(coords) == len(z):
         report(f"found in the cache: {map_file(key, folder)}")
         pca = key.params.method == "pca" and z.shape[1] > key.params.dims
+        coords.setflags(write=False)  # shared by every session
         return coords, fit_pca(z, key.params)[1] if pca else None
     report(f"projecting {len(z):,} points with {key.params.method} ({key.params.dims}-D) …")
     start = time.perf_counter()
     coords, reducer = project_fitted(z, key.params)
+    coords.setflags(write=False)
     path = store_map(key, coords, labels, folder)
     report(f"projected in {time.perf_counter() - start:.1f} s; "
            + (f"cached in {path}" if path else "the cache folder is not writable: not cached"))

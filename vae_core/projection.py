@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import threading
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,10 +119,16 @@ def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, redu
         return np.pad(z_new, ((0, 0), (0, coords.shape[1] - z_new.shape[1])))
     if reducer is None:
         return neighbour_average(z_new, z_data, coords, k)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1), (_NUMBA_LOCK if type(reducer).__module__.startswith("umap") else nullcontext()):
+    if not type(reducer).__module__.startswith("umap"):
         return np.asarray(reducer.transform(z_new), dtype=np.float32)
+    # A slider must not wait for another session's UMAP fit (tens of seconds under the lock): while
+    # numba is busy, this point is placed by its neighbours instead.
+    if not _NUMBA_LOCK.acquire(timeout=0.05):
+        return neighbour_average(z_new, z_data, coords, k)
+    try:
+        return np.asarray(reducer.transform(z_new), dtype=np.float32)
+    finally:
+        _NUMBA_LOCK.release()
 
 
 def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:

@@ -305,6 +305,16 @@ class ModelHandle:
         coords, reducer, z, _ = self._fitted_map(view)
         return place_on_map(np.asarray(z_new, dtype=np.float32), z, coords, reducer)
 
+    def placed_by(self, view: View) -> str:
+        """How place_on_map puts points on the map on screen, in words for a caption."""
+        coords, reducer, z, _ = self._fitted_map(view)
+        if z.shape[1] <= coords.shape[1]:
+            return "their own coordinates (the latent space is the map)"
+        if reducer is not None:
+            return f"{type(reducer).__name__}'s own transform"
+        why = "t-SNE has none" if view.map_method == "tsne" else "the map was read from the disk cache"
+        return f"the average position of their nearest encoded points (no transform at hand: {why})"
+
     def _fitted_map(self, view: View):
         """(coords, fitted reducer or None, z, labels) of the map on screen, else None."""
         if self.config.latent_dim <= 3:
