@@ -215,15 +215,20 @@ class VAE(nn.Module):
     def _with_label(self, h: torch.Tensor, y) -> torch.Tensor:
         if not self.config.conditional:
             return h
+        return torch.cat([h, self._label_rows(y, h.shape[0], h.device).to(h.dtype)], 1)
+
+    def _label_rows(self, y, n: int, device=None) -> torch.Tensor:
+        """y as (n, num_classes) rows: integer labels (one, or one each) one-hot; rows of class
+        weights (floating point, e.g. one-hot) used as given."""
         if y is None:
             raise ValueError("a conditional model needs a label y")
-        if torch.is_tensor(y) and y.is_floating_point():  # rows of class weights, e.g. one-hot: used as given
-            if y.shape != (h.shape[0], self.config.num_classes):
-                raise ValueError(f"label weights must have shape ({h.shape[0]}, {self.config.num_classes}), got {tuple(y.shape)}")
-            return torch.cat([h, y.to(h.dtype)], 1)
-        y = torch.as_tensor(y, dtype=torch.long, device=h.device)
+        if torch.is_tensor(y) and y.is_floating_point():
+            if y.shape != (n, self.config.num_classes):
+                raise ValueError(f"label weights must have shape ({n}, {self.config.num_classes}), got {tuple(y.shape)}")
+            return y
+        y = torch.as_tensor(y, dtype=torch.long, device=device)
         if y.dim() == 0:
-            y = y.expand(h.shape[0])
-        if y.min() < 0 or y.max() >= self.config.num_classes:
+            y = y.expand(n)
+        if y.numel() and (y.min() < 0 or y.max() >= self.config.num_classes):
             raise ValueError(f"labels must lie in [0, {self.config.num_classes}), got {y.min().item()}..{y.max().item()}")
-        return torch.cat([h, F.one_hot(y, self.config.num_classes).to(h.dtype)], 1)
+        return F.one_hot(y, self.config.num_classes)

@@ -25,7 +25,7 @@ from torch import nn
 from .checkpoint import Checkpoint, CheckpointError, first_line, write_atomic
 from .config import VAEConfig
 from .model import VAE
-from .onnx_decoder import TOLERANCE, DecoderExportError, example_inputs, export_decoder, export_graph, input_names, one_hot
+from .onnx_decoder import TOLERANCE, DecoderExportError, example_inputs, export_decoder, export_graph, input_names
 
 ONNX_FILES = {"encoder.onnx", "decoder.onnx", "model.json"}
 FORMAT = "latent-explorer-onnx"
@@ -161,23 +161,9 @@ class OnnxVAE(VAE):
         digest = hashlib.sha256(hashlib.sha256(encoder).digest() + hashlib.sha256(decoder).digest()).digest()
         self.register_buffer("graph_digest", torch.tensor(list(digest), dtype=torch.uint8))
 
-    def _label_rows(self, y, n: int) -> np.ndarray | None:
-        """y as (n, num_classes) float32 rows: integer labels one-hot, float rows as given."""
-        if not self.config.conditional:
-            return None
-        if y is None:
-            raise ValueError("a conditional model needs a label y")
-        if torch.is_tensor(y) and y.is_floating_point():
-            if tuple(y.shape) != (n, self.config.num_classes):
-                raise ValueError(f"label weights must have shape ({n}, {self.config.num_classes}), got {tuple(y.shape)}")
-            return y.detach().float().cpu().numpy()
-        labels = torch.as_tensor(y, dtype=torch.long).detach().cpu()
-        if labels.dim() == 0:
-            labels = labels.expand(n)
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.config.num_classes):
-            raise ValueError(f"labels must lie in [0, {self.config.num_classes}), "
-                             f"got {labels.min().item()}..{labels.max().item()}")
-        return one_hot(labels.numpy(), self.config.num_classes)
+    def _label_feed(self, y, n: int) -> np.ndarray | None:
+        """The graphs' y input: VAE._label_rows (its checks, one-hot rows) as float32, or None."""
+        return self._numpy(self._label_rows(y, n, "cpu")) if self.config.conditional else None
 
     @staticmethod
     def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -185,11 +171,11 @@ class OnnxVAE(VAE):
 
     def encode(self, x: torch.Tensor, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = _run(self.encoder_session, ["mu", "logvar"],
-                          _feeds("x", self._numpy(x), self._label_rows(y, len(x))))
+                          _feeds("x", self._numpy(x), self._label_feed(y, len(x))))
         return _tensor(mu, x.device), _tensor(logvar, x.device)
 
     def decode(self, z: torch.Tensor, y=None) -> torch.Tensor:
-        (image,) = _run(self.decoder_session, ["image"], _feeds("z", self._numpy(z), self._label_rows(y, len(z))))
+        (image,) = _run(self.decoder_session, ["image"], _feeds("z", self._numpy(z), self._label_feed(y, len(z))))
         return _tensor(image, z.device)
 
     def decoder_output(self, z: torch.Tensor, y=None) -> torch.Tensor:
