@@ -21,15 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cache_root
 from .checkpoint import write_atomic
 from .projection import ProjectionParams, fit_pca, project_fitted
 
 CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
-
-
-def cache_root() -> Path:
-    """$LATENT_EXPLORER_CACHE, or .cache/ beside the code: what every on-disk cache lives under."""
-    return Path(os.environ.get("LATENT_EXPLORER_CACHE", Path(__file__).resolve().parent.parent / ".cache"))
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import cache_root
 from .checkpoint import first_line
 
 OPSET = 18  # onnxruntime-web 1.30 runs it; older opsets lack nothing this graph needs
 TOLERANCE = 1e-4  # max abs pixel difference (pixels in [0, 1]) allowed between ONNX Runtime and PyTorch
-CACHE_DIR = Path(os.environ.get("LATENT_EXPLORER_CACHE", Path(__file__).resolve().parent.parent / ".cache")) / "onnx"
+CACHE_DIR = cache_root() / "onnx"
 # torch.export traces through process-wide state (dispatch modes, the fake-tensor cache): one export
 # at a time, whichever session asks.
 _export_lock = threading.Lock()

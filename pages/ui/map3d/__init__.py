@@ -16,15 +16,16 @@ import plotly
 import streamlit as st
 import streamlit.components.v1 as components
 
+from vae_core import cache_root
+
 from ..state import session
 
 FRONTEND = Path(__file__).parent / "frontend"
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def _served() -> Path:
     """The folder the component is served from: its page and the package's plotly.min.js."""
-    folder = Path(os.environ.get("LATENT_EXPLORER_CACHE", ROOT / ".cache")) / "map3d"
+    folder = cache_root() / "map3d"
     folder.mkdir(parents=True, exist_ok=True)
     sources = {"index.html": FRONTEND / "index.html",
                "plotly.min.js": Path(plotly.__file__).parent / "package_data" / "plotly.min.js"}
