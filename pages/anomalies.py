@@ -166,9 +166,10 @@ else:
     figure = go.Figure(trace)
     if upload_image is not None:  # where the model puts your picture, by the map's own transform
         here = handle.place_on_map(v, handle.embed(upload_image, upload_label))
-        mark = dict(mode="markers", name="your picture", marker=dict(size=14, color="#FF4B4B", symbol="x"))
+        mark = dict(mode="markers", name="your picture",
+                    marker=dict(size=14, color="#FF4B4B", symbol="x", line=dict(width=1.5, color="black")))
         figure.add_trace(go.Scatter3d(x=here[:, 0], y=here[:, 1], z=here[:, 2], **mark) if coords.shape[1] == 3
-                         else go.Scatter(x=here[:, 0], y=here[:, 1], **mark))
+                         else go.Scattergl(x=here[:, 0], y=here[:, 1], **mark))  # WebGL: drawn over the points
     figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0), showlegend=False)
     st.plotly_chart(figure, width="stretch", key="anomaly_map")
     st.caption(f"The {split} split, coloured by {SCORES[kind]}: bright points are the ones the model explains worst.")

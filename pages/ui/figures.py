@@ -66,10 +66,9 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
         style = dict(name=name, mode=mode, marker=dict(size=12 if mode == "markers" else 6, color=colour,
                                                        line=dict(width=1.5, color="black")),
                      line=dict(color=colour, width=3), hoverinfo="name")
-        if three_d:
-            figure.add_trace(go.Scatter3d(x=points[:, 0], y=points[:, 1], z=points[:, 2], **style))
-        else:
-            figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], **style))
+        # WebGL like the points: plotly draws its WebGL canvas over SVG traces, which would hide a mark
+        # in a dense cloud; traces on one canvas are drawn in order, so marks come out on top.
+        figure.add_trace(key(x=points[:, 0], y=points[:, 1], **({"z": points[:, 2]} if three_d else {}), **style))
     if thumbnails is not None and not three_d:
         indices, uris = thumbnails
         size = 0.03 * float(np.ptp(coords[:, :2], axis=0).max() or 1.0)
