@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vae_core.projection import (ProjectionParams, cluster_scores, nearest_neighbours, neighbour_average, place_on_map,
-                                 project, project_fitted)
+                                 project, project_fitted, unproject)
 
 # UMAP with a seed runs single-threaded and says so; that is what the app wants.
 pytestmark = pytest.mark.filterwarnings("ignore:n_jobs value:UserWarning")
@@ -41,9 +41,8 @@ def _blobs(seed=0, spread=0.3, distance=10.0):
 
 
 def _assert_blobs_apart_on_average(coords, labels):
-    """Points of a blob are closer to each other, on average, than to other blobs' points. The
-    weaker check for t-SNE/UMAP maps: scikit-learn's 3-D t-SNE is far from converged after its
-    default 1000 iterations (KL ~0.9 on these blobs, against ~0.2 in 2-D), so blobs come out smeared."""
+    """Points of a blob are closer to each other, on average, than to other blobs' points: the
+    weaker check, for 3-D maps of 150 points, where blobs may come out smeared."""
     d = np.linalg.norm(coords[:, None, :] - coords[None], axis=2)
     same = labels[:, None] == labels[None]
     np.fill_diagonal(same, False)
@@ -196,6 +195,7 @@ class _FakeUMAP:
 
     def fit_transform(self, z):
         cls = type(self)
+        cls.points = len(z)
         with cls.guard:
             cls.active += 1
             cls.most = max(cls.most, cls.active)
@@ -415,13 +415,107 @@ def test_umap_transform_differs_from_the_neighbour_average_between_clusters(blob
     assert not np.allclose(by_umap, neighbour_average(middle, z, coords)[0])
 
 
-def test_pca_places_exactly_and_tsne_falls_back_to_neighbours(blobs):
+def test_pca_places_exactly(blobs):
     z, _ = blobs
     coords, pca = project_fitted(z, ProjectionParams("pca", 2))
     np.testing.assert_allclose(place_on_map(z[:10], z, coords, pca), coords[:10], atol=1e-4)
-    coords, reducer = project_fitted(z[:80], ProjectionParams("tsne", 2, perplexity=10))
-    assert reducer is None, "scikit-learn's t-SNE has no out-of-sample map"
-    np.testing.assert_allclose(place_on_map(z[:3], z[:80], coords), neighbour_average(z[:3], z[:80], coords))
+
+
+def test_tsne_places_with_opentsne_transform(blobs):
+    """openTSNE's transform puts a training point back by its own blob's cluster on the map (where in
+    it is noise: the blobs are isotropic; the fixed map's repulsion can leave it just past the edge)."""
+    z, labels = blobs
+    coords, embedding = project_fitted(z, ProjectionParams("tsne", 2, perplexity=10))
+    assert type(embedding).__module__.startswith("openTSNE")
+    placed = place_on_map(z[::10], z, coords, embedding)
+    centres = np.stack([coords[labels == b].mean(0) for b in range(3)])
+    assert np.array_equal(np.linalg.norm(placed[:, None] - centres[None], axis=2).argmin(1), labels[::10])
+    radius = max(np.linalg.norm(coords[labels == b] - centres[b], axis=1).max() for b in range(3))
+    assert np.linalg.norm(placed - centres[labels[::10]], axis=1).max() < 1.5 * radius
+
+
+def test_without_a_reducer_points_fall_back_to_their_neighbours(blobs):
+    z, _ = blobs
+    coords = project(z, ProjectionParams("pca", 2))
+    np.testing.assert_allclose(place_on_map(z[:3], z, coords), neighbour_average(z[:3], z, coords))
+
+
+# -- progress ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, dims", [("tsne", 2), ("tsne", 3), ("umap", 2)])
+def test_progress_counts_the_optimisation_up_to_its_total(blobs, umap_fitted, method, dims):
+    """The progress bar hears steps done out of a fixed total, in order, ending at the total."""
+    seen = []
+    coords, _ = project_fitted(blobs[0], ProjectionParams(method, dims, perplexity=10, seed=3),
+                               progress=lambda done, total: seen.append((done, total)))
+    assert coords.shape == (len(blobs[0]), dims)
+    assert len(seen) >= 2 and seen[0][0] < seen[-1][0], seen  # a fast fit may report only its start and end
+    totals = {total for _, total in seen}
+    assert len(totals) == 1 and totals.pop() >= 200
+    done = [d for d, _ in seen]
+    assert done == sorted(done) and done[-1] == seen[-1][1]
+
+
+def test_a_reducer_reports_no_progress_after_its_fit(blobs):
+    """transform() runs UMAP epochs too: they must not write into a finished map's progress bar."""
+    seen = []
+    _, reducer = project_fitted(blobs[0][:60], ProjectionParams("umap", 2, n_neighbors=5),
+                                progress=lambda done, total: seen.append(done))
+    fitted = len(seen)
+    place_on_map(blobs[0][:2], blobs[0][:60], np.zeros((60, 2), np.float32), reducer)
+    assert len(seen) == fitted
+
+
+# -- decode anywhere: the map's inverse ---------------------------------------------------------------
+
+def test_umap_inverse_transform_finds_the_latent_of_a_spot_on_the_map(blobs, umap_fitted):
+    """A spot in the middle of a blob's cluster on the map inverts to a latent inside that blob."""
+    z, labels = blobs
+    coords, reducer = umap_fitted
+    spots = np.stack([coords[labels == b].mean(0) for b in range(3)])
+    latents, how = unproject(spots, z, coords, reducer, "umap")
+    assert "inverse_transform" in how and latents.shape == (3, LATENT)
+    centres = np.stack([z[labels == b].mean(0) for b in range(3)])
+    distances = np.linalg.norm(latents[:, None] - centres[None], axis=2)
+    assert np.array_equal(distances.argmin(1), [0, 1, 2])
+    assert distances.min(1).max() < 2.0, "within the blob (blobs are 10 apart, 0.3 wide per dimension)"
+
+
+def test_pca_inverts_points_of_its_plane_exactly(blobs):
+    z, _ = blobs
+    coords, pca = project_fitted(z, ProjectionParams("pca", 2))
+    latents, how = unproject(coords[:5], z, coords, pca, "pca")
+    np.testing.assert_allclose(pca.transform(latents), coords[:5], atol=1e-3)
+    assert "PCA" in how
+
+
+def test_tsne_has_no_inverse_and_a_cached_umap_map_falls_back(blobs):
+    z, _ = blobs
+    coords = project(z, ProjectionParams("pca", 2))
+    assert unproject(coords[:1], z, coords, object(), "tsne") is None
+    latents, how = unproject(coords[:2], z, coords, None, "umap")
+    np.testing.assert_allclose(latents, neighbour_average(coords[:2], coords, z), rtol=1e-5)
+    assert "average" in how
+
+
+def test_a_small_latent_is_its_own_inverse():
+    z = np.random.default_rng(0).normal(size=(20, 2)).astype(np.float32)
+    latents, _ = unproject([[0.5, -1.0]], z, z, None, "tsne")
+    np.testing.assert_array_equal(latents, [[0.5, -1.0]])
+
+
+def test_the_warm_up_fits_transforms_and_inverts_past_the_pynndescent_switch(fake_umap):
+    """The warm-up compiles what a first map needs: a fit on more than 4,096 points (where umap-learn
+    switches to pynndescent, which compiles too), transform() and inverse_transform()."""
+    from vae_core.projection import warm_up_umap
+
+    calls = []
+    fake_umap.transform = lambda self, z: calls.append("transform") or np.zeros((len(z), 2))
+    fake_umap.inverse_transform = lambda self, p: calls.append("inverse") or np.zeros((len(p), 8))
+    warm_up_umap()
+    (kwargs,) = fake_umap.kwargs
+    assert kwargs["n_epochs"] and kwargs["n_epochs"] < 50 and fake_umap.points > 4096
+    assert calls == ["transform", "inverse"]
 
 
 def test_a_slider_never_waits_for_another_sessions_umap_fit(blobs):

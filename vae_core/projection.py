@@ -2,12 +2,16 @@
 
 umap-learn is imported only when a UMAP map is asked for: importing it pulls in numba, and its
 first call JIT-compiles for seconds. numba's compiler is not thread-safe and Streamlit runs every
-browser session in its own thread, so every UMAP call holds one process-wide lock.
+browser session in its own thread, so every UMAP call holds one process-wide lock. t-SNE is
+openTSNE (Poličar et al., 2024): compiled ahead of time, with progress callbacks and an
+out-of-sample transform, which scikit-learn's t-SNE lacks.
 """
 from __future__ import annotations
 
 import os
+import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,7 @@ import numpy as np
 
 METHODS = ("pca", "umap", "tsne")
 _NUMBA_LOCK = threading.Lock()
+Progress = Callable[[int, int], None]  # progress(steps done, steps in all) of a projection's optimisation
 
 
 @dataclass(frozen=True)
@@ -44,10 +49,10 @@ def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
     return project_fitted(z, params)[0]
 
 
-def project_fitted(z: np.ndarray, params: ProjectionParams):
+def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress | None = None):
     """(coords (N, dims), the fitted reducer) — the reducer places new points with the method's own
-    transform (PCA, UMAP); None for t-SNE (scikit-learn's has no out-of-sample map) and for a latent
-    that is its own map."""
+    transform (PCA, UMAP, openTSNE's embedding); None for a latent that is its own map. `progress`
+    hears the optimisation's epochs (UMAP) or iterations (t-SNE) as they pass."""
     z = np.asarray(z, dtype=np.float32)
     if z.shape[1] <= params.dims:
         return np.pad(z, ((0, 0), (0, params.dims - z.shape[1]))), None
@@ -56,25 +61,73 @@ def project_fitted(z: np.ndarray, params: ProjectionParams):
     # One BLAS/OpenMP thread per projection: on a shared server, t-SNE's threads fighting the
     # other sessions for the cores ran 10-30x slower than a single thread.
     with threadpool_limits(limits=1):
-        return _project(z, params)
+        if params.method == "pca":
+            return fit_pca(z, params)
+        if params.method == "tsne":
+            return _tsne(z, params, progress)
+        return _umap(z, params, progress)
 
 
-def _project(z: np.ndarray, params: ProjectionParams):
-    if params.method == "pca":
-        return fit_pca(z, params)
-    if params.method == "tsne":
-        from sklearn.manifold import TSNE
-
-        perplexity = min(params.perplexity, max(2.0, (len(z) - 1) / 3))
-        return TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed,
-                    init="pca").fit_transform(z).astype(np.float32), None
+def _umap(z: np.ndarray, params: ProjectionParams, progress: Progress | None, n_epochs: int | None = None):
     _ensure_numba_cache()
     with _NUMBA_LOCK:
         import umap
 
         reducer = umap.UMAP(n_components=params.dims, n_neighbors=min(params.n_neighbors, len(z) - 1),
-                            min_dist=params.min_dist, random_state=params.seed, n_jobs=1)
-        return reducer.fit_transform(z).astype(np.float32), reducer
+                            min_dist=params.min_dist, random_state=params.seed, n_jobs=1, n_epochs=n_epochs,
+                            tqdm_kwds=None if progress is None else _EpochCounter(progress).tqdm_kwds())
+        coords = reducer.fit_transform(z).astype(np.float32)
+        reducer.tqdm_kwds = {"disable": True}  # transform() runs epochs too: they report to no one
+        return coords, reducer
+
+
+class _EpochCounter:
+    """umap-learn reports its epochs only through a tqdm bar: the bar writes "done/total" into this
+    file-like object (bar_format below), which passes the numbers on."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+
+    def tqdm_kwds(self) -> dict:
+        return {"disable": False, "file": self, "bar_format": "{n}/{total}", "mininterval": 0.2, "desc": ""}
+
+    def write(self, text: str) -> int:
+        counts = re.findall(r"(\d+)/(\d+)", text)
+        if counts:
+            self.progress(int(counts[-1][0]), int(counts[-1][1]))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS = 250, 500  # openTSNE's defaults: exaggerated phase, then the rest
+TSNE_REPORT_EVERY = 10
+TSNE_FFT_FROM = 20_000
+
+
+def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
+    """openTSNE. Gradients by Barnes-Hut below TSNE_FFT_FROM points (and always in 3-D: openTSNE's FFT
+    is 2-D only), by FFT interpolation (Linderman et al., 2019) above, where its cost, which grows with
+    the map's extent rather than the points, pays off (bench/map_bench.py). Neighbours are exact below
+    20,000 points (a brute-force search beat Annoy's index 3x at 10k), approximate (Annoy) above."""
+    from openTSNE import TSNE
+
+    total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
+    done = [0]
+
+    def iterations_done(iteration, error, embedding) -> None:
+        done[0] += TSNE_REPORT_EVERY
+        progress(min(done[0], total), total)
+
+    perplexity = min(params.perplexity, max(2.0, (len(z) - 1) / 3))
+    tsne = TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed, n_jobs=1,
+                early_exaggeration_iter=TSNE_EARLY_ITERATIONS, n_iter=TSNE_ITERATIONS,
+                negative_gradient_method="fft" if params.dims == 2 and len(z) >= TSNE_FFT_FROM else "bh",
+                neighbors="exact" if len(z) < 20_000 else "annoy",
+                callbacks=None if progress is None else iterations_done, callbacks_every_iters=TSNE_REPORT_EVERY)
+    embedding = tsne.fit(z)
+    return np.asarray(embedding, dtype=np.float32), embedding
 
 
 def fit_pca(z: np.ndarray, params: ProjectionParams):
@@ -86,9 +139,20 @@ def fit_pca(z: np.ndarray, params: ProjectionParams):
 
 
 def warm_up_umap() -> None:
-    """Compile UMAP's numba kernels on a tiny problem, off the hot path (a background thread)."""
+    """Compile UMAP's numba kernels, off the hot path (a background thread). The problem is shaped
+    like a real map: above 4,096 points UMAP's neighbours come from pynndescent, whose kernels
+    compile on first use too, and transform() has kernels of its own."""
     rng = np.random.default_rng(0)
-    project(rng.normal(size=(64, 4)).astype(np.float32), ProjectionParams("umap", 2, n_neighbors=5))
+    z = rng.normal(size=(WARM_UP_POINTS, 8)).astype(np.float32)
+    # A few epochs compile the same kernels as the default 200-500, in a fraction of the time.
+    _, reducer = _umap(z, ProjectionParams("umap", 2), None, n_epochs=WARM_UP_EPOCHS)
+    with _NUMBA_LOCK:
+        reducer.transform(z[:2])
+        reducer.inverse_transform(np.zeros((1, 2), dtype=np.float32))
+
+
+WARM_UP_POINTS = 4_200  # just above umap-learn's 4,096-point switch to pynndescent
+WARM_UP_EPOCHS = 5
 
 
 def nearest_neighbours(z: np.ndarray, index: int, k: int = 8) -> np.ndarray:
@@ -141,3 +205,25 @@ def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray,
     nearest = np.argpartition(d, k - 1, axis=1)[:, :k]
     weights = 1.0 / (np.take_along_axis(d, nearest, 1) + 1e-6)
     return (coords[nearest] * weights[..., None]).sum(1) / weights.sum(1, keepdims=True)
+
+
+def unproject(points: np.ndarray, z_data: np.ndarray, coords: np.ndarray, reducer=None,
+              method: str = "umap") -> tuple[np.ndarray, str] | None:
+    """(latents (M, D) for map positions (M, dims), how they were found): the inverse of the map
+    (what "decode anywhere on the map" decodes), or None where the method has no inverse (t-SNE).
+
+    A latent that is its own map is read off directly; PCA and UMAP use their own inverse_transform.
+    A UMAP map read from the disk cache keeps no fitted model: neighbour_average run backwards (the
+    latents of the nearest map points, averaged) is the fallback, named as such."""
+    points = np.atleast_2d(np.asarray(points, dtype=np.float32))
+    if z_data.shape[1] <= coords.shape[1]:
+        return points[:, :z_data.shape[1]].copy(), "the map is the latent space itself"
+    if method == "tsne":
+        return None
+    if reducer is None:
+        return (neighbour_average(points, coords, z_data).astype(np.float32),
+                "the average latent of the nearest points (the fitted UMAP is not kept with a cached map)")
+    if not type(reducer).__module__.startswith("umap"):
+        return np.asarray(reducer.inverse_transform(points), dtype=np.float32), "PCA's inverse_transform"
+    with _NUMBA_LOCK:  # a click may wait for another session's fit: the answer is worth it
+        return np.asarray(reducer.inverse_transform(points), dtype=np.float32), "UMAP's inverse_transform"
