@@ -423,3 +423,18 @@ def test_map_precomputes_into_the_apps_cache_and_an_npz(work, trained, tmp_path,
     again = cli(capsys, "map", trained, "--method", "pca")
     assert "found in the cache" in again.stdout and "projecting" not in again.stdout
     assert_one_line_error(cli(capsys, "map", trained, "--out", tmp_path / "x.csv"), "--out must end in .npz")
+
+
+def test_map_prints_the_projections_progress(work, trained, tmp_path, monkeypatch, capsys):
+    """A long map says how far it got and how long is left, in the words of the app's progress bar."""
+    import re
+
+    import vae_core.cli
+
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(vae_core.cli, "PROGRESS_EVERY_S", 0.05)
+    result = cli(capsys, "map", trained, "--method", "tsne", "--perplexity", "10")
+    assert_ok(result)
+    steps = [int(n.replace(",", "")) for n in re.findall(r"t-SNE: iteration ([\d,]+) of 750", result.stdout)]
+    assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] > steps[0], result.stdout
+    assert "left" in result.stdout

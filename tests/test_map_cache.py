@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +143,43 @@ def test_a_map_of_other_labels_is_not_served(tmp_path):
     assert load_map(_key(), tmp_path, np.roll(y, 1)) is None
     coords, _ = cached_projection(_key(), z, y, tmp_path)
     assert not coords.flags.writeable, "a map is shared by every session: read-only"
+
+
+# -- the job that computes a map in the background, for the page's progress bar ----------------------
+
+def test_a_map_job_reports_its_steps_then_gives_the_map(tmp_path, monkeypatch):
+    """The job passes the projection's progress on (steps, time left, in words) and ends with the map
+    that cached_projection stored."""
+    release = threading.Event()
+
+    def slow_projection(z, params, progress=None):
+        for done in range(0, 101, 25):
+            progress(done, 100)
+            if done == 50:
+                release.wait(10)
+        return np.zeros((len(z), 2), np.float32), None
+
+    monkeypatch.setattr(map_cache, "project_fitted", slow_projection)
+    z, y = _points()
+    job = map_cache.MapJob(_key(params=ProjectionParams("umap", 2)), z, y, tmp_path)
+    deadline = time.monotonic() + 10
+    while job.steps_done < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not job.finished and job.steps_done == 50 and job.fraction() == 0.5
+    assert "UMAP: epoch 50 of 100" in job.status() and "left" in job.status()
+    release.set()
+    coords, reducer = job.result()
+    assert job.finished and coords.shape == (50, 2) and reducer is None
+    np.testing.assert_array_equal(load_map(job.key, tmp_path), coords)
+
+
+def test_a_map_job_hands_on_what_went_wrong(tmp_path, monkeypatch):
+    def failing(z, params, progress=None):
+        raise MemoryError("no room for the neighbour graph")
+
+    monkeypatch.setattr(map_cache, "project_fitted", failing)
+    job = map_cache.MapJob(_key(params=ProjectionParams("tsne", 2)), *_points(), tmp_path)
+    assert job.wait(10) and isinstance(job.error, MemoryError)
+    with pytest.raises(MemoryError, match="neighbour graph"):
+        job.result()
+    assert "t-SNE" in job.status() and "neighbours" in job.status()  # it never reached an iteration

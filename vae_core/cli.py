@@ -310,9 +310,12 @@ def _export_onnx(args) -> int:
     return 0
 
 
+PROGRESS_EVERY_S = 2.0
+
+
 def _map(args) -> int:
     from .checkpoint import write_atomic
-    from .map_cache import MapKey, cached_projection, map_bytes
+    from .map_cache import MapJob, MapKey, map_bytes
     from .metrics import encode_all
 
     if args.out and not args.out.endswith(".npz"):
@@ -325,7 +328,11 @@ def _map(args) -> int:
     print(f"encoding {len(x):,} {args.split} images of {dataset} with {name} …", flush=True)
     mu, _ = encode_all(ckpt.model, x, y if ckpt.config.conditional else None)
     key = MapKey(ckpt.model.weights_digest(), dataset, args.split, params)
-    coords, _ = cached_projection(key, mu.numpy(), y.numpy(), report=lambda line: print(line, flush=True))
+    job = MapJob(key, mu.numpy(), y.numpy())
+    while not job.wait(PROGRESS_EVERY_S):  # the same words as the app's progress bar
+        print(job.status(), flush=True)
+    coords, _ = job.result()
+    print("\n".join(job.lines), flush=True)
     if args.out:
         write_atomic(Path(args.out), map_bytes(key, coords, y.numpy()))
         print(f"wrote {args.out}: coords {coords.shape}, labels, key")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import threading
 import time
 import zipfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ import numpy as np
 
 from . import cache_root
 from .checkpoint import write_atomic
-from .projection import ProjectionParams, fit_pca, project_fitted
+from .projection import Progress, ProjectionParams, fit_pca, project_fitted
 
 CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
 
@@ -115,11 +116,11 @@ def evict(folder: Path, cap_bytes: int, keep: Path | None = None) -> None:
 
 
 def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None,
-                      report: Callable[[str], None] = lambda line: None):
+                      report: Callable[[str], None] = lambda line: None, progress: Progress | None = None):
     """(coords, the fitted reducer or None; see projection.project_fitted) of the map for `key`:
     from the disk cache, else projected now and stored for next time. A map read from disk keeps
     no fitted UMAP (it would take a pickle); a PCA is refitted, which is instant and exact.
-    `report` hears what happens, a line at a time."""
+    `report` hears what happens, a line at a time; `progress` the optimisation's steps."""
     coords = load_map(key, folder, labels)
     if coords is not None and len(coords) == len(z):
         report(f"found in the cache: {map_file(key, folder)}")
@@ -128,9 +129,81 @@ def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Pa
         return coords, fit_pca(z, key.params)[1] if pca else None
     report(f"projecting {len(z):,} points with {key.params.method} ({key.params.dims}-D) …")
     start = time.perf_counter()
-    coords, reducer = project_fitted(z, key.params)
+    coords, reducer = project_fitted(z, key.params, progress)
     coords.setflags(write=False)
     path = store_map(key, coords, labels, folder)
     report(f"projected in {time.perf_counter() - start:.1f} s; "
            + (f"cached in {path}" if path else "the cache folder is not writable: not cached"))
     return coords, reducer
+
+
+STEP_NAMES = {"umap": "epoch", "tsne": "iteration"}
+
+
+class MapJob:
+    """One map computed in a background thread, so that a page can draw its progress while it waits.
+    Every session that asks for the same map watches the same job (the app keeps one per key)."""
+
+    def __init__(self, key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None):
+        self.key = key
+        self.lines: list[str] = []  # what cached_projection reported
+        self.steps_done = self.steps_total = 0
+        self.error: BaseException | None = None
+        self._started = time.monotonic()
+        self._first_step: tuple[float, int] | None = None  # (when, steps done) at the first report
+        self._result = None
+        self._finished = threading.Event()
+        threading.Thread(target=self._run, args=(z, labels, folder), daemon=True,
+                         name=f"map-{key.params.method}-{key.split}").start()
+
+    def _run(self, z, labels, folder) -> None:
+        try:
+            self._result = cached_projection(self.key, z, labels, folder, self.lines.append, self._progress)
+        except Exception as exc:  # handed to whoever waits for the result
+            self.error = exc
+        finally:
+            self._finished.set()
+
+    def _progress(self, done: int, total: int) -> None:
+        if self._first_step is None:
+            self._first_step = (time.monotonic(), done)
+        self.steps_done, self.steps_total = done, total
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the map is computed (or failed)."""
+        return self._finished.wait(timeout)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def result(self):
+        """(coords, fitted reducer or None), waiting for it; re-raises what the projection raised."""
+        self._finished.wait()
+        if self.error is not None:
+            raise self.error
+        return self._result
+
+    def fraction(self) -> float:
+        return self.steps_done / self.steps_total if self.steps_total else 0.0
+
+    def seconds_left(self) -> float | None:
+        """The optimisation's remaining steps at its rate so far; None before two reports."""
+        if self._first_step is None or self.steps_done <= self._first_step[1]:
+            return None
+        when, first = self._first_step
+        rate = (self.steps_done - first) / (time.monotonic() - when)
+        return (self.steps_total - self.steps_done) / rate
+
+    def status(self) -> str:
+        """What a progress bar says: the step reached and the time left, or the stage before them."""
+        elapsed = time.monotonic() - self._started
+        method = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}[self.key.params.method]
+        if not self.steps_total:
+            before = {"umap": "building the neighbour graph (a new server compiles UMAP first)",
+                      "tsne": "finding each point's nearest neighbours"}.get(self.key.params.method, "projecting")
+            return f"{method}: {before}… ({elapsed:.0f} s)"
+        left = self.seconds_left()
+        step = STEP_NAMES.get(self.key.params.method, "step")
+        return (f"{method}: {step} {self.steps_done:,} of {self.steps_total:,}"
+                + (f" · about {left:.0f} s left" if left is not None else "") + f" ({elapsed:.0f} s so far)")
