@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages.ui import frame, shared_dataset, show_images, sync_url, view, widget
+from pages.ui import frame, show_images, sync_url, view, widget
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
 from vae_core.catalog import units_note
 from vae_core.images import ImageError, load_image
@@ -19,14 +19,7 @@ st.caption("A VAE scores an image by how well it can explain it: the negative EL
            + units_note(cfg.likelihood, cfg.obs_sigma))
 
 
-@st.cache_data(max_entries=32, show_spinner="Scoring every image…")
-def _scores(model_token: str, dataset_name: str, split: str, _model) -> dict[str, np.ndarray]:
-    data = shared_dataset(dataset_name)
-    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
-    return anomaly_scores(_model, x, y if _model.config.conditional else None)
-
-
-scores = _scores(handle.token, handle.dataset_name, "test", handle.model)
+scores = handle.point_scores("test")
 y_test = handle.data.y_test.numpy()
 held_out = held_out_class(handle.ckpt.dataset.get("name"))
 if held_out is not None and not (y_test == held_out).any():
@@ -150,8 +143,7 @@ if found is None:
 else:
     coords, _, labels = found
     split = handle.map_split(v)
-    map_values = scores[kind] if split == "test" else _scores(handle.token, handle.dataset_name, split,
-                                                              handle.model)[kind]
+    map_values = handle.point_scores(split)[kind]
     index = np.arange(len(coords))
     names = np.array([handle.label_name(int(v)) for v in labels])
     marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"), cmin=float(map_values.min()),

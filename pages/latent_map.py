@@ -1,27 +1,18 @@
 """Latent map: every encoded image as a point, projected to 2-D/3-D; select points to inspect them."""
-import threading
-
 import numpy as np
 import streamlit as st
 
 from pages.ui import form_widget, frame, map_figure, show_images, store, sync_url, view, widget
-from pages.ui.map3d import clickable_map_3d
+from pages.ui.map_view import clickable_map
+from vae_core.checkpoint import first_line
 from vae_core.images import data_uris
-from vae_core.projection import cluster_scores, nearest_neighbours, warm_up_umap
+from vae_core.projection import cluster_scores, nearest_neighbours
 
 handle = frame("latent_map")
 cfg = handle.config
 v = view()
 st.title("Latent map")
 st.caption("Each point is one image's posterior mean μ. Nearby points are images the model thinks alike.")
-
-
-@st.cache_resource
-def _umap_warm_up() -> threading.Thread:
-    """Compile UMAP once per server, in the background, when someone first opens this page."""
-    thread = threading.Thread(target=warm_up_umap, name="umap-warm-up", daemon=True)
-    thread.start()
-    return thread
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
@@ -36,7 +27,7 @@ FORM = ("view.map_method", "view.map_dims", "view.map_split", "view.map_neighbor
 def compute_map() -> None:
     """on_click of Compute map: the form's settings become the map on screen."""
     store(*FORM)
-    v.map_on, v.selected, v.clusters = True, (), False
+    v.map_on, v.selected, v.clusters, v.map_spot = True, (), False, None
 
 
 with st.form("map_settings"):
@@ -55,45 +46,70 @@ with st.form("map_settings"):
               **form_widget("view.map_perplexity"))
     st.form_submit_button("Compute map", type="primary", on_click=compute_map)
 
-if cfg.latent_dim > 3:  # a UMAP map may come next: compile it now, in the background
-    _umap_warm_up()
-
 if not v.map_on and cfg.latent_dim > 3:
     st.info("Choose a projection and press **Compute map**. PCA is instant; UMAP and t-SNE take seconds "
             "the first time and are cached afterwards.")
     st.stop()
 split = handle.map_split(v)
 method, dims = ("pca", max(2, cfg.latent_dim)) if cfg.latent_dim <= 3 else (v.map_method, v.map_dims)
-with st.status(f"Building the map ({method.upper()})…", expanded=False) as status:
-    status.write(f"Encoding the {split} split of {handle.dataset_name}, projecting it to {dims}-D…")
-    coords, z, labels = handle.latent_map(v)
-    status.update(label=f"Map: {len(z)} points, {method.upper()} {dims}-D", state="complete")
+try:
+    coords, z, labels = handle.latent_map(v)  # draws the projection's progress while it runs
+except Exception as exc:  # noqa: BLE001 - a failed projection is a message, and the form stays to try again
+    st.error(f"The {method.upper()} map could not be computed: {first_line(exc)}")
+    st.stop()
 
 
 def select_typed() -> None:
     v.selected = (v.sample,)
 
 
+colour_options = handle.colour_options()
+if v.map_colour not in colour_options:  # a link's factor this dataset does not have
+    v.map_colour = "label"
+st.selectbox("Colour by", list(colour_options), format_func=colour_options.get, **widget("view.map_colour"),
+             help="reconstruction error and KL come from each image's posterior mean; factors are the "
+                  "settings the data was generated with")
+values = handle.colour_values(v.map_colour, split)
+
 selected = [i for i in v.selected if i < len(z)]
 marks = [("selected", coords[selected], "#FFD700", "markers")] if selected else []
+spot = v.map_spot if dims == 2 and v.map_spot is not None else None
+if spot is not None:
+    marks.append(("decoded here", np.array([spot]), "#FF4B4B", "markers"))
 thumbnails = None
 if dims == 2 and st.toggle("Show images on the map", **widget("view.map_thumbnails"),
                            help="Plotly's hover cannot show pictures, so a random sample of points carries "
                                 "its image on the map instead"):
     shown = np.random.default_rng(0).choice(len(z), min(150, len(z)), replace=False)
     thumbnails = (shown, data_uris(handle.images(shown, split)))
-figure = map_figure(coords, labels, handle.label_names, marks, thumbnails=thumbnails)
-if dims == 3:  # plotly reports no selection from a 3-D scene to st.plotly_chart: a component hears the click
-    clicked = clickable_map_3d(figure, 520, key="map_chart_3d")
-    picked = [] if clicked is None else [clicked]
-    st.caption("Click a point to select it; drag to turn the map, scroll to zoom.")
-else:
-    event = st.plotly_chart(figure, key="map_chart", on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            width="stretch")
-    picked = sorted({int(p["customdata"]) for p in (event.selection.points if event else []) if "customdata" in p})
+figure = map_figure(coords, labels, handle.label_names, marks, thumbnails=thumbnails, values=values)
+revision = f"{handle.token}/{split}/{method}/{dims}/{v.map_neighbors}/{v.map_min_dist}/{v.map_perplexity}"
+action = clickable_map(figure, 520, key="map_chart", revision=revision)
+st.caption("Click a point to select it; lasso and box select are in the toolbar. "
+           + ("Drag to turn the map, scroll to zoom." if dims == 3 else
+              "Click an empty spot to decode what the map puts there; drag to pan, scroll to zoom."))
+if action is not None and action.spot is not None:
+    v.map_spot = tuple(round(c, 4) for c in action.spot)  # as the link writes it: a reopened link decodes the same
+    st.rerun()
+picked = list(action.points) if action is not None else []
 if picked and picked != selected:  # the picked points become the selection, the first one the sample
     v.selected, v.sample = tuple(picked), picked[0]
     st.rerun()
+
+if spot is not None:
+    st.subheader("Decoded at the clicked spot")
+    found = handle.unproject(v, [spot])
+    if found is None:
+        st.info("t-SNE has no inverse map: it places the data it was given and nothing between, so an empty "
+                "spot of a t-SNE map has no latent to decode. Use UMAP or PCA to decode anywhere, or click a point.")
+    else:
+        latent, how = found
+        # a conditional model decodes the spot as the class of the nearest point on the map
+        nearest = int(np.argmin(np.linalg.norm(coords - np.asarray(spot, dtype=np.float32), axis=1)))
+        label = int(labels[nearest]) if cfg.conditional else None
+        show_images(handle.decode(latent, label), 1,
+                    f"the latent at ({spot[0]:.2f}, {spot[1]:.2f}), found by {how}"
+                    + (f", decoded as {handle.label_name(label)}" if label is not None else ""), height=128)
 
 left, right = st.columns([3, 2])
 with left:

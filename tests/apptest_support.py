@@ -52,3 +52,24 @@ def query(at: AppTest, key: str) -> str:
 def assert_clean(at: AppTest):
     assert not at.exception, [e.message for e in at.exception]
     assert not at.error, [e.value for e in at.error]
+
+
+def map_spec(at: AppTest) -> dict | None:
+    """The latent map's plotly figure (JSON) as the page sent it: the clickable map component's
+    figure argument, else (no writable cache for the component) st.plotly_chart's spec."""
+    import json
+
+    for element in at.get("component_instance"):
+        if element.proto.component_name.endswith("map_view"):
+            return json.loads(json.loads(element.proto.json_args)["figure"])
+    charts = at.get("plotly_chart")
+    return json.loads(charts[0].proto.spec) if charts else None
+
+
+def plotly_values(x):
+    """A plotly array as numpy: a list, or the typed array {"dtype", "bdata": base64} plotly >= 6 writes."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else np.asarray(x)

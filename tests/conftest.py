@@ -12,6 +12,10 @@ import torch
 
 from vae_core import VAE, VAEConfig
 
+# The servers and AppTests the tests start would each compile UMAP in the background (a minute of
+# a core apiece); the warm-up has its own test, which turns it back on.
+os.environ["LATENT_EXPLORER_WARM_UP"] = "0"
+
 # Small enough that building and running one takes milliseconds on a CPU.
 TINY_HIDDEN = {"mlp": (32, 16), "conv": (4, 8)}
 

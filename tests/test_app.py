@@ -3,7 +3,8 @@ controls, and survives bad input with a message instead of a traceback."""
 from __future__ import annotations
 
 import pytest
-from apptest_support import SHIPPED, assert_clean, image_urls, open_link, query, start, view_of
+from apptest_support import (SHIPPED, assert_clean, image_urls, map_spec, open_link, plotly_values, query, start,
+                             view_of)
 
 PAGES = ["pages/overview.py", "pages/latent_map.py", "pages/traversal.py", "pages/interpolation.py"]
 
@@ -71,10 +72,10 @@ def test_overview_warns_about_collapsed_dimensions_only_when_there_are_some(chec
 def test_latent_map_computes_pca_and_selects_a_sample(checkpoints):
     at = start("pages/latent_map.py")
     assert_clean(at)
-    assert not at.get("plotly_chart"), "nothing heavy runs before it is asked for"
+    assert map_spec(at) is None, "nothing heavy runs before it is asked for"
     at.button[0].click().run()  # the form's "Compute map"
     assert_clean(at)
-    assert at.get("plotly_chart"), "the map is drawn"
+    assert map_spec(at), "the map is drawn"
     at.number_input[0].set_value(7).run()
     assert_clean(at)
     assert view_of(at).sample == 7 and view_of(at).selected == (7,)
@@ -85,8 +86,8 @@ def test_a_click_on_the_3d_map_selects_that_point(checkpoints):
     at.radio(key="view.map_dims").set_value(3)
     at.button[0].click().run()  # the form's "Compute map"
     assert_clean(at)
-    assert not at.get("plotly_chart"), "the 3-D map is the clickable component, not st.plotly_chart"
-    at.session_state["map_chart_3d"] = {"index": 42, "id": "click-1"}  # what the component sends on a click
+    assert not at.get("plotly_chart") and map_spec(at)["data"][0]["type"] == "scatter3d", "the clickable component"
+    at.session_state["map_chart"] = {"points": [42], "id": "click-1"}  # what the component sends on a click
     at.run()
     assert_clean(at)
     assert view_of(at).selected == (42,) and view_of(at).sample == 42
@@ -95,10 +96,64 @@ def test_a_click_on_the_3d_map_selects_that_point(checkpoints):
     assert view_of(at).selected == (7,), "an old click is not applied again"
 
 
-def test_without_a_writable_cache_the_3d_map_is_still_drawn(checkpoints, monkeypatch):
-    import pages.ui.map3d
+def test_a_click_on_an_empty_spot_decodes_the_latent_the_map_puts_there(checkpoints):
+    """Decode anywhere: the component reports a spot in map coordinates; the page marks it, decodes the
+    latent PCA's inverse puts there, and the link carries the spot, so a new session sees the same."""
+    at = start("pages/latent_map.py")
+    at.button[0].click().run()  # PCA, 2-D
+    at.session_state["map_chart"] = {"spot": [0.25, -0.500004], "id": "click-1"}
+    at.run()
+    assert_clean(at)
+    assert view_of(at).map_spot == (0.25, -0.5) and query(at, "spot") == "0.2500,-0.5000"
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs]
+    assert any("found by PCA's inverse_transform" in c for c in captions), captions
+    mark = next(t for t in map_spec(at)["data"] if t.get("name") == "decoded here")
+    assert (plotly_values(mark["x"]).tolist(), plotly_values(mark["y"]).tolist()) == ([0.25], [-0.5])
+    decoded = image_urls(at)
+    again = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", spot="0.25,-0.5")
+    assert_clean(again)
+    assert set(image_urls(again)) == set(decoded), "the same pictures, the decoded spot among them"
+    at.button[0].click().run()  # a new map forgets the spot
+    assert view_of(at).map_spot is None
 
-    monkeypatch.setattr(pages.ui.map3d, "_component", None)
+
+def test_an_empty_spot_of_a_tsne_map_says_there_is_no_inverse(checkpoints):
+    at = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="tsne", spot="1,2")
+    assert_clean(at)
+    assert any("t-SNE has no inverse map" in i.value for i in at.info)
+
+
+def test_the_map_is_coloured_by_what_the_menu_names(checkpoints):
+    """Label (a key of classes), a per-image score (a continuous scale), a ground-truth factor."""
+    import numpy as np
+
+    from vae_core.analysis import anomaly_scores
+    from vae_core.checkpoint import load_checkpoint
+    from vae_core.datasets import load_dataset
+
+    at = open_link("pages/latent_map.py", model="file:digits-vae", map="on")
+    assert_clean(at)
+    assert len(map_spec(at)["data"]) == 1 + 10, "the points, and a key of 10 classes"
+    at.selectbox(key="view.map_colour").set_value("kl").run()
+    assert_clean(at) and query(at, "colour") == "kl"
+    points, *rest = map_spec(at)["data"]
+    assert not rest and points["marker"]["colorscale"] and "KL" in points["marker"]["colorbar"]["title"]["text"]
+    data = load_dataset("digits")
+    kl = anomaly_scores(load_checkpoint(checkpoints / "digits-vae.safetensors").model, data.x_test)["kl"]
+    order = plotly_values(points["customdata"]).astype(int)
+    np.testing.assert_allclose(plotly_values(points["marker"]["color"]), kl[order], rtol=1e-4)
+    shapes = open_link("pages/latent_map.py", model="file:shapes-vae", map="on", colour="factor:rotation")
+    assert_clean(shapes)
+    assert "rotation" in map_spec(shapes)["data"][0]["marker"]["colorbar"]["title"]["text"]
+    other = open_link("pages/latent_map.py", model="file:digits-vae", map="on", colour="factor:rotation")
+    assert_clean(other)
+    assert view_of(other).map_colour == "label", "digits have no rotation factor: coloured by label"
+
+
+def test_without_a_writable_cache_the_3d_map_is_still_drawn(checkpoints, monkeypatch):
+    import pages.ui.map_view
+
+    monkeypatch.setattr(pages.ui.map_view, "_component", None)
     at = start("pages/latent_map.py")
     at.radio(key="view.map_dims").set_value(3)
     at.button[0].click().run()
@@ -110,7 +165,7 @@ def test_two_d_latent_is_mapped_without_projection(checkpoints):
     at = start("pages/latent_map.py", "mnist-vae-2d")
     assert_clean(at)
     assert any("plotted as it is" in i.value for i in at.info)
-    assert at.get("plotly_chart")
+    assert map_spec(at)
 
 
 def test_latent_map_kmeans_scores_are_shown(checkpoints):
@@ -291,7 +346,6 @@ def test_the_default_model_maps_all_10000_mnist_test_images_from_idx_files(tmp_p
     """After `--download` (here: IDX files the test writes, real digits from mnist-5k cycled to 10,000),
     the default model encodes torchvision's MNIST test split and the map holds every one of its images."""
     import base64
-    import json
 
     import numpy as np
     import torch
@@ -311,7 +365,7 @@ def test_the_default_model_maps_all_10000_mnist_test_images_from_idx_files(tmp_p
     assert_clean(at)
     next(b for b in at.button if b.label == "Compute map").click().run()
     assert_clean(at)
-    figure = json.loads(at.get("plotly_chart")[0].proto.spec)
+    figure = map_spec(at)
 
     def points(x) -> int:  # plotly sends long arrays as base64 typed arrays
         return len(base64.b64decode(x["bdata"])) // np.dtype(x["dtype"]).itemsize if isinstance(x, dict) else len(x)
@@ -349,7 +403,6 @@ def test_map_points_are_drawn_shuffled_in_distinct_colours():
 def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_path, monkeypatch, capsys):
     """A teacher's maps, prepared with `python -m vae_core map`, open in a fresh server at once."""
     import base64
-    import json
 
     import numpy as np
     import streamlit as st
@@ -367,7 +420,7 @@ def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_pat
     monkeypatch.setattr(vae_core.map_cache, "project_fitted", lambda *a: pytest.fail("the map was projected again"))
     at = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="pca", split="train")
     assert_clean(at)
-    drawn = next(t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"] if t.get("name") == "points")
+    drawn = next(t for t in map_spec(at)["data"] if t.get("name") == "points")
 
     def values(x):  # plotly sends arrays as base64 typed arrays
         return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else np.asarray(x)

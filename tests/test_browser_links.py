@@ -121,17 +121,116 @@ def test_latent_map_link_keeps_the_map_and_a_clicked_selection(app_url, browser)
     assert_same_view(page, reopen(browser, page, "Latent map"), "latent-map")
 
 
+MAP_FRAME = 'iframe[title="pages.ui.map_view.map_view"]'
+
+
+def map_frame(page):
+    """The clickable map component's frame, once plotly has drawn the map in it."""
+    page.locator(MAP_FRAME).wait_for(timeout=60_000)
+    frame = next(f for f in page.frames if "/component/pages.ui.map_view.map_view/" in f.url)
+    frame.wait_for_function("() => window.mapState && document.querySelector('#map canvas')", timeout=60_000)
+    return frame
+
+
+def click_in_map(page, frame, x: float, y: float) -> None:
+    """A person's click at (x, y) of the map frame: move there, let plotly's hover settle, press, release."""
+    box = page.locator(MAP_FRAME).bounding_box()
+    page.mouse.move(box["x"] + x, box["y"] + y)
+    page.wait_for_timeout(300)  # a busy machine delivers hover events late
+    page.mouse.down()  # no move in between: a click, not a drag
+    page.mouse.up()
+
+
 def click_a_point(page) -> int:
     """Click one point of the 2-D map where plotly draws it; returns its dataset index."""
-    chart = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first
-    chart.wait_for(timeout=30_000)
-    target = chart.evaluate("""gd => { const t = gd._fullData[0], xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
-        const i = Math.floor(t.x.length / 2);
-        return {x: xa._offset + xa.l2p(t.x[i]), y: ya._offset + ya.l2p(t.y[i]), index: t.customdata[i]}; }""")
-    box = chart.bounding_box()
-    page.mouse.click(box["x"] + target["x"], box["y"] + target["y"])
+    frame = map_frame(page)
+    target = frame.evaluate("""() => { const gd = document.getElementById('map'), t = gd._fullData[0];
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, i = Math.floor(t.x.length / 2);
+        return {x: xa._offset + xa.l2p(t.x[i]), y: ya._offset + ya.l2p(t.y[i])}; }""")
+    click_in_map(page, frame, target["x"], target["y"])
+    frame.wait_for_function("() => window.mapState.clicked !== null", timeout=10_000)
     wait_until_idle(page)
-    return int(target["index"])
+    return int(frame.evaluate("() => window.mapState.clicked"))  # the point plotly picked there (maybe a twin)
+
+
+def emptiest_spot(frame) -> dict:
+    """The pixel of the 2-D map's plot area farthest from every point, and its map coordinates."""
+    return frame.evaluate("""() => { const gd = document.getElementById('map'), t = gd._fullData[0];
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const px = Array.from(t.x, (v) => xa.l2p(v)), py = Array.from(t.y, (v) => ya.l2p(v));
+        let best = null;
+        for (let gx = 0.1; gx < 0.91; gx += 0.04) for (let gy = 0.1; gy < 0.91; gy += 0.04) {
+          const cx = gx * xa._length, cy = gy * ya._length;
+          let nearest = Infinity;
+          for (let i = 0; i < px.length; i++) nearest = Math.min(nearest, Math.hypot(px[i] - cx, py[i] - cy));
+          if (!best || nearest > best.gap) best = {gap: nearest, x: xa._offset + cx, y: ya._offset + cy,
+                                                   mapX: xa.p2l(cx), mapY: ya.p2l(cy)};
+        }
+        return best; }""")
+
+
+def test_a_click_on_an_empty_spot_of_the_map_decodes_it(app_url, browser):
+    """Decode anywhere: compute a 2-D map, click where no point is, see the picture decoded there, marked
+    on the map, and the same in a new browser context opened on the link."""
+    page = open_page(browser, f"{app_url}/latent_map?model=file:mnist-vae", "Latent map", height=1600)
+    page.get_by_role("button", name="Compute map").click()  # PCA, 2-D
+    wait_until_idle(page)
+    frame = map_frame(page)
+    spot = emptiest_spot(frame)
+    assert spot["gap"] > 15, "a spot at least 15 pixels from every point"
+    click_in_map(page, frame, spot["x"], spot["y"])
+    page.wait_for_function("() => location.search.includes('spot=')", timeout=30_000)
+    wait_until_idle(page)
+    x, y = (float(v) for v in query(page)["spot"][0].split(","))
+    span = frame.evaluate("() => document.getElementById('map')._fullLayout.xaxis.range")
+    assert abs(x - spot["mapX"]) < 0.01 * abs(span[1] - span[0]) and abs(y - spot["mapY"]) < 0.01 * abs(span[1] - span[0])
+    assert "selected" not in query(page), "an empty spot selects nothing"
+    heading = page.get_by_text("Decoded at the clicked spot")
+    heading.wait_for(timeout=30_000)
+    decoded = page.locator('[data-testid="stImage"]', has_text="inverse_transform")
+    assert decoded.count() == 1
+    map_frame(page).wait_for_function(
+        "() => document.getElementById('map')._fullData.some((t) => t.name === 'decoded here')", timeout=30_000)
+    decoded.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / "latent-map-decode-anywhere.png"))
+    again = reopen(browser, page, "Latent map")
+    again.get_by_text("Decoded at the clicked spot").wait_for(timeout=60_000)
+    assert pictures(again) == pictures(page), "the same decoded picture from the link"
+
+
+def test_a_lasso_on_the_map_selects_the_points_inside_it(app_url, browser):
+    """Lasso selection, drawn with the mouse as a person would (the toolbar's lasso, then a drag):
+    every point inside the loop is selected, and the page shows them."""
+    page = open_page(browser, f"{app_url}/latent_map?model=file:mnist-vae", "Latent map", height=1600)
+    page.get_by_role("button", name="Compute map").click()  # PCA, 2-D
+    wait_until_idle(page)
+    frame = map_frame(page)
+    frame.locator('.modebar-btn[data-val="lasso"]').click()
+    loop = frame.evaluate("""() => { const gd = document.getElementById('map');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, cx = xa._offset + xa._length / 2,
+              cy = ya._offset + ya._length / 2, r = Math.min(xa._length, ya._length) / 5;
+        const loop = [];
+        for (let i = 0; i <= 24; i++) loop.push([cx + r * Math.cos(i * Math.PI / 12), cy + r * Math.sin(i * Math.PI / 12)]);
+        const t = gd._fullData[0];  // which points lie inside the circle the loop traces
+        const inside = [];
+        for (let i = 0; i < t.x.length; i++)
+          if (Math.hypot(xa._offset + xa.l2p(t.x[i]) - cx, ya._offset + ya.l2p(t.y[i]) - cy) < 0.97 * r) inside.push(t.customdata[i]);
+        return {loop, inside}; }""")
+    box = page.locator(MAP_FRAME).bounding_box()
+    page.mouse.move(box["x"] + loop["loop"][0][0], box["y"] + loop["loop"][0][1])
+    page.mouse.down()
+    for x, y in loop["loop"][1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=3)
+    page.mouse.up()
+    frame.wait_for_function("() => window.mapState.selected !== null", timeout=10_000)
+    page.wait_for_function("() => location.search.includes('selected=')", timeout=30_000)
+    wait_until_idle(page)
+    selected = {int(i) for part in query(page)["selected"][0].split(",")
+                for i in (range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1))}
+    assert len(loop["inside"]) >= 20, "the loop holds a crowd of points"
+    assert set(loop["inside"]) <= selected, "every point well inside the loop is selected"
+    assert len(selected) <= 1.3 * len(loop["inside"]) + 5, "and hardly any outside it"
+    assert page.get_by_text(f"{len(selected)} selected").count() == 1
 
 
 def test_a_click_selects_a_point_on_the_3d_map(app_url, browser):
@@ -139,10 +238,8 @@ def test_a_click_selects_a_point_on_the_3d_map(app_url, browser):
     page.get_by_text("3-D", exact=True).click()
     page.get_by_role("button", name="Compute map").click()
     wait_until_idle(page)
-    page.locator('iframe[title="pages.ui.map3d.map3d"]').wait_for(timeout=60_000)
-    frame = next(f for f in page.frames if "/component/pages.ui.map3d.map3d/" in f.url)
-    frame.wait_for_function("() => window.mapState && document.querySelector('#map canvas')", timeout=60_000)
-    box = page.locator('iframe[title="pages.ui.map3d.map3d"]').bounding_box()
+    frame = map_frame(page)
+    box = page.locator(MAP_FRAME).bounding_box()
     index = None
     for dy, dx in ((dy, dx) for dy in range(-60, 61, 12) for dx in range(-120, 121, 12)):
         # Hover where points are dense until plotly's own picking finds one, then click it there.

@@ -3,7 +3,7 @@
 Pure functions of a model and tensors (no Streamlit), so the app's pages only lay them out and
 the tests can pin them down:
 
-* anomaly_scores: per-sample negative ELBO and reconstruction error; holdout_auc: how well a score
+* anomaly_scores: per-sample negative ELBO, reconstruction error and KL; holdout_auc: how well a score
   separates a class the model never saw (ROC AUC).
 * rectangle_mask / random_mask / impute: iterative encode-decode imputation of missing pixels.
 * mutual_information_gap: MIG (Chen et al., 2018) between latent means and ground-truth factors.
@@ -37,7 +37,7 @@ def _scores_given_labels(model, x, y, samples: int, seed: int, batch_size: int) 
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     eps_all = torch.randn(samples, len(x), cfg.latent_dim, generator=generator) if samples else None
-    neg_elbo, recon_error = [], []
+    neg_elbo, recon_error, kls = [], [], []
     for s in _batches(len(x), batch_size):
         xb = x[s].to(device)
         yb = None if y is None else y[s].to(device)
@@ -54,7 +54,8 @@ def _scores_given_labels(model, x, y, samples: int, seed: int, batch_size: int) 
             nll = -losses.log_likelihood(xb, mean_out, cfg.likelihood, cfg.obs_sigma)
         neg_elbo.append((nll + kl).cpu())
         recon_error.append((torch.sigmoid(mean_out) - xb).pow(2).flatten(1).mean(1).cpu())
-    return {"neg_elbo": torch.cat(neg_elbo), "recon_error": torch.cat(recon_error)}
+        kls.append(kl.cpu())
+    return {"neg_elbo": torch.cat(neg_elbo), "recon_error": torch.cat(recon_error), "kl": torch.cat(kls)}
 
 
 def anomaly_scores(model, x: torch.Tensor, y: torch.Tensor | None = None, samples: int = 0, seed: int = 0,
@@ -67,6 +68,7 @@ def anomaly_scores(model, x: torch.Tensor, y: torch.Tensor | None = None, sample
                  E_q[-log p(x|z)] (slightly optimistic: it is the decoder's best guess); samples=S > 0
                  averages S reparameterised draws from a generator seeded with `seed` instead.
     recon_error: mean over pixels of (reconstruct(x) - x)^2, reconstruct() decoding the posterior mean.
+    kl:          KL(q(z|x) || p(z)) in nats: how far the encoder moves this image's posterior from the prior.
 
     A conditional model needs a label: with y given it scores each image under its own label; with
     y=None it scores under every class and keeps the lowest (most plausible class) per image.
@@ -83,7 +85,7 @@ def anomaly_scores(model, x: torch.Tensor, y: torch.Tensor | None = None, sample
     else:
         per_class = [_scores_given_labels(model, x, torch.full((len(x),), c, dtype=torch.long), samples, seed,
                                           batch_size) for c in range(model.config.num_classes)]
-        result = {k: torch.stack([p[k] for p in per_class]).min(0).values for k in SCORES}
+        result = {k: torch.stack([p[k] for p in per_class]).min(0).values for k in per_class[0]}
     return {k: v.numpy().astype(np.float64) for k, v in result.items()}
 
 

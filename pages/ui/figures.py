@@ -28,11 +28,12 @@ def show_images(images: torch.Tensor, ncols: int | None = None, caption: str | N
 
 
 def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], marks=(), height: int = 520,
-               thumbnails: tuple[np.ndarray, list[str]] | None = None):
+               thumbnails: tuple[np.ndarray, list[str]] | None = None, values: tuple[str, np.ndarray] | None = None):
     """Scatter (WebGL in 2-D) coloured by label; each point's customdata is its dataset index.
 
     marks: (name, coords (M, d), colour, mode) drawn on top — a current point or a path.
-    thumbnails: (indices, data URIs) of images drawn at their points (2-D maps only)."""
+    thumbnails: (indices, data URIs) of images drawn at their points (2-D maps only).
+    values: (title, one number per point) colour the points on a continuous scale instead of by label."""
     import plotly.graph_objects as go
 
     figure = go.Figure()
@@ -48,6 +49,11 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
     n = len(LABEL_COLOURS)
     steps = [[edge, colour] for i, colour in enumerate(LABEL_COLOURS) for edge in (i / n, (i + 1) / n)]
     colour = dict(color=(labels[order] % n).astype(np.int8), colorscale=steps, cmin=-0.5, cmax=n - 0.5)
+    if values is not None:
+        title, shown = values[0], np.asarray(values[1], dtype=np.float32)[order]
+        low, high = np.percentile(shown, [1, 99])  # a few extreme points would wash the scale out
+        colour = dict(color=shown, colorscale="Viridis", cmin=float(low), cmax=float(max(high, low + 1e-6)),
+                      colorbar=dict(title=dict(text=title), thickness=12))
     common = dict(mode="markers", customdata=order, text=[names[label] for label in labels[order].tolist()],
                   hovertemplate="#%{customdata} · %{text}<extra></extra>", showlegend=False, name="points")
     if three_d:
@@ -57,7 +63,7 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
         figure.add_trace(go.Scattergl(x=coords[order, 0], y=coords[order, 1],
                                       marker=dict(size=5, opacity=0.75, **colour), **common))
     key = go.Scatter3d if three_d else go.Scattergl
-    for label in present:
+    for label in present if values is None else ():
         empty = dict(x=[None], y=[None], z=[None]) if three_d else dict(x=[None], y=[None])
         figure.add_trace(key(mode="markers", name=names[label], hoverinfo="skip",
                              marker=dict(size=8, color=LABEL_COLOURS[label % len(LABEL_COLOURS)]), **empty))

@@ -16,16 +16,17 @@ import numpy as np
 import streamlit as st
 import torch
 
+from vae_core.analysis import anomaly_scores
 from vae_core.catalog import DEFAULT_MODEL, list_checkpoints, open_model_path
 from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
 from vae_core.datasets import ImageDataset, load_dataset
 from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel, load_external, reconstruction_warning
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate, measure
-from vae_core.map_cache import MapKey, cached_projection
-from vae_core.projection import ProjectionParams, place_on_map
+from vae_core.map_cache import MapJob, MapKey
+from vae_core.projection import ProjectionParams, place_on_map, unproject
 
 from .state import session
-from .view import View
+from .view import COLOUR_BY, View
 
 
 # -- command line: `streamlit run app.py -- --model my_vae.py:VAE --weights w.pt --dataset digits` --
@@ -108,10 +109,28 @@ def _weights_digest(model_token: str, _model) -> str:
 
 @st.cache_resource(max_entries=8, ttl="2h", show_spinner=False)
 def _latent_map(model_token: str, dataset_name: str, split: str, params: tuple, digest: str, _z: np.ndarray,
-                _y: np.ndarray):
-    """(coords, fitted reducer or None) of a map: from memory, else from the disk cache (it survives
-    restarts), else projected now. Shared read-only by every session, like the models."""
-    return cached_projection(MapKey(digest, dataset_name, split, ProjectionParams(*params)), _z, _y)
+                _y: np.ndarray) -> MapJob:
+    """The job computing a map (from the disk cache, which survives restarts, else projected now),
+    started in the background: every session asking for this map watches the same job, and its
+    result is shared read-only, like the models."""
+    return MapJob(MapKey(digest, dataset_name, split, ProjectionParams(*params)), _z, _y)
+
+
+def _wait_for(job: MapJob) -> None:
+    """Draw the job's progress (steps done, time left) until its map is ready."""
+    if job.wait(0.05):
+        return
+    bar = st.empty()
+    while not job.wait(0.25):
+        bar.progress(job.fraction(), text=job.status())
+    bar.empty()
+
+
+@st.cache_data(max_entries=32, show_spinner="Scoring every image…")
+def _point_scores(model_token: str, dataset_name: str, split: str, _model) -> dict[str, np.ndarray]:
+    data = shared_dataset(dataset_name)
+    x, y = (data.x_test, data.y_test) if split == "test" else (data.x_train, data.y_train)
+    return anomaly_scores(_model, x, y if _model.config.conditional else None)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -266,6 +285,25 @@ class ModelHandle:
         """(posterior means μ (N, D), labels (N,)) of a split."""
         return _encodings(self.token, self.dataset_name, split, self.model)
 
+    def point_scores(self, split: str = "test") -> dict[str, np.ndarray]:
+        """Every image's negative ELBO, reconstruction error and KL (vae_core.analysis.anomaly_scores)."""
+        return _point_scores(self.token, self.dataset_name, split, self.model)
+
+    def colour_options(self) -> dict[str, str]:
+        """What the map's points can be coloured by (View.map_colour values), in words."""
+        factors = {f"factor:{name}": f"{name} (ground-truth factor)" for name in self.data.factor_names or []}
+        return COLOUR_BY | factors
+
+    def colour_values(self, colour: str, split: str) -> tuple[str, np.ndarray] | None:
+        """(title, one number per image of the split) for a colour_options() key; None: by label."""
+        if colour in ("recon_error", "kl"):
+            return COLOUR_BY[colour], self.point_scores(split)[colour]
+        if colour.startswith("factor:"):
+            name = colour.removeprefix("factor:")
+            factors = self.data.factors_test if split == "test" else self.data.factors_train
+            return name, factors[:, self.data.factor_names.index(name)].numpy()
+        return None
+
     def images(self, indices, split: str = "test") -> torch.Tensor:
         x = self.data.x_test if split == "test" else self.data.x_train
         return x[torch.as_tensor(indices, dtype=torch.long)]
@@ -311,12 +349,22 @@ class ModelHandle:
         if z.shape[1] <= coords.shape[1]:
             return "their own coordinates (the latent space is the map)"
         if reducer is not None:
-            return f"{type(reducer).__name__}'s own transform"
-        why = "t-SNE has none" if view.map_method == "tsne" else "the map was read from the disk cache"
-        return f"the average position of their nearest encoded points (no transform at hand: {why})"
+            return {"umap": "UMAP's own transform", "tsne": "openTSNE's own transform"}.get(
+                view.map_method, "PCA's own transform")
+        return ("the average position of their nearest encoded points (the fallback: a map read from the disk "
+                "cache keeps no fitted model)")
+
+    def unproject(self, view: View, points) -> tuple[np.ndarray, str] | None:
+        """(latents, how they were found) at positions of the map on screen, or None where its method
+        has no inverse (t-SNE): what a click on an empty spot decodes."""
+        coords, reducer, z, _ = self._fitted_map(view)
+        method = "pca" if self.config.latent_dim <= 3 else view.map_method
+        return unproject(np.asarray(points, dtype=np.float32), z, coords, reducer, method)
 
     def _fitted_map(self, view: View):
-        """(coords, fitted reducer or None, z, labels) of the map on screen, else None."""
+        """(coords, fitted reducer or None, z, labels) of the map on screen, else None. While the map
+        is computed, its progress is drawn where this is called; a failed map is forgotten, so the
+        next try computes it again."""
         if self.config.latent_dim <= 3:
             split, params = "test", ProjectionParams("pca", max(2, self.config.latent_dim))
         elif view.map_on:
@@ -327,7 +375,12 @@ class ModelHandle:
             return None
         z, y = self.encodings(split)
         digest = _weights_digest(self.token, self.model)
-        return *_latent_map(self.token, self.dataset_name, split, astuple(params), digest, z, y), z, y
+        arguments = (self.token, self.dataset_name, split, astuple(params), digest, z, y)
+        job = _latent_map(*arguments)
+        _wait_for(job)
+        if job.error is not None:
+            _latent_map.clear(*arguments)
+        return *job.result(), z, y
 
     def map_split(self, view: View) -> str:
         return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"

@@ -86,14 +86,15 @@ class Choice:
 
 @dataclass(frozen=True)
 class Floats:
-    """Comma-separated numbers, each within ±limit: "0.10,-1.25,3.97"."""
+    """Comma-separated numbers, each within ±limit: "0.10,-1.25,3.97" (exactly `count` of them, if given)."""
     limit: float
     digits: int = 2
+    count: int | None = None
 
     def parse(self, text: str) -> tuple[float, ...]:
         values = tuple(Float(-self.limit, self.limit).parse(v) for v in text.split(","))
-        if not values:
-            raise LinkError("no numbers")
+        if self.count is not None and len(values) != self.count:
+            raise LinkError(f"{len(values)} numbers, not {self.count}")
         return values
 
     def format(self, value) -> str:
@@ -171,6 +172,21 @@ class Names:
         return ",".join(value)
 
 
+@dataclass(frozen=True)
+class ColourBy:
+    """What colours the map's points: a COLOUR_BY key, or "factor:NAME" (a ground-truth factor of the
+    data; the page checks the name against the dataset's factors)."""
+
+    def parse(self, text: str) -> str:
+        if text not in COLOUR_BY and not re.fullmatch(r"factor:\w{1,40}", text):
+            raise LinkError(f"{text!r} is not one of {', '.join(COLOUR_BY)} or factor:NAME")
+        return text
+
+    def format(self, value: str) -> str:
+        return value
+
+
+COLOUR_BY = {"label": "label", "recon_error": "reconstruction error", "kl": "KL to the prior (nats)"}
 OPERAND_KINDS = ("sample", "class", "attribute", "zero")
 
 
@@ -275,6 +291,9 @@ class View:
     map_min_dist: float = link("min_dist", MAP_PAGES, Float(0.0, 0.99), default=ProjectionParams.min_dist)
     map_perplexity: float = link("perplexity", MAP_PAGES, Float(5.0, 100.0, 1), default=ProjectionParams.perplexity)
     map_thumbnails: bool = link("thumbnails", "latent_map", Flag(), default=False)
+    map_colour: str = link("colour", "latent_map", ColourBy(), default="label")
+    # an empty spot of the map that was clicked, in map coordinates: its decoded picture is on show
+    map_spot: tuple[float, ...] | None = link("spot", "latent_map", Floats(1e6, 4, count=2), per_model=True)
     selected: tuple[int, ...] = link("selected", ("latent_map", "interpolation"), Indices(10**7), per_model=True,
                                      default=())
     clusters: bool = local(False, per_model=True)  # k-means scores asked for on this map
