@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages.ui import frame, show_images, sync_url, view, widget
+from pages.ui import frame, map_figure, show_images, sync_url, view, widget
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
 from vae_core.catalog import units_note
 from vae_core.images import ImageError, load_image
@@ -143,26 +143,12 @@ if found is None:
 else:
     coords, _, labels = found
     split = handle.map_split(v)
-    map_values = handle.point_scores(split)[kind]
-    index = np.arange(len(coords))
-    names = np.array([handle.label_name(int(v)) for v in labels])
-    marker = dict(color=map_values, colorscale="Viridis", colorbar=dict(title="score"), cmin=float(map_values.min()),
-                  cmax=float(np.quantile(map_values, 0.99)),  # a few extreme scores would wash out the rest
-                  size=5 if coords.shape[1] == 2 else 2.5)
-    common = dict(mode="markers", marker=marker, customdata=np.stack([index, names, map_values], 1),
-                  hovertemplate="#%{customdata[0]} · %{customdata[1]} · score %{customdata[2]:.3f}<extra></extra>")
-    if coords.shape[1] == 3:
-        trace = go.Scatter3d(x=coords[:, 0], y=coords[:, 1], z=coords[:, 2], **common)
-    else:
-        trace = go.Scattergl(x=coords[:, 0], y=coords[:, 1], **common)
-    figure = go.Figure(trace)
+    marks = []
     if upload_image is not None:  # where the model puts your picture, by the map's own transform
-        here = handle.place_on_map(v, handle.embed(upload_image, upload_label))
-        mark = dict(mode="markers", name="your picture",
-                    marker=dict(size=14, color="#FF4B4B", symbol="x", line=dict(width=1.5, color="black")))
-        figure.add_trace(go.Scatter3d(x=here[:, 0], y=here[:, 1], z=here[:, 2], **mark) if coords.shape[1] == 3
-                         else go.Scattergl(x=here[:, 0], y=here[:, 1], **mark))  # WebGL: drawn over the points
-    figure.update_layout(height=480, margin=dict(l=0, r=0, t=10, b=0), showlegend=False)
+        marks.append(("your picture", handle.place_on_map(v, handle.embed(upload_image, upload_label)), "#FF4B4B",
+                      "markers"))
+    figure = map_figure(coords, labels, handle.label_names, marks, height=480,
+                        values=(SCORES[kind], handle.point_scores(split)[kind]))
     st.plotly_chart(figure, width="stretch", key="anomaly_map")
     st.caption(f"The {split} split, coloured by {SCORES[kind]}: bright points are the ones the model explains worst.")
 sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

@@ -54,8 +54,11 @@ def map_figure(coords: np.ndarray, labels: np.ndarray, label_names: list[str], m
         low, high = np.percentile(shown, [1, 99])  # a few extreme points would wash the scale out
         colour = dict(color=shown, colorscale="Viridis", cmin=float(low), cmax=float(max(high, low + 1e-6)),
                       colorbar=dict(title=dict(text=title), thickness=12))
-    common = dict(mode="markers", customdata=order, text=[names[label] for label in labels[order].tolist()],
-                  hovertemplate="#%{customdata} · %{text}<extra></extra>", showlegend=False, name="points")
+    shown_value = "" if values is None else f" · {values[0]} %{{marker.color:.3g}}"
+    # customdata: int32, half the bytes of numpy's default int64 in the page's message
+    common = dict(mode="markers", customdata=order.astype(np.int32), text=[names[label] for label in labels[order].tolist()],
+                  hovertemplate=f"#%{{customdata}} · %{{text}}{shown_value}<extra></extra>", showlegend=False,
+                  name="points")
     if three_d:
         figure.add_trace(go.Scatter3d(x=coords[order, 0], y=coords[order, 1], z=coords[order, 2],
                                       marker=dict(size=2.5, **colour), **common))
