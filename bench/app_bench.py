@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """App benchmark: what a student waits for in Latent Explorer, measured on a real `streamlit run`.
 
-Three measurements, printed as Markdown tables from one run:
+Two measurements, printed as Markdown tables from one run:
 
 1. Slider -> new image latency (browser). On /traversal, --changes keyboard steps of the first latent
    slider (ArrowRight / ArrowLeft alternating, so the value stays in range), each timed in the page's
@@ -20,23 +20,12 @@ Three measurements, printed as Markdown tables from one run:
    visible, the script-run state "notRunning" and no status widget. Repeated --cold-starts times
    (each a new server). After the page is usable, /proc/<pid>/maps of the server shows whether
    numba/llvmlite (=> umap) or sklearn.manifold's compiled modules were loaded at start-up.
-3. Latent map of 10k points. 10,000 prior draws from checkpoints/digits-vae.safetensors, decoded,
-   their mean images re-encoded (vae_core.metrics.encode_all, posterior means). UMAP via
-   vae_core.projection.project in fresh subprocesses: once with an empty NUMBA_CACHE_DIR (true cold:
-   import + numba JIT + fit), and once more with the cache that first process wrote (warm cache). In the cold process, after the first call, the app's latent_map
-   (pages.ui, formerly pages/_ui.py; st.cache_data, outside a Streamlit runtime) is called twice with
-   the same arguments: the miss is the second, compiled call of project() in that process (plus
-   cache_data's bookkeeping), then the cached revisit. (A separate plain second project() call would
-   cost one more full fit; the budget is spent on the warm-cache process instead.) PCA and t-SNE on
-   the same 10k points; t-SNE (about 100 s for 10k on one core of the 2-core box this was written on)
-   runs in a subprocess capped at --tsne-timeout seconds and, if the cap is hit, again on a
-   2,000-point subsample under the same cap (the table says which).
+Latent maps have their own benchmark: bench/map_bench.py.
 
 Usage (from the repository root):
     .venv/bin/python bench/app_bench.py                      # everything: ~5 min of CPU; on 2 cores
                                                              # ~5-6 min, longer when they are shared
-    .venv/bin/python bench/app_bench.py --skip-map           # browser parts only
-    .venv/bin/python bench/app_bench.py --skip-browser --changes 50
+    .venv/bin/python bench/app_bench.py --changes 50
 
 Loopback only: servers listen on 127.0.0.1 and are always stopped; every wait has a timeout.
 """
@@ -47,11 +36,9 @@ import contextlib
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -61,7 +48,6 @@ sys.path.insert(0, str(ROOT))
 from browser import ARM, CHROMIUM, CHROMIUM_ARGS, INSTALL_PROBE, WS_HOOK, running_streamlit, wait_idle  # noqa: E402
 
 CHECKPOINT = ROOT / "checkpoints" / "digits-vae.safetensors"
-N_MAP = 10_000
 
 
 def log(message: str) -> None:
@@ -121,7 +107,8 @@ def machine_block(load_start: float | None = None) -> str:
             kb = int(next(line for line in f if line.startswith("MemTotal")).split()[1])
             mem = f", {kb / 2**20:.1f} GiB RAM"
     versions = []
-    for name in ("streamlit", "torch", "numpy", "scikit-learn", "umap-learn", "numba", "pynndescent", "playwright"):
+    for name in ("streamlit", "torch", "numpy", "scikit-learn", "umap-learn", "openTSNE", "numba", "pynndescent",
+                 "playwright"):
         try:
             versions.append(f"{name} {version(name)}")
         except PackageNotFoundError:
@@ -244,23 +231,6 @@ def bench_slider(browser, url: str, changes: int, settle_ms: int, warmups: int =
 
 
 # -- 3. latent map ----------------------------------------------------------------------------
-def build_latents(path: Path) -> dict:
-    import numpy as np
-    import torch
-
-    from vae_core.checkpoint import load_checkpoint
-    from vae_core.metrics import encode_all
-
-    t = time.perf_counter()
-    model = load_checkpoint(CHECKPOINT).model
-    with torch.inference_mode():
-        images = model.sample(N_MAP, generator=torch.Generator().manual_seed(0))  # decode(z), z ~ N(0, I)
-    mu, _ = encode_all(model, images)
-    z = mu.numpy().astype(np.float32)
-    np.save(path, z)
-    return {"shape": z.shape, "seconds": time.perf_counter() - t, "latent_dim": model.config.latent_dim}
-
-
 def quiet_streamlit() -> None:
     import logging
 
@@ -312,72 +282,18 @@ def server_cost(out: dict, repeats: int = 200) -> dict:
     return out
 
 
-@contextlib.contextmanager
-def clock(out: dict, key: str):
-    """out[key] = wall seconds, out["cpu_" + key] = this process's CPU seconds (all threads): the CPU
-    figure barely moves when other jobs share the cores, the wall figure does."""
-    t, c = time.perf_counter(), time.process_time()
-    yield
-    out[key] = time.perf_counter() - t
-    out["cpu_" + key] = time.process_time() - c
-
-
-def worker(mode: str, z_path: str) -> dict:
+def worker(mode: str) -> dict:
     """Runs in a fresh subprocess; prints one JSON line."""
     import warnings
 
-    import numpy as np
-
     warnings.filterwarnings("ignore")
-    if mode == "server-cost":
-        return server_cost({})
-    z = np.load(z_path)
-    out = {"numba_cache_dir": os.environ.get("NUMBA_CACHE_DIR")}
-    from vae_core.projection import ProjectionParams, project
-
-    if mode in ("umap-cold", "umap-warm"):
-        params = ProjectionParams("umap", 2)
-        with clock(out, "import"):
-            import umap  # noqa: F401  (project() imports it too; timed apart to split import from JIT)
-        with clock(out, "first"):
-            project(z, params)
-        if mode == "umap-cold":  # the second call goes through the app's cache: a miss, then the revisit
-            from dataclasses import astuple
-
-            quiet_streamlit()
-            from pages.ui.models import _latent_map as latent_map
-
-            args = ("bench-token", "digits", "test", astuple(params))
-            with clock(out, "cache_miss"):
-                latent_map(*args, z)
-            t = time.perf_counter()
-            again = latent_map(*args, z)
-            out["cache_hit"] = time.perf_counter() - t
-            out["cache_hit_shape"] = list(again.shape)
-    elif mode == "pca":
-        with clock(out, "import"):
-            from sklearn.decomposition import PCA  # noqa: F401
-        times = []
-        for _ in range(5):
-            t = time.perf_counter()
-            project(z, ProjectionParams("pca", 2))
-            times.append(time.perf_counter() - t)
-        out["first"], out["rest"] = times[0], times[1:]
-    elif mode.startswith("tsne"):
-        n = int(mode.split(":")[1])
-        with clock(out, "import"):
-            from sklearn.manifold import TSNE  # noqa: F401
-        with clock(out, "first"):
-            project(z[:n], ProjectionParams("tsne", 2))
-        out["n"] = n
-    print(json.dumps(out), flush=True)
-    return out
+    return server_cost({})
 
 
-def run_worker(mode: str, z_path: Path, env: dict, timeout: float) -> dict | None:
+def run_worker(mode: str, env: dict, timeout: float) -> dict | None:
     t = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", mode, "--z", str(z_path or "")],
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", mode],
                               cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:  # subprocess.run kills the child it started
         return None
@@ -387,36 +303,6 @@ def run_worker(mode: str, z_path: Path, env: dict, timeout: float) -> dict | Non
     result["process"] = time.perf_counter() - t
     log(f"  {mode}: " + ", ".join(f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float)))
     return result
-
-
-def bench_map(tsne_timeout: float) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="app-bench-"))
-    try:
-        z_path = work / "z.npy"
-        log(f"building {N_MAP} latent codes…")
-        built = build_latents(z_path)
-        cache = work / "numba-cache"
-        cache.mkdir()
-        log("UMAP, empty numba cache, then latent_map twice…")
-        cold = run_worker("umap-cold", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
-        files = sum(1 for _ in cache.rglob("*") if _.is_file())
-        log("UMAP, warm numba cache…")
-        warm = run_worker("umap-warm", z_path, {"NUMBA_CACHE_DIR": str(cache)}, 400)
-        log("PCA…")
-        pca = run_worker("pca", z_path, {}, 120)
-        log(f"t-SNE on {N_MAP} (cap {tsne_timeout:.0f} s)…")
-        tsne = run_worker(f"tsne:{N_MAP}", z_path, {}, tsne_timeout)
-        tsne_note = f"all {N_MAP:,} points"
-        if tsne is None:
-            tsne_note = f"{N_MAP:,} points did not finish in {tsne_timeout:.0f} s (killed); first 2,000 points"
-            log("t-SNE on 2000…")
-            tsne = run_worker("tsne:2000", z_path, {}, tsne_timeout)
-            if tsne is None:
-                tsne_note = f"neither {N_MAP:,} nor 2,000 points finished in {tsne_timeout:.0f} s each (killed)"
-        return {"built": built, "cold": cold, "warm": warm, "cache_files": files, "pca": pca, "tsne": tsne,
-                "tsne_note": tsne_note}
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 # -- report -----------------------------------------------------------------------------------
@@ -488,93 +374,49 @@ def report_cold(results: list[dict]) -> str:
     return text
 
 
-def report_map(m: dict) -> str:
-    c, w, p, t = m["cold"] or {}, m["warm"] or {}, m["pca"] or {}, m["tsne"]
-    b = m["built"]
-    killed = "– (killed at the cap)"
-
-    def both(r, *keys):  # wall (CPU) seconds, summed over keys
-        return f"{sum(r[k] for k in keys):.2f} ({sum(r['cpu_' + k] for k in keys):.2f})" if r else killed
-
-    rows = [
-        ["UMAP first call, **empty** NUMBA_CACHE_DIR (true cold)", both(c, "import", "first"),
-         f"import umap {both(c, 'import')} + project {both(c, 'first')}: numba JIT + fit" if c else ""],
-        ["UMAP second call, same process (compiled): the app's latent_map, cache miss", both(c, "cache_miss"),
-         "the fit alone; pages.ui.models._latent_map → project()"],
-        ["the app's latent_map again, same arguments (cached revisit)",
-         f"{c['cache_hit'] * 1e3:.2f} ms" if c else killed,
-         f"st.cache_data hit outside a runtime, returns {tuple(c['cache_hit_shape'])}" if c else ""],
-        ["UMAP first call, **warm** NUMBA_CACHE_DIR (new process)", both(w, "import", "first"),
-         (f"import umap {both(w, 'import')} + project {both(w, 'first')}; " if w else "")
-         + f"the cold run left {m['cache_files']} cache files"],
-        ["PCA, first call (new process)", f"{p['first'] * 1e3:.1f} ms" if p else killed,
-         f"import sklearn.decomposition {p['import']:.2f} s; next 4 calls median "
-         f"{statistics.median(p['rest']) * 1e3:.1f} ms" if p else ""],
-        [f"t-SNE ({t['n']:,} points, sklearn Barnes-Hut)" if t else "t-SNE", both(t, "first"),
-         m["tsne_note"] + (f"; import sklearn.manifold {t['import']:.2f} s" if t else "")],
-    ]
-    whole = ", ".join(f"{name} {r['process']:.1f} s" for name, r in (("cold", c), ("warm", w)) if r)
-    text = (f"### 3. Latent map of {N_MAP:,} points (2-D)\n\n"
-            f"Codes: {N_MAP:,} prior draws of digits-vae (latent {b['latent_dim']}), decoded, re-encoded to posterior "
-            f"means ({b['seconds']:.2f} s to build). UMAP: vae_core.projection.project(z, ProjectionParams(\"umap\", 2)), "
-            f"each UMAP/PCA/t-SNE row group in a fresh `python` subprocess (whole UMAP processes: {whole or '–'}). "
-            "Seconds are wall clock, with the process's CPU seconds in brackets (less sensitive to other jobs "
-            "on the machine).\n\n")
-    text += table(["", "wall s (CPU s)", "notes"], rows, "lrl")
-    return text
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--changes", type=int, default=30, help="slider steps timed (default 30)")
     p.add_argument("--cold-starts", type=int, default=3, help="cold starts of the server (default 3)")
-    p.add_argument("--skip-map", action="store_true", help="skip the 10k-point latent map timings")
-    p.add_argument("--skip-browser", action="store_true", help="skip the slider and cold-start timings")
     p.add_argument("--settle", type=int, default=250, help="ms between a run's end and the next key press")
     p.add_argument("--no-gc-compare", action="store_true",
                    help="time the slider on the server as shipped only, not also with --runner.postScriptGC true")
-    p.add_argument("--tsne-timeout", type=float, default=150.0,
-                   help="cap on t-SNE, seconds (10k points; if hit, 2k points under the same cap)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    p.add_argument("--z", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.z)
+        worker(args.worker)
         return 0
 
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     sections = []
-    if not args.skip_browser:
-        if not os.access(CHROMIUM, os.X_OK):
-            log(f"{CHROMIUM} is missing (`make chromium`)")
-            return 2
-        from playwright.sync_api import sync_playwright
+    if not os.access(CHROMIUM, os.X_OK):
+        log(f"{CHROMIUM} is missing (`make chromium`)")
+        return 2
+    from playwright.sync_api import sync_playwright
 
-        configs = {"as shipped": ()}
-        if not args.no_gc_compare:
-            configs["postScriptGC on (Streamlit's default)"] = GC_ON
-        runs, libs_after = {}, {}
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-            try:
-                cold = bench_cold_start(browser, max(1, args.cold_starts))
-                for name, options in configs.items():
-                    log(f"slider latency, {name}…")
-                    with launch_server(options=options) as (url, proc, _, _):
-                        runs[name] = bench_slider(browser, url, args.changes, args.settle)
-                        libs_after[name] = mapped_libraries(proc.pid)
-            finally:
-                browser.close()
-        log("server-side cost of a step…")
-        cost = run_worker("server-cost", None, {}, 180) or {}
-        sections.append(report_slider(runs, cost, args.changes, args.settle))
-        after = libs_after["as shipped"]
-        sections.append(report_cold(cold) + "\n\nAfter the slider run on a server: numba/llvmlite mapped: "
-                        f"{'yes' if after['numba/llvmlite (umap)'] else 'no'}, sklearn.manifold mapped: "
-                        f"{'yes' if after['sklearn.manifold (t-SNE)'] else 'no'}.")
-    if not args.skip_map:
-        sections.append(report_map(bench_map(args.tsne_timeout)))
+    configs = {"as shipped": ()}
+    if not args.no_gc_compare:
+        configs["postScriptGC on (Streamlit's default)"] = GC_ON
+    runs, libs_after = {}, {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            cold = bench_cold_start(browser, max(1, args.cold_starts))
+            for name, options in configs.items():
+                log(f"slider latency, {name}…")
+                with launch_server(options=options) as (url, proc, _, _):
+                    runs[name] = bench_slider(browser, url, args.changes, args.settle)
+                    libs_after[name] = mapped_libraries(proc.pid)
+        finally:
+            browser.close()
+    log("server-side cost of a step…")
+    cost = run_worker("server-cost", {}, 180) or {}
+    sections.append(report_slider(runs, cost, args.changes, args.settle))
+    after = libs_after["as shipped"]
+    sections.append(report_cold(cold) + "\n\nAfter the slider run on a server: numba/llvmlite mapped: "
+                    f"{'yes' if after['numba/llvmlite (umap)'] else 'no'}, sklearn.manifold mapped: "
+                    f"{'yes' if after['sklearn.manifold (t-SNE)'] else 'no'}.")
     print("## Latent Explorer app benchmark\n")
     print(machine_block(load_start) + "\n")
     exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
