@@ -183,3 +183,39 @@ def test_a_map_job_hands_on_what_went_wrong(tmp_path, monkeypatch):
     with pytest.raises(MemoryError, match="neighbour graph"):
         job.result()
     assert "t-SNE" in job.status() and "neighbours" in job.status()  # it never reached an iteration
+
+
+def test_a_map_job_remembers_what_each_spot_decodes_to(tmp_path, monkeypatch):
+    """UMAP's inverse triangulates the whole map: a page rerun must not pay for the same spot again."""
+    calls = []
+
+    def counting(points, z, coords, reducer, method):
+        calls.append(points.tolist())
+        return np.zeros((len(points), z.shape[1]), np.float32), "counted"
+
+    monkeypatch.setattr(map_cache, "unproject", counting)
+    job = map_cache.MapJob(_key(), *_points(), tmp_path)
+    assert job.unproject([[1.0, 2.0]], "pca")[1] == "counted"
+    job.unproject([[1.0, 2.0]], "pca")
+    job.unproject([[3.0, 2.0]], "pca")
+    assert calls == [[[1.0, 2.0]], [[3.0, 2.0]]]
+
+
+def test_a_map_waiting_for_another_umap_fit_says_so(tmp_path, monkeypatch):
+    from vae_core import projection
+
+    started = threading.Event()
+
+    def waiting(z, params, progress=None):
+        started.set()
+        with projection._NUMBA_LOCK:  # as _umap does: it waits for whoever fits now
+            return np.zeros((len(z), 2), np.float32), None
+
+    monkeypatch.setattr(map_cache, "project_fitted", waiting)
+    with projection._NUMBA_LOCK:
+        monkeypatch.setattr(projection, "_numba_thread", threading.get_ident())  # this thread "fits"
+        job = map_cache.MapJob(_key(params=ProjectionParams("umap", 2)), *_points(), tmp_path)
+        assert started.wait(10)
+        assert "waiting for another UMAP map, or the warm-up" in job.status()
+        monkeypatch.setattr(projection, "_numba_thread", None)
+    assert job.result()[0].shape == (50, 2)

@@ -434,6 +434,18 @@ def test_tsne_places_with_opentsne_transform(blobs):
     assert np.linalg.norm(placed - centres[labels[::10]], axis=1).max() < 1.5 * radius
 
 
+def test_tsne_placements_share_the_frame_of_the_drawn_map(blobs):
+    """openTSNE's transform re-centres its embedding in place: the map drawn must already be centred,
+    so that a point placed after any number of transforms lands in the same frame as the points."""
+    z, _ = blobs
+    coords, embedding = project_fitted(z, ProjectionParams("tsne", 2, perplexity=10))
+    first = place_on_map(z[:5], z, coords, embedding)
+    for _ in range(3):
+        again = place_on_map(z[:5], z, coords, embedding)
+    np.testing.assert_allclose(np.asarray(embedding), coords, atol=1e-4)  # the reference never moved
+    np.testing.assert_allclose(again, first, atol=1.0)  # the same places, up to the optimiser's noise
+
+
 def test_without_a_reducer_points_fall_back_to_their_neighbours(blobs):
     z, _ = blobs
     coords = project(z, ProjectionParams("pca", 2))
@@ -479,6 +491,17 @@ def test_umap_inverse_transform_finds_the_latent_of_a_spot_on_the_map(blobs, uma
     distances = np.linalg.norm(latents[:, None] - centres[None], axis=2)
     assert np.array_equal(distances.argmin(1), [0, 1, 2])
     assert distances.min(1).max() < 2.0, "within the blob (blobs are 10 apart, 0.3 wide per dimension)"
+
+
+def test_a_spot_outside_the_umap_map_falls_back_to_its_nearest_points(blobs, umap_fitted):
+    """UMAP's inverse interpolates inside the Delaunay triangle around a spot; outside every triangle it
+    would use an arbitrary one, so such a spot is decoded from its nearest points instead, and says so."""
+    z, _ = blobs
+    coords, reducer = umap_fitted
+    outside = coords.max(0) + 0.5 * np.ptp(coords, axis=0)
+    latents, how = unproject([outside], z, coords, reducer, "umap")
+    assert "outside the map's points" in how
+    np.testing.assert_allclose(latents, neighbour_average(outside[None], coords, z), rtol=1e-5)
 
 
 def test_pca_inverts_points_of_its_plane_exactly(blobs):

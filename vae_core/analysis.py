@@ -71,7 +71,8 @@ def anomaly_scores(model, x: torch.Tensor, y: torch.Tensor | None = None, sample
     kl:          KL(q(z|x) || p(z)) in nats: how far the encoder moves this image's posterior from the prior.
 
     A conditional model needs a label: with y given it scores each image under its own label; with
-    y=None it scores under every class and keeps the lowest (most plausible class) per image.
+    y=None it scores under every class and keeps, per image, each score's lowest over the classes (its
+    most plausible class for that score: the three may come from different classes).
     """
     x = torch.as_tensor(x, dtype=torch.float32)
     if x.dim() == 3:

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import cache_root
 from .checkpoint import write_atomic
-from .projection import Progress, ProjectionParams, fit_pca, project_fitted
+from .projection import Progress, ProjectionParams, fit_pca, project_fitted, umap_fit_thread, unproject
 
 CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
 
@@ -138,6 +138,7 @@ def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Pa
 
 
 STEP_NAMES = {"umap": "epoch", "tsne": "iteration"}
+MAX_REMEMBERED_SPOTS = 64
 
 
 class MapJob:
@@ -152,9 +153,13 @@ class MapJob:
         self._started = time.monotonic()
         self._first_step: tuple[float, int] | None = None  # (when, steps done) at the first report
         self._result = None
+        self._z = z
+        self._inverses: dict[tuple, tuple | None] = {}  # unproject()'s answers, by spot
+        self._inverses_lock = threading.Lock()
         self._finished = threading.Event()
-        threading.Thread(target=self._run, args=(z, labels, folder), daemon=True,
-                         name=f"map-{key.params.method}-{key.split}").start()
+        self._thread = threading.Thread(target=self._run, args=(z, labels, folder), daemon=True,
+                                        name=f"map-{key.params.method}-{key.split}")
+        self._thread.start()
 
     def _run(self, z, labels, folder) -> None:
         try:
@@ -184,6 +189,21 @@ class MapJob:
             raise self.error
         return self._result
 
+    def unproject(self, points, method: str) -> tuple[np.ndarray, str] | None:
+        """projection.unproject on this map, remembered per spot: UMAP's inverse triangulates the whole
+        map (seconds at 10k points), and a page reruns on every click while the spot stays shown."""
+        points = np.atleast_2d(np.asarray(points, dtype=np.float32))
+        spot = (method, points.tobytes())
+        with self._inverses_lock:
+            if spot in self._inverses:
+                return self._inverses[spot]
+        found = unproject(points, self._z, *self.result(), method)
+        with self._inverses_lock:  # sessions click at once: one writer at a time
+            if len(self._inverses) >= MAX_REMEMBERED_SPOTS:
+                self._inverses.pop(next(iter(self._inverses)))
+            self._inverses[spot] = found
+        return found
+
     def fraction(self) -> float:
         return self.steps_done / self.steps_total if self.steps_total else 0.0
 
@@ -199,6 +219,9 @@ class MapJob:
         """What a progress bar says: the step reached and the time left, or the stage before them."""
         elapsed = time.monotonic() - self._started
         method = {"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}[self.key.params.method]
+        fitting = umap_fit_thread()
+        if not self.steps_total and self.key.params.method == "umap" and fitting not in (None, self._thread.ident):
+            return f"{method}: waiting for another UMAP map, or the warm-up, to finish… ({elapsed:.0f} s)"
         if not self.steps_total:
             before = {"umap": "building the neighbour graph (a new server compiles UMAP first)",
                       "tsne": "finding each point's nearest neighbours"}.get(self.key.params.method, "projecting")

@@ -19,6 +19,9 @@ import numpy as np
 
 METHODS = ("pca", "umap", "tsne")
 _NUMBA_LOCK = threading.Lock()
+_numba_thread: int | None = None  # the thread holding _NUMBA_LOCK for a fit, for a waiting map's status
+# openTSNE's transform writes into the fitted embedding (it re-centres it in place): one at a time
+_TSNE_LOCK = threading.Lock()
 Progress = Callable[[int, int], None]  # progress(steps done, steps in all) of a projection's optimisation
 
 
@@ -69,16 +72,27 @@ def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress |
 
 
 def _umap(z: np.ndarray, params: ProjectionParams, progress: Progress | None, n_epochs: int | None = None):
+    global _numba_thread
     _ensure_numba_cache()
     with _NUMBA_LOCK:
+        _numba_thread = threading.get_ident()
         import umap
 
         reducer = umap.UMAP(n_components=params.dims, n_neighbors=min(params.n_neighbors, len(z) - 1),
                             min_dist=params.min_dist, random_state=params.seed, n_jobs=1, n_epochs=n_epochs,
                             tqdm_kwds=None if progress is None else _EpochCounter(progress).tqdm_kwds())
-        coords = reducer.fit_transform(z).astype(np.float32)
+        try:
+            coords = reducer.fit_transform(z).astype(np.float32)
+        finally:
+            _numba_thread = None
         reducer.tqdm_kwds = {"disable": True}  # transform() runs epochs too: they report to no one
         return coords, reducer
+
+
+def umap_fit_thread() -> int | None:
+    """The thread fitting UMAP now (a map, or the warm-up), else None: a map asked for waits for it."""
+    holder = _numba_thread
+    return holder if _NUMBA_LOCK.locked() else None
 
 
 class _EpochCounter:
@@ -104,13 +118,19 @@ class _EpochCounter:
 TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS = 250, 500  # openTSNE's defaults: exaggerated phase, then the rest
 TSNE_REPORT_EVERY = 10
 TSNE_FFT_FROM = 20_000
+TSNE_EXACT_NEIGHBOURS_BELOW = 20_000
+# openTSNE's transform optimises new points against the fixed map for 250 iterations by default:
+# 1.4 s for one point on a 10k map, where 50 took 0.29 s and landed as close (bench: 0.03 of a map
+# 88 wide, both) - a slider's point must not wait seconds.
+TSNE_TRANSFORM_ITERATIONS = 50
 
 
 def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
     """openTSNE. Gradients by Barnes-Hut below TSNE_FFT_FROM points (and always in 3-D: openTSNE's FFT
     is 2-D only), by FFT interpolation (Linderman et al., 2019) above, where its cost, which grows with
-    the map's extent rather than the points, pays off (bench/map_bench.py). Neighbours are exact below
-    20,000 points (a brute-force search beat Annoy's index 3x at 10k), approximate (Annoy) above."""
+    the map's extent rather than the points, pays off (bench/map_bench.py: BH 49 s against FFT 50 s at
+    10k, FFT 3.6x faster at 59k). Neighbours are exact (scikit-learn's tree search) below
+    TSNE_EXACT_NEIGHBOURS_BELOW points, 3x faster than Annoy's index at 10k; Annoy above."""
     from openTSNE import TSNE
 
     total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
@@ -124,10 +144,14 @@ def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
     tsne = TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed, n_jobs=1,
                 early_exaggeration_iter=TSNE_EARLY_ITERATIONS, n_iter=TSNE_ITERATIONS,
                 negative_gradient_method="fft" if params.dims == 2 and len(z) >= TSNE_FFT_FROM else "bh",
-                neighbors="exact" if len(z) < 20_000 else "annoy",
+                neighbors="exact" if len(z) < TSNE_EXACT_NEIGHBOURS_BELOW else "annoy",
                 callbacks=None if progress is None else iterations_done, callbacks_every_iters=TSNE_REPORT_EVERY)
     embedding = tsne.fit(z)
-    return np.asarray(embedding, dtype=np.float32), embedding
+    # transform() centres the map on its midrange, in place, before placing points: centre it now, or
+    # every later point would land shifted from the coordinates drawn.
+    embedding -= (embedding.max(0) + embedding.min(0)) / 2
+    embedding.gradient_descent_params["callbacks"] = None  # transforms report to no progress bar
+    return np.array(embedding, dtype=np.float32), embedding
 
 
 def fit_pca(z: np.ndarray, params: ProjectionParams):
@@ -142,13 +166,16 @@ def warm_up_umap() -> None:
     """Compile UMAP's numba kernels, off the hot path (a background thread). The problem is shaped
     like a real map: above 4,096 points UMAP's neighbours come from pynndescent, whose kernels
     compile on first use too, and transform() has kernels of its own."""
+    from threadpoolctl import threadpool_limits
+
     rng = np.random.default_rng(0)
     z = rng.normal(size=(WARM_UP_POINTS, 8)).astype(np.float32)
-    # A few epochs compile the same kernels as the default 200-500, in a fraction of the time.
-    _, reducer = _umap(z, ProjectionParams("umap", 2), None, n_epochs=WARM_UP_EPOCHS)
-    with _NUMBA_LOCK:
-        reducer.transform(z[:2])
-        reducer.inverse_transform(np.zeros((1, 2), dtype=np.float32))
+    with threadpool_limits(limits=1):  # as every projection (project_fitted)
+        # A few epochs compile the same kernels as the default 200-500, in a fraction of the time.
+        _, reducer = _umap(z, ProjectionParams("umap", 2), None, n_epochs=WARM_UP_EPOCHS)
+        with _NUMBA_LOCK:
+            reducer.transform(z[:2])
+            reducer.inverse_transform(np.zeros((1, 2), dtype=np.float32))
 
 
 WARM_UP_POINTS = 4_200  # just above umap-learn's 4,096-point switch to pynndescent
@@ -177,22 +204,28 @@ def cluster_scores(z: np.ndarray, labels: np.ndarray, seed: int = 0) -> dict:
 
 def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, reducer=None, k: int = 5) -> np.ndarray:
     """Map positions for new latent points (a slider's z, an interpolation path): the method's own
-    out-of-sample transform when its fitted reducer is at hand (PCA, UMAP), else neighbour_average."""
+    out-of-sample transform when its fitted reducer is at hand (PCA, UMAP, openTSNE), else
+    neighbour_average."""
     z_new = np.atleast_2d(np.asarray(z_new, dtype=np.float32))
     if z_data.shape[1] <= coords.shape[1]:  # the map is the latent space itself
         return np.pad(z_new, ((0, 0), (0, coords.shape[1] - z_new.shape[1])))
     if reducer is None:
         return neighbour_average(z_new, z_data, coords, k)
-    if not type(reducer).__module__.startswith("umap"):
+    module = type(reducer).__module__
+    if module.startswith("umap"):
+        lock, transform = _NUMBA_LOCK, reducer.transform
+    elif module.startswith("openTSNE"):
+        lock, transform = _TSNE_LOCK, lambda z: reducer.transform(z, n_iter=TSNE_TRANSFORM_ITERATIONS)
+    else:
         return np.asarray(reducer.transform(z_new), dtype=np.float32)
-    # A slider must not wait for another session's UMAP fit (tens of seconds under the lock): while
-    # numba is busy, this point is placed by its neighbours instead.
-    if not _NUMBA_LOCK.acquire(timeout=0.05):
+    # A slider must not wait for another session's UMAP fit (tens of seconds under the lock) or
+    # t-SNE placement: while the lock is taken, this point is placed by its neighbours instead.
+    if not lock.acquire(timeout=0.05):
         return neighbour_average(z_new, z_data, coords, k)
     try:
-        return np.asarray(reducer.transform(z_new), dtype=np.float32)
+        return np.asarray(transform(z_new), dtype=np.float32)
     finally:
-        _NUMBA_LOCK.release()
+        lock.release()
 
 
 def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
@@ -213,17 +246,26 @@ def unproject(points: np.ndarray, z_data: np.ndarray, coords: np.ndarray, reduce
     (what "decode anywhere on the map" decodes), or None where the method has no inverse (t-SNE).
 
     A latent that is its own map is read off directly; PCA and UMAP use their own inverse_transform.
-    A UMAP map read from the disk cache keeps no fitted model: neighbour_average run backwards (the
-    latents of the nearest map points, averaged) is the fallback, named as such."""
+    neighbour_average run backwards (the latents of the nearest map points, averaged) is the fallback,
+    named as such: for a UMAP map read from the disk cache (it keeps no fitted model), and for spots
+    outside the map's points, where UMAP's inverse (it interpolates inside the Delaunay triangle
+    around a spot) would use an arbitrary triangle instead."""
     points = np.atleast_2d(np.asarray(points, dtype=np.float32))
     if z_data.shape[1] <= coords.shape[1]:
         return points[:, :z_data.shape[1]].copy(), "the map is the latent space itself"
     if method == "tsne":
         return None
+
+    def fallback(why: str) -> tuple[np.ndarray, str]:
+        return neighbour_average(points, coords, z_data).astype(np.float32), f"the average latent of the nearest points ({why})"
+
     if reducer is None:
-        return (neighbour_average(points, coords, z_data).astype(np.float32),
-                "the average latent of the nearest points (the fitted UMAP is not kept with a cached map)")
+        return fallback("the fitted UMAP is not kept with a cached map")
     if not type(reducer).__module__.startswith("umap"):
         return np.asarray(reducer.inverse_transform(points), dtype=np.float32), "PCA's inverse_transform"
+    from scipy.spatial import Delaunay
+
+    if (Delaunay(coords).find_simplex(points) < 0).any():
+        return fallback("the spot lies outside the map's points, where UMAP's inverse is undefined")
     with _NUMBA_LOCK:  # a click may wait for another session's fit: the answer is worth it
         return np.asarray(reducer.inverse_transform(points), dtype=np.float32), "UMAP's inverse_transform"
