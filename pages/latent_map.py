@@ -4,7 +4,6 @@ import streamlit as st
 
 from pages.ui import form_widget, frame, map_figure, show_images, store, sync_url, view, widget
 from pages.ui.map_view import clickable_map
-from vae_core.checkpoint import first_line
 from vae_core.images import data_uris
 from vae_core.projection import cluster_scores, nearest_neighbours
 
@@ -52,11 +51,10 @@ if not v.map_on and cfg.latent_dim > 3:
     st.stop()
 split = handle.map_split(v)
 method, dims = ("pca", max(2, cfg.latent_dim)) if cfg.latent_dim <= 3 else (v.map_method, v.map_dims)
-try:
-    coords, z, labels = handle.latent_map(v)  # draws the projection's progress while it runs
-except Exception as exc:  # noqa: BLE001 - a failed projection is a message, and the form stays to try again
-    st.error(f"The {method.upper()} map could not be computed: {first_line(exc)}")
+found = handle.latent_map(v)  # draws the projection's progress while it runs
+if found is None:  # it failed, and said why: the form stays, to try again
     st.stop()
+coords, z, labels = found
 
 
 def select_typed() -> None:
@@ -85,9 +83,9 @@ if dims == 2 and st.toggle("Show images on the map", **widget("view.map_thumbnai
 figure = map_figure(coords, labels, handle.label_names, marks, thumbnails=thumbnails, values=values)
 revision = f"{handle.token}/{split}/{method}/{dims}/{v.map_neighbors}/{v.map_min_dist}/{v.map_perplexity}"
 action = clickable_map(figure, 520, key="map_chart", revision=revision)
-st.caption("Click a point to select it; lasso and box select are in the toolbar. "
-           + ("Drag to turn the map, scroll to zoom." if dims == 3 else
-              "Click an empty spot to decode what the map puts there; drag to pan, scroll to zoom."))
+st.caption("Click a point to select it; drag to turn the map, scroll to zoom." if dims == 3 else
+           "Click a point to select it, or an empty spot to decode what the map puts there; lasso and box "
+           "select are in the toolbar; drag to pan, scroll to zoom.")
 if action is not None and action.spot is not None:
     v.map_spot = tuple(round(c, 4) for c in action.spot)  # as the link writes it: a reopened link decodes the same
     st.rerun()

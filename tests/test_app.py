@@ -150,7 +150,7 @@ def test_the_map_is_coloured_by_what_the_menu_names(checkpoints):
     assert view_of(other).map_colour == "label", "digits have no rotation factor: coloured by label"
 
 
-def test_without_a_writable_cache_the_3d_map_is_still_drawn(checkpoints, monkeypatch):
+def test_without_a_writable_cache_the_map_is_still_drawn(checkpoints, monkeypatch):
     import pages.ui.map_view
 
     monkeypatch.setattr(pages.ui.map_view, "_component", None)
@@ -159,6 +159,11 @@ def test_without_a_writable_cache_the_3d_map_is_still_drawn(checkpoints, monkeyp
     at.button[0].click().run()
     assert_clean(at)
     assert at.get("plotly_chart"), "the plain 3-D chart, without click-to-select"
+    at.radio(key="view.map_dims").set_value(2)
+    at.button[0].click().run()
+    assert_clean(at)
+    (chart,) = at.get("plotly_chart")
+    assert list(chart.proto.selection_mode), "in 2-D Streamlit's chart still selects points, box and lasso"
 
 
 def test_two_d_latent_is_mapped_without_projection(checkpoints):
@@ -429,3 +434,53 @@ def test_a_map_the_cli_precomputed_opens_without_projecting(checkpoints, tmp_pat
     shown[values(drawn["customdata"]).astype(int)] = np.column_stack([values(drawn["x"]), values(drawn["y"])])
     with np.load(out, allow_pickle=False) as prepared:
         np.testing.assert_allclose(shown, prepared["coords"], atol=1e-5)  # the very map the CLI wrote
+
+
+def test_a_map_that_fails_says_why_and_is_not_started_again(checkpoints, monkeypatch):
+    """A projection that fails is a message, not a traceback, on the Latent map and on the pages that
+    draw the map; the map is switched off, so no rerun (a slider's move) starts it again."""
+    import vae_core.map_cache
+    from pages.ui.models import _latent_map
+
+    tries = []
+
+    def failing(z, params, progress=None):
+        tries.append(params.method)
+        raise MemoryError("no room for the neighbour graph")
+
+    _latent_map.clear()
+    monkeypatch.setattr(vae_core.map_cache, "project_fitted", failing)
+    monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(checkpoints.parent / "cache"))
+    at = open_link("pages/traversal.py", model="file:mnist-vae", map="on", method="umap")
+    assert not at.exception
+    assert any("could not be computed (no room for the neighbour graph)" in w.value for w in at.warning)
+    assert view_of(at).map_on is False and "map" not in at.query_params
+    at.run()
+    assert tries == ["umap"], "the failed map is not tried again on the next run"
+    again = open_link("pages/latent_map.py", model="file:mnist-vae", map="on", method="umap")
+    assert not again.exception and any("could not be computed" in w.value for w in again.warning)
+    assert tries == ["umap", "umap"], "forgotten: a new request computes it again"
+
+
+def test_the_umap_warm_up_starts_once_after_the_first_page(checkpoints, monkeypatch):
+    """app.py starts the warm-up when a page has been drawn, once per server; LATENT_EXPLORER_WARM_UP=0
+    (the tests' setting) keeps it off."""
+    import threading
+
+    import pages.ui.warm_up
+
+    ran = threading.Event()
+    monkeypatch.setattr(pages.ui.warm_up, "warm_up_umap", ran.set)
+    pages.ui.warm_up.start_umap_warm_up.clear()
+    start()
+    assert not ran.wait(1), "off when LATENT_EXPLORER_WARM_UP=0"
+    pages.ui.warm_up.start_umap_warm_up.clear()
+    monkeypatch.setenv("LATENT_EXPLORER_WARM_UP", "1")
+    at = start()
+    assert ran.wait(10), "started"
+    assert at.title[0].value == "Overview", "after the page was drawn"
+    thread = pages.ui.warm_up.start_umap_warm_up()
+    ran.clear()
+    at.run()
+    assert pages.ui.warm_up.start_umap_warm_up() is thread and not ran.wait(0.5), "once per server"
+    pages.ui.warm_up.start_umap_warm_up.clear()

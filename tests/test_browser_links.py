@@ -231,6 +231,7 @@ def test_a_lasso_on_the_map_selects_the_points_inside_it(app_url, browser):
     assert set(loop["inside"]) <= selected, "every point well inside the loop is selected"
     assert len(selected) <= 1.3 * len(loop["inside"]) + 5, "and hardly any outside it"
     assert page.get_by_text(f"{len(selected)} selected").count() == 1
+    assert "spot" not in query(page), "pressing the toolbar's lasso button decoded no spot"
 
 
 def test_a_click_selects_a_point_on_the_3d_map(app_url, browser):

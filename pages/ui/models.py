@@ -18,12 +18,12 @@ import torch
 
 from vae_core.analysis import anomaly_scores
 from vae_core.catalog import DEFAULT_MODEL, list_checkpoints, open_model_path
-from vae_core.checkpoint import Checkpoint, CheckpointError, load_checkpoint
+from vae_core.checkpoint import Checkpoint, CheckpointError, first_line, load_checkpoint
 from vae_core.datasets import ImageDataset, load_dataset
 from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel, load_external, reconstruction_warning
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD, encode_all, evaluate, measure
 from vae_core.map_cache import MapJob, MapKey
-from vae_core.projection import ProjectionParams, place_on_map, unproject
+from vae_core.projection import ProjectionParams, place_on_map
 
 from .state import session
 from .view import COLOUR_BY, View
@@ -334,18 +334,23 @@ class ModelHandle:
     def latent_map(self, view: View):
         """(coords, z, labels) of the map the view has on screen, else None. A latent of at most 3
         dimensions is its own map, so it is always there."""
-        found = self._fitted_map(view)
-        return None if found is None else (found[0], found[2], found[3])
+        found = self._map_job(view)
+        if found is None:
+            return None
+        job, z, y = found
+        return job.result()[0], z, y
 
     def place_on_map(self, view: View, z_new) -> np.ndarray:
         """Where latent points (a slider's z, a path) land on the map the view has on screen: the
         method's own transform where its fitted reducer is at hand, else the neighbour average."""
-        coords, reducer, z, _ = self._fitted_map(view)
+        job, z, _ = self._map_job(view)
+        coords, reducer = job.result()
         return place_on_map(np.asarray(z_new, dtype=np.float32), z, coords, reducer)
 
     def placed_by(self, view: View) -> str:
         """How place_on_map puts points on the map on screen, in words for a caption."""
-        coords, reducer, z, _ = self._fitted_map(view)
+        job, z, _ = self._map_job(view)
+        coords, reducer = job.result()
         if z.shape[1] <= coords.shape[1]:
             return "their own coordinates (the latent space is the map)"
         if reducer is not None:
@@ -357,14 +362,13 @@ class ModelHandle:
     def unproject(self, view: View, points) -> tuple[np.ndarray, str] | None:
         """(latents, how they were found) at positions of the map on screen, or None where its method
         has no inverse (t-SNE): what a click on an empty spot decodes."""
-        coords, reducer, z, _ = self._fitted_map(view)
-        method = "pca" if self.config.latent_dim <= 3 else view.map_method
-        return unproject(np.asarray(points, dtype=np.float32), z, coords, reducer, method)
+        job, _, _ = self._map_job(view)
+        return job.unproject(points, "pca" if self.config.latent_dim <= 3 else view.map_method)
 
-    def _fitted_map(self, view: View):
-        """(coords, fitted reducer or None, z, labels) of the map on screen, else None. While the map
-        is computed, its progress is drawn where this is called; a failed map is forgotten, so the
-        next try computes it again."""
+    def _map_job(self, view: View) -> tuple[MapJob, np.ndarray, np.ndarray] | None:
+        """(the finished job of the map on screen, z, labels), else None. While the map is computed,
+        its progress is drawn where this is called. A failed map says why, is forgotten (the next
+        try computes it again) and is switched off, so that no rerun of a page starts it again."""
         if self.config.latent_dim <= 3:
             split, params = "test", ProjectionParams("pca", max(2, self.config.latent_dim))
         elif view.map_on:
@@ -378,9 +382,14 @@ class ModelHandle:
         arguments = (self.token, self.dataset_name, split, astuple(params), digest, z, y)
         job = _latent_map(*arguments)
         _wait_for(job)
-        if job.error is not None:
+        if job.error is None:
+            return job, z, y
+        if _latent_map(*arguments) is job:  # not a newer job another session started meanwhile
             _latent_map.clear(*arguments)
-        return *job.result(), z, y
+        view.map_on = False
+        st.warning(f"The {params.method.upper()} map could not be computed ({first_line(job.error)}). It is off "
+                   "until you compute it again.")
+        return None
 
     def map_split(self, view: View) -> str:
         return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"

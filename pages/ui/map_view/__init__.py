@@ -58,9 +58,15 @@ except OSError:  # no writable cache folder: the map is still drawn (st.plotly_c
 def clickable_map(figure, height: int, key: str, revision: str) -> MapClick | None:
     """Draw a plotly map; what was just done on it (once per action), else None. `revision` names
     the map: while it stays the same, the reader's zoom and pan survive reruns."""
-    if _component is None:
-        st.plotly_chart(figure, key=key, width="stretch")
-        return None
+    if _component is None:  # Streamlit's own chart: points and selections in 2-D, nothing in 3-D
+        if any(trace.type == "scatter3d" for trace in figure.data):
+            st.plotly_chart(figure, key=key, width="stretch")
+            return None
+        event = st.plotly_chart(figure, key=key, width="stretch", on_select="rerun",
+                                selection_mode=("points", "box", "lasso"))
+        points = tuple(sorted({int(p["customdata"]) for p in event.selection.points
+                               if isinstance(p.get("customdata"), int)}))
+        return MapClick(points=points) if points else None
     value = _component(figure=figure.to_json(), height=height, revision=revision, key=key, default=None)
     seen = session().component_reports_seen  # component reports already handled, by key
     if not value or value.get("id") == seen.get(key):
