@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Map benchmark: what whole-dataset latent maps cost, printed as Markdown tables from one run.
 
-Data: the shipped shapes-vae (10-D latent) encodes the shapes train split, 58,982 images; the 5k,
-10k and 20k rows are seeded random subsets of it. Every timing runs in a fresh `python` subprocess
+Data: the shipped shapes-vae (10-D latent) encodes the shapes train split, 58,982 images; smaller
+sizes (--tsne-sizes, and UMAP's 10,000) are seeded random subsets of it. Every timing runs in a fresh `python` subprocess
 (`--worker`), so imports, numba's compiler and its on-disk cache are as a new server meets them.
 
 1. t-SNE engines, side by side: scikit-learn's Barnes-Hut (the app's engine before issue 13),
@@ -202,7 +202,8 @@ def run_worker(args: list[str], env: dict, timeout: float) -> dict | None:
 
 # -- sections -----------------------------------------------------------------------------------------
 def s(value, digits: int = 1) -> str:
-    return "killed at the cap" if value is None else f"{value:,.{digits}f}"
+    """A number for a table; – where there is none (not measured, or the run was killed: the log says)."""
+    return "–" if value is None else f"{value:,.{digits}f}"
 
 
 def bench_tsne(work: Path, sizes: list[int], cap: float) -> tuple[str, dict]:
@@ -240,8 +241,11 @@ def bench_umap(work: Path) -> tuple[str, dict]:
             shutil.copytree(empty, shared, dirs_exist_ok=True)
         r = run_worker(["umap", mode, data], {"NUMBA_CACHE_DIR": str(cache)}, 900)
         found[name] = r
-        rows.append([name, s(r and r.get("warm_up")), s(r and r["map"]), s(r and r["transform"], 2),
-                     s(r and r["inverse"], 2), s(r and r["process"])])
+        if r is None:
+            rows.append([name, "killed after 900 s", "", "", "", ""])
+            continue
+        rows.append([name, s(r.get("warm_up")), s(r["map"]), s(r["transform"], 2), s(r["inverse"], 2),
+                     s(r["process"])])
     found["files"] = sum(1 for p in empty.rglob("*") if p.is_file())
     return ("### UMAP, 10,000 points, one new process per row (seconds)\n\n"
             + table(["", "warm-up", "map", "transform (1 point)", "inverse (1 point)", "whole process"], rows)
@@ -444,7 +448,7 @@ def summary(found: dict, up: float) -> str:
             f"{s(get('caches', 'load', 'disk'), 3)} s from disk; {s(get('server', 'restart'))} s for the link "
             "in a restarted server (model, data, encoding and page included)",
         "a revisit in the same process":
-            f"{s((get('caches', 'load', 'revisit') or 0) * 1e3, 2)} ms in memory; "
+            f"{s(get('caches', 'load', 'revisit') and get('caches', 'load', 'revisit') * 1e3, 2)} ms in memory; "
             f"{s(get('server', 'revisit'))} s for the link in a new browser context",
         "t-SNE of 10k points":
             f"{s(min(tsne_10k) if tsne_10k else None)} s (openTSNE, one thread; scikit-learn "
