@@ -88,6 +88,7 @@ def subset(data, n: int):
 
 
 def tsne_worker(engine: str, n: int, data) -> dict:
+    import numpy as np
     from threadpoolctl import threadpool_limits
 
     z, _ = subset(data, n)
@@ -102,10 +103,21 @@ def tsne_worker(engine: str, n: int, data) -> dict:
         else:
             from openTSNE import TSNE
 
+            from vae_core.projection import TSNE_TRANSFORM_ITERATIONS
+
             embedding = TSNE(n_components=2, perplexity=30, random_state=0, n_jobs=1,
                              negative_gradient_method=engine.split("-")[1],
                              neighbors="exact" if n < 20_000 else "annoy").fit(z)
-            kl = float(embedding.kl_divergence)
+            seconds, kl = time.perf_counter() - start, float(embedding.kl_divergence)
+            embedding -= (embedding.max(0) + embedding.min(0)) / 2  # as the app does: transform re-centres
+            out = {"seconds": seconds, "kl": kl, "n": len(z), "span": float(np.ptp(embedding, axis=0).max())}
+            for name, iterations in (("default", 250), ("app", TSNE_TRANSFORM_ITERATIONS)):
+                start = time.perf_counter()  # one point, as a slider places it; then 200 for the error
+                embedding.transform(z[:1], n_iter=iterations)
+                out[f"transform_{name}_s"] = time.perf_counter() - start
+                placed = np.asarray(embedding.transform(z[:200], n_iter=iterations))
+                out[f"transform_{name}_error"] = float(np.median(np.linalg.norm(placed - embedding[:200], axis=1)))
+            return out
         return {"seconds": time.perf_counter() - start, "kl": kl, "n": len(z)}
 
 
@@ -222,8 +234,15 @@ def bench_tsne(work: Path, sizes: list[int], cap: float) -> tuple[str, dict]:
         n_done = next((r["n"] for r in results.values() if r), n)
         app = "openTSNE " + ("FFT" if n_done >= TSNE_FFT_FROM else "BH")
         rows.append([f"{n_done:,}", *cells, ratio, app])
+    placements = [[f"{r['n']:,}", engine, *(f"{r[f'transform_{k}_s']:.2f} s, {r[f'transform_{k}_error']:.2f}"
+                                            for k in ("default", "app")), f"{r['span']:.0f}"]
+                  for n, results in found.items() for engine, r in results.items() if r and "transform_app_s" in r]
     return ("### t-SNE, one thread each (seconds to fit, KL divergence at the end)\n\n"
-            + table(["points", *TSNE_ENGINES, "sklearn / best openTSNE", "the app uses"], rows)), found
+            + table(["points", *TSNE_ENGINES, "sklearn / best openTSNE", "the app uses"], rows)
+            + "\n\nopenTSNE's transform of one point (a slider's), and the median distance of 200 training "
+              "points placed by it to their own map positions:\n\n"
+            + table(["points", "engine", "250 iterations (openTSNE's default)", "the app's iterations",
+                     "map width"], placements)), found
 
 
 def bench_umap(work: Path) -> tuple[str, dict]:

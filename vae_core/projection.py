@@ -120,8 +120,8 @@ TSNE_REPORT_EVERY = 10
 TSNE_FFT_FROM = 20_000
 TSNE_EXACT_NEIGHBOURS_BELOW = 20_000
 # openTSNE's transform optimises new points against the fixed map for 250 iterations by default:
-# 1.4 s for one point on a 10k map, where 50 took 0.29 s and landed as close (bench: 0.03 of a map
-# 88 wide, both) - a slider's point must not wait seconds.
+# 1.4 s for one point on a 10k map, where 50 took 0.29 s and landed as close (bench/map_bench.py
+# times both) - a slider's point must not wait seconds.
 TSNE_TRANSFORM_ITERATIONS = 50
 
 
