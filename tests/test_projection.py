@@ -565,3 +565,22 @@ def test_a_slider_never_waits_for_another_sessions_umap_fit(blobs):
     with projection._NUMBA_LOCK:
         placed = place_on_map(z[:2], z, coords, FakeUMAP())
     np.testing.assert_allclose(placed, neighbour_average(z[:2], z, coords))
+
+
+def test_a_map_asked_for_during_the_warm_up_goes_before_its_last_stages(fake_umap):
+    """The warm-up compiles the fit first, then transform and inverse_transform (tens of seconds more):
+    a map asked for meanwhile takes the lock between stages instead of waiting for all of them."""
+    from vae_core.projection import warm_up_umap
+
+    order = []
+    fake_umap.fit_transform = lambda self, z: order.append(f"fit {len(z)}") or np.zeros((len(z), 2))
+    fake_umap.transform = lambda self, z: order.append("transform") or np.zeros((len(z), 2))
+    fake_umap.inverse_transform = lambda self, p: order.append("inverse") or np.zeros((len(p), 8))
+    warm = threading.Thread(target=warm_up_umap)
+    warm.start()
+    deadline = time.monotonic() + 10
+    while not order and time.monotonic() < deadline:
+        time.sleep(0.001)
+    project(np.zeros((30, LATENT), np.float32), ProjectionParams("umap", 2))
+    warm.join(10)
+    assert order == ["fit 4200", "fit 30", "transform", "inverse"]

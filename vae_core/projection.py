@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,13 +174,18 @@ def warm_up_umap() -> None:
     with threadpool_limits(limits=1):  # as every projection (project_fitted)
         # A few epochs compile the same kernels as the default 200-500, in a fraction of the time.
         _, reducer = _umap(z, ProjectionParams("umap", 2), None, n_epochs=WARM_UP_EPOCHS)
-        with _NUMBA_LOCK:
-            reducer.transform(z[:2])
-            reducer.inverse_transform(np.zeros((1, 2), dtype=np.float32))
+        # transform() and inverse_transform() compile for tens of seconds more: between the stages the
+        # lock is left free for a moment, so a map someone asked for meanwhile goes first.
+        for stage in (lambda: reducer.transform(z[:2]),
+                      lambda: reducer.inverse_transform(np.zeros((1, 2), dtype=np.float32))):
+            time.sleep(WARM_UP_YIELD_S)
+            with _NUMBA_LOCK:
+                stage()
 
 
 WARM_UP_POINTS = 4_200  # just above umap-learn's 4,096-point switch to pynndescent
 WARM_UP_EPOCHS = 5
+WARM_UP_YIELD_S = 0.5
 
 
 def nearest_neighbours(z: np.ndarray, index: int, k: int = 8) -> np.ndarray:
