@@ -130,8 +130,8 @@ def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
     """openTSNE. Gradients by Barnes-Hut below TSNE_FFT_FROM points (and always in 3-D: openTSNE's FFT
     is 2-D only), by FFT interpolation (Linderman et al., 2019) above, where its cost, which grows with
     the map's extent rather than the points, pays off (bench/map_bench.py: BH 49 s against FFT 50 s at
-    10k, FFT 3.6x faster at 59k). Neighbours are exact (scikit-learn's tree search) below
-    TSNE_EXACT_NEIGHBOURS_BELOW points, 3x faster than Annoy's index at 10k; Annoy above."""
+    10k, FFT 2.9x faster at 59k). Neighbours are exact (scikit-learn's tree search) below
+    TSNE_EXACT_NEIGHBOURS_BELOW points (at 10k, quicker than building Annoy's index); Annoy above."""
     from openTSNE import TSNE
 
     total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
