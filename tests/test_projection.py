@@ -511,6 +511,17 @@ def test_a_spot_outside_the_umap_map_falls_back_to_its_nearest_points(blobs, uma
     np.testing.assert_allclose(latents, neighbour_average(outside[None], coords, z), rtol=1e-5)
 
 
+def test_a_map_too_big_for_umaps_inverse_decodes_from_the_nearest_points(blobs, umap_fitted, monkeypatch):
+    from vae_core import projection
+
+    z, _ = blobs
+    coords, reducer = umap_fitted
+    monkeypatch.setattr(projection, "UMAP_INVERSE_MAX_POINTS", len(coords) - 1)
+    latents, how = unproject(coords[:1], z, coords, reducer, "umap")
+    assert "takes tens of seconds on a map of 150 points" in how
+    np.testing.assert_allclose(latents, neighbour_average(coords[:1], coords, z), rtol=1e-5)
+
+
 def test_pca_inverts_points_of_its_plane_exactly(blobs):
     z, _ = blobs
     coords, pca = project_fitted(z, ProjectionParams("pca", 2))

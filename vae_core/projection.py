@@ -124,6 +124,9 @@ TSNE_EXACT_NEIGHBOURS_BELOW = 20_000
 # 1.4 s for one point on a 10k map, where 50 took 0.29 s and landed as close (bench/map_bench.py
 # times both) - a slider's point must not wait seconds.
 TSNE_TRANSFORM_ITERATIONS = 50
+# umap-learn's inverse_transform triangulates the whole map and walks it in Python: 4.1 s for one spot
+# on a 10k map, 22.5 s on 59k (bench/map_bench.py). Above this size a click decodes the fallback.
+UMAP_INVERSE_MAX_POINTS = 20_000
 
 
 def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
@@ -269,6 +272,8 @@ def unproject(points: np.ndarray, z_data: np.ndarray, coords: np.ndarray, reduce
         return fallback("the fitted UMAP is not kept with a cached map")
     if not type(reducer).__module__.startswith("umap"):
         return np.asarray(reducer.inverse_transform(points), dtype=np.float32), "PCA's inverse_transform"
+    if len(coords) > UMAP_INVERSE_MAX_POINTS:
+        return fallback(f"UMAP's inverse_transform takes tens of seconds on a map of {len(coords):,} points")
     from scipy.spatial import Delaunay
 
     if (Delaunay(coords).find_simplex(points) < 0).any():
