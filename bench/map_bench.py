@@ -34,6 +34,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -441,7 +442,7 @@ def bench_server(work: Path, up: float, cold_starts: int) -> tuple[str, dict]:
                                      f"{server_rss_mb(server.process.pid):.0f}"])
         finally:
             browser.close()
-    cold_rows = [[f"warm-up {state}", *(f"{v:.1f}" for v in values), f"{sorted(values)[len(values) // 2]:.1f}"]
+    cold_rows = [[f"warm-up {state}", *(f"{v:.1f}" for v in values), f"{statistics.median(values):.1f}"]
                  for state, values in cold.items()]
     return ("### In a real server (seconds; link opened in a new browser context until the map is drawn)\n\n"
             "Overview cold start: `streamlit run` launched → Overview usable (script idle).\n\n"
