@@ -237,6 +237,16 @@ def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, redu
         lock.release()
 
 
+def prepare_placement(reducer, z_data: np.ndarray) -> None:
+    """Build what a fitted UMAP's transform() builds on first use (its neighbour search index: 12.6 s
+    on a 59k-point map, bench/map_bench.py), so that a slider's first point does not wait for it.
+    Meanwhile the lock is taken, and place_on_map falls back to the neighbour average."""
+    if reducer is None or not type(reducer).__module__.startswith("umap"):
+        return
+    with _NUMBA_LOCK:
+        reducer.transform(np.asarray(z_data[:1], dtype=np.float32))
+
+
 def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:
     """The fallback placement, where no out-of-sample map is at hand (t-SNE; a UMAP map read from
     disk): each new point at the distance-weighted mean position of its k nearest encoded points,
