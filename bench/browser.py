@@ -90,6 +90,18 @@ def streamlit_server(*app_args: str, **options):
         yield server.url
 
 
+# -- the Latent map's clickable map component (pages/ui/map_view) ---------------------------------
+MAP_FRAME = 'iframe[title="pages.ui.map_view.map_view"]'
+
+
+def map_frame(page, timeout_ms: int = 60_000):
+    """Playwright (sync): the map component's frame, once plotly has drawn the map in it."""
+    page.locator(MAP_FRAME).wait_for(timeout=timeout_ms)
+    frame = next(f for f in page.frames if "/component/pages.ui.map_view.map_view/" in f.url)
+    frame.wait_for_function("() => window.mapState && document.querySelector('#map canvas')", timeout=timeout_ms)
+    return frame
+
+
 # -- probes run inside the page -------------------------------------------------------------------
 # Every WebSocket message the page sends and receives, time-stamped (installed before the app's
 # scripts run: context.add_init_script(WS_HOOK)).

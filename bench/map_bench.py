@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app_bench import log, machine_block, table  # noqa: E402
-from browser import CHROMIUM, CHROMIUM_ARGS, running_streamlit, wait_idle  # noqa: E402
+from browser import CHROMIUM, CHROMIUM_ARGS, MAP_FRAME, map_frame, running_streamlit, wait_idle  # noqa: E402
 
 CHECKPOINT = ROOT / "checkpoints" / "shapes-vae.safetensors"
 SECTIONS = ("tsne", "umap", "caches", "server")
@@ -328,16 +328,11 @@ def open_map(browser, url: str, probe=None):
         page = context.new_page()
         start = time.perf_counter()
         page.goto(url, timeout=60_000)
-        page.locator(MAP_FRAME).wait_for(timeout=900_000)
-        frame = next(f for f in page.frames if "/component/pages.ui.map_view.map_view/" in f.url)
-        frame.wait_for_function("() => document.querySelector('#map canvas')", timeout=300_000)
+        frame = map_frame(page, 900_000)
         seconds = time.perf_counter() - start
         return seconds if probe is None else (seconds, probe(page, frame))
     finally:
         context.close()
-
-
-MAP_FRAME = 'iframe[title="pages.ui.map_view.map_view"]'
 PAN = """async () => {  // six pans of 5% of the width, each until plotly has drawn it and a frame has passed
   const gd = document.getElementById('map'), range = gd._fullLayout.xaxis.range.slice(), times = [];
   for (let i = 0; i < 6; i++) {

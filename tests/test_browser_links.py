@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from bench.browser import MAP_FRAME, map_frame
 from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
 from test_browser_live_pad import canvas_pixels, drag, live_pad_frame, server_pixels, wait_for_report
 
@@ -119,17 +120,6 @@ def test_latent_map_link_keeps_the_map_and_a_clicked_selection(app_url, browser)
     page.wait_for_function("(i) => location.search.includes('selected=' + i)", arg=str(index), timeout=30_000)
     assert query(page)["map"] == ["on"] and query(page)["sample"] == [str(index)]
     assert_same_view(page, reopen(browser, page, "Latent map"), "latent-map")
-
-
-MAP_FRAME = 'iframe[title="pages.ui.map_view.map_view"]'
-
-
-def map_frame(page):
-    """The clickable map component's frame, once plotly has drawn the map in it."""
-    page.locator(MAP_FRAME).wait_for(timeout=60_000)
-    frame = next(f for f in page.frames if "/component/pages.ui.map_view.map_view/" in f.url)
-    frame.wait_for_function("() => window.mapState && document.querySelector('#map canvas')", timeout=60_000)
-    return frame
 
 
 def click_in_map(page, frame, x: float, y: float) -> None:
