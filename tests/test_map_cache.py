@@ -219,22 +219,3 @@ def test_a_map_waiting_for_another_umap_fit_says_so(tmp_path, monkeypatch):
         assert "waiting for another UMAP map, or the warm-up" in job.status()
         monkeypatch.setattr(projection, "_numba_thread", None)
     assert job.result()[0].shape == (50, 2)
-
-
-def test_a_finished_umap_map_prepares_its_first_placement(tmp_path, monkeypatch):
-    """UMAP's first transform builds a search index (12.6 s on a 59k map): the job builds it once the
-    map is on screen, so a slider's first point does not wait for it."""
-    placed = threading.Event()
-
-    class FakeUMAP:
-        __module__ = "umap.umap_"
-
-        def transform(self, z):
-            assert len(z) == 1
-            placed.set()
-            return np.zeros((1, 2), np.float32)
-
-    monkeypatch.setattr(map_cache, "project_fitted", lambda z, params, progress=None: (np.zeros((len(z), 2)), FakeUMAP()))
-    job = map_cache.MapJob(_key(params=ProjectionParams("umap", 2)), *_points(), tmp_path)
-    assert job.result()[1] is not None
-    assert placed.wait(10)

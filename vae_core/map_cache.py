@@ -24,8 +24,7 @@ import numpy as np
 
 from . import cache_root
 from .checkpoint import write_atomic
-from .projection import (Progress, ProjectionParams, fit_pca, prepare_placement, project_fitted, umap_fit_thread,
-                         unproject)
+from .projection import Progress, ProjectionParams, fit_pca, project_fitted, umap_fit_thread, unproject
 
 CAP_BYTES = int(float(os.environ.get("LATENT_EXPLORER_MAP_CACHE_MB", 512)) * 1024**2)
 
@@ -169,11 +168,6 @@ class MapJob:
             self.error = exc
         finally:
             self._finished.set()
-        if self.error is None:  # the map is on screen; now make its first placement quick
-            try:
-                prepare_placement(self._result[1], z)
-            except Exception as exc:  # noqa: BLE001 - only a speed-up: the first placement builds it instead
-                self.lines.append(f"preparing placements failed: {exc}")
 
     def _progress(self, done: int, total: int) -> None:
         if self._first_step is None:

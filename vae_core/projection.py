@@ -12,6 +12,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,19 +76,55 @@ def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress |
 def _umap(z: np.ndarray, params: ProjectionParams, progress: Progress | None, n_epochs: int | None = None):
     global _numba_thread
     _ensure_numba_cache()
+    n_neighbors = min(params.n_neighbors, len(z) - 1)
+    neighbours = ExactNeighbours(z)
+    knn_indices, knn_dists = neighbours.query(z, n_neighbors)
+    if n_epochs is None and len(z) >= UMAP_SHORT_FROM:
+        n_epochs = UMAP_SHORT_EPOCHS
     with _NUMBA_LOCK:
         _numba_thread = threading.get_ident()
         import umap
 
-        reducer = umap.UMAP(n_components=params.dims, n_neighbors=min(params.n_neighbors, len(z) - 1),
-                            min_dist=params.min_dist, random_state=params.seed, n_jobs=1, n_epochs=n_epochs,
+        reducer = umap.UMAP(n_components=params.dims, n_neighbors=n_neighbors, min_dist=params.min_dist,
+                            random_state=params.seed, n_jobs=1, n_epochs=n_epochs,
+                            precomputed_knn=(knn_indices, knn_dists, neighbours),
                             tqdm_kwds=None if progress is None else _EpochCounter(progress).tqdm_kwds())
         try:
-            coords = reducer.fit_transform(z).astype(np.float32)
+            with warnings.catch_warnings():
+                # umap-learn warns that an index other than pynndescent's cannot transform; this one
+                # can (transform() only calls its query()), as the tests check.
+                warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]")
+                coords = reducer.fit_transform(z).astype(np.float32)
         finally:
             _numba_thread = None
         reducer.tqdm_kwds = {"disable": True}  # transform() runs epochs too: they report to no one
         return coords, reducer
+
+
+# umap-learn runs 500 epochs up to 10,000 points and 200 above: at exactly 10k, 500 epochs took 10.5 s
+# and 200 took 4.5 s, for 10-nearest-neighbour recall 0.408 against 0.396 (the shapes latents).
+UMAP_SHORT_FROM, UMAP_SHORT_EPOCHS = 5_000, 200
+
+
+class ExactNeighbours:
+    """UMAP's neighbours, exact, from scikit-learn's tree search, in the place of pynndescent's
+    approximate graph. pynndescent's kernels cannot use numba's on-disk cache, so every new process
+    compiled them for 47 s before its first map (of 61 s for a 10k map); scikit-learn's search is
+    compiled ahead of time, and took 0.6 s on 10k latents (4.8 s on 59k). umap-learn uses the object
+    as its search index: transform() asks query() for a new point's neighbours."""
+
+    _angular_trees = False  # read by umap-learn's transform() for its search tolerance, unused here
+
+    def __init__(self, z: np.ndarray):
+        from sklearn.neighbors import NearestNeighbors
+
+        self._search = NearestNeighbors().fit(np.asarray(z, dtype=np.float32))
+
+    def query(self, points: np.ndarray, k: int, epsilon: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(indices (M, k) int32, distances (M, k) float32) of each point's k nearest; a point of the
+        data finds itself first, as umap-learn expects of its neighbour graph."""
+        distances, indices = self._search.kneighbors(np.asarray(points, dtype=np.float32), n_neighbors=k)
+        return indices.astype(np.int32), distances.astype(np.float32)
 
 
 def umap_fit_thread() -> int | None:
@@ -130,11 +167,15 @@ UMAP_INVERSE_MAX_POINTS = 20_000
 
 
 def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
-    """openTSNE. Gradients by Barnes-Hut below TSNE_FFT_FROM points (and always in 3-D: openTSNE's FFT
-    is 2-D only), by FFT interpolation (Linderman et al., 2019) above, where its cost, which grows with
-    the map's extent rather than the points, pays off (bench/map_bench.py: BH 49 s against FFT 50 s at
-    10k, FFT 2.9x faster at 59k). Neighbours are exact (scikit-learn's tree search) below
-    TSNE_EXACT_NEIGHBOURS_BELOW points (at 10k, quicker than building Annoy's index); Annoy above."""
+    """openTSNE, in its two phases (early exaggeration, then the rest).
+
+    Gradients: openTSNE's FFT interpolation (Linderman et al., 2019) costs with the map's extent rather
+    than its points, so it pays while the exaggerated map is compact, and above TSNE_FFT_FROM points
+    throughout. Below that, the second phase (the map has spread out) is Barnes-Hut's. On 10k shapes
+    latents, FFT then Barnes-Hut took 36.5 s against 47.1 s for Barnes-Hut throughout (exact KL 1.725
+    and 1.736); FFT throughout 50.5 s (FFT is 2-D only: a 3-D map is Barnes-Hut's throughout).
+    Neighbours are exact (scikit-learn's tree search) below TSNE_EXACT_NEIGHBOURS_BELOW points (at
+    10k, quicker than building Annoy's index); Annoy above."""
     from openTSNE import TSNE
 
     total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
@@ -145,12 +186,15 @@ def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
         progress(min(done[0], total), total)
 
     perplexity = min(params.perplexity, max(2.0, (len(z) - 1) / 3))
+    fft_throughout = params.dims == 2 and len(z) >= TSNE_FFT_FROM
     tsne = TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed, n_jobs=1,
-                early_exaggeration_iter=TSNE_EARLY_ITERATIONS, n_iter=TSNE_ITERATIONS,
-                negative_gradient_method="fft" if params.dims == 2 and len(z) >= TSNE_FFT_FROM else "bh",
+                negative_gradient_method="fft" if fft_throughout else "bh",
                 neighbors="exact" if len(z) < TSNE_EXACT_NEIGHBOURS_BELOW else "annoy",
                 callbacks=None if progress is None else iterations_done, callbacks_every_iters=TSNE_REPORT_EVERY)
-    embedding = tsne.fit(z)
+    embedding = tsne.prepare_initial(z)
+    embedding.optimize(TSNE_EARLY_ITERATIONS, exaggeration=tsne.early_exaggeration, momentum=tsne.initial_momentum,
+                       negative_gradient_method="fft" if params.dims == 2 else "bh", inplace=True)
+    embedding.optimize(TSNE_ITERATIONS, exaggeration=tsne.exaggeration, momentum=tsne.final_momentum, inplace=True)
     # transform() centres the map on its midrange, in place, before placing points: centre it now, or
     # every later point would land shifted from the coordinates drawn.
     embedding -= (embedding.max(0) + embedding.min(0)) / 2
@@ -167,9 +211,8 @@ def fit_pca(z: np.ndarray, params: ProjectionParams):
 
 
 def warm_up_umap() -> None:
-    """Compile UMAP's numba kernels, off the hot path (a background thread). The problem is shaped
-    like a real map: above 4,096 points UMAP's neighbours come from pynndescent, whose kernels
-    compile on first use too, and transform() has kernels of its own."""
+    """Compile UMAP's numba kernels, off the hot path (a background thread): the fit's, and those of
+    transform() and inverse_transform(), which have kernels of their own."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
@@ -186,7 +229,7 @@ def warm_up_umap() -> None:
                 stage()
 
 
-WARM_UP_POINTS = 4_200  # just above umap-learn's 4,096-point switch to pynndescent
+WARM_UP_POINTS = 1_000  # any size takes the path a real map takes: neighbours are precomputed
 WARM_UP_EPOCHS = 5
 WARM_UP_YIELD_S = 0.5
 
@@ -235,16 +278,6 @@ def place_on_map(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, redu
         return np.asarray(transform(z_new), dtype=np.float32)
     finally:
         lock.release()
-
-
-def prepare_placement(reducer, z_data: np.ndarray) -> None:
-    """Build what a fitted UMAP's transform() builds on first use (its neighbour search index: 12.6 s
-    on a 59k-point map, bench/map_bench.py), so that a slider's first point does not wait for it.
-    Meanwhile the lock is taken, and place_on_map falls back to the neighbour average."""
-    if reducer is None or not type(reducer).__module__.startswith("umap"):
-        return
-    with _NUMBA_LOCK:
-        reducer.transform(np.asarray(z_data[:1], dtype=np.float32))
 
 
 def neighbour_average(z_new: np.ndarray, z_data: np.ndarray, coords: np.ndarray, k: int = 5) -> np.ndarray:

@@ -1,7 +1,8 @@
 """UMAP's compiled kernels, warmed once per server in the background.
 
-umap-learn and pynndescent JIT-compile on first use: without this the first UMAP map in a new
-server waited for the compiler too (62 s for 6,144 points, against 7.6 s for the next map). The
+umap-learn JIT-compiles its kernels on first use, and numba's on-disk cache keeps only some of them:
+without this the first UMAP map of 10,000 points in a new server took 11.5 s, against 5.0 s once
+warmed (bench/map_bench.py). The
 warm-up starts after the first page has been drawn, so it never delays it, on a thread the kernel
 schedules behind the sessions' (nice 10); numba's compiler is Python and takes the GIL in short
 slices, which the sessions' threads share. LATENT_EXPLORER_WARM_UP=0 turns it off (the tests do,
