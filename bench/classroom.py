@@ -948,6 +948,9 @@ async def run_all(server, args, sizes: list[int]) -> tuple[list[dict], dict | No
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", default="1,10,30", help="comma-separated N per round (default 1,10,30)")
+    p.add_argument("--clients", choices=("browser", "protocol"), default="browser",
+                   help="browser: one Chromium page per student (end to end, small N); protocol: WebSocket "
+                        "sessions speaking Streamlit's protocol, no browser (bench/protocol_client.py)")
     p.add_argument("--seconds", type=float, default=30.0, help="slider phase per round, s (default 30)")
     p.add_argument("--think", type=int, default=250, help="ms between a step's run being over and the next key")
     p.add_argument("--per-browser", type=int, default=0,
@@ -975,7 +978,7 @@ def main(argv=None) -> int:
     sizes = [int(x) for x in args.sessions.split(",") if x.strip()]
     if not sizes or min(sizes) < 1:
         p.error("--sessions: positive integers")
-    if not os.access(CHROMIUM, os.X_OK):
+    if args.clients == "browser" and not os.access(CHROMIUM, os.X_OK):
         log(f"{CHROMIUM} is missing (`make chromium`)")
         return 2
     hard = args.timeout or 240 + sum(120 + 8 * n + args.seconds + 90 for n in sizes)
@@ -1004,7 +1007,12 @@ def main(argv=None) -> int:
             rss_start = rss_mib(server.process.pid)
             log(f"server {server.url} (pid {server.process.pid}), healthy after "
                 f"{server.healthy - server.launched:.1f} s, RSS {rss_start:.0f} MiB")
-            rounds, warm = asyncio.run(run_all(server, args, sizes))
+            if args.clients == "protocol":
+                from protocol_client import protocol_rounds
+
+                rounds = asyncio.run(protocol_rounds(server.url, server.process.pid, sizes, args.seconds))
+            else:
+                rounds, warm = asyncio.run(run_all(server, args, sizes))
             rss_end = rss_mib(server.process.pid)
     finally:
         timer.cancel()
@@ -1015,6 +1023,13 @@ def main(argv=None) -> int:
     print(f"Command: `{' '.join([exe, 'bench/classroom.py', *shown])}`  \n"
           f"Server: one `streamlit run app.py` on 127.0.0.1 for the whole run (LATENT_EXPLORER_CLASSROOM=1, "
           f"as `make serve`), RSS {rss_start:.0f} MiB when healthy, {rss_end:.0f} MiB at the end.\n")
+    if args.clients == "protocol":
+        from protocol_client import protocol_report
+
+        print(protocol_report(rounds))
+        print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
+        return 1 if any(s.errors or not all(s.own_state.values()) or not s.own_state
+                        for r in rounds for s in r["students"]) else 0
     print(report(rounds, warm, args))
     print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
     if args.json:

@@ -1,0 +1,272 @@
+"""Students without browsers: WebSocket sessions that speak Streamlit's own protocol.
+
+A browser on the same 2-core machine as the server measures the browsers (bench/classroom.py's
+Chromium mode: 178% of the CPU for 30 pages). These sessions send what a browser sends, the
+`BackMsg` protobufs of `streamlit.proto` (a script rerun with the widgets' states, a fragment's rerun
+for a widget inside an `st.fragment`), and read the `ForwardMsg`s the server answers with, so one
+asyncio process can stand for a lecture hall and the server's own cost shows.
+
+Each session opens /traversal?sample=k (k its own test image), turns "Decode in this browser" off, so
+the server decodes, and then moves one latent slider (the i-th, cycling) by one step, back and forth,
+every 0.5-1 s (seeded), timing each move from sending it to the server's `script_finished`. A move
+must bring a new picture; an `exception` element, a closed socket or a run over STEP_TIMEOUT_S is an
+error. At the end a full rerun checks the session's own state: its test image and its slider where it
+left them.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from app_bench import fmt, percentile, table
+from classroom import cpu_seconds, log, rss_mib, sample_for, sample_rss, server_quiet
+
+PAGE = "traversal"
+PAD_TOGGLE = "Decode in this browser"
+SAMPLE_FIELD = "Test image #"
+OPEN_TIMEOUT_S = 120.0  # the first session of a server loads the model and encodes the test set
+STEP_TIMEOUT_S = 15.0
+
+
+@dataclass
+class Widget:
+    id: str
+    kind: str  # the Element field: slider, checkbox, number_input, ...
+    label: str
+    value: object
+    fragment_id: str  # "" for a widget outside any st.fragment
+    step: float = 0.0
+    maximum: float | None = None
+
+
+@dataclass
+class Run:
+    seconds: float
+    pictures: int  # image elements the run sent
+    exceptions: list[str]
+    bytes: int
+
+
+@dataclass
+class ProtocolStudent:
+    index: int
+    k: int
+    seed: int
+    steps: list[float] = field(default_factory=list)  # seconds per slider move
+    errors: list[str] = field(default_factory=list)
+    open_s: float = float("nan")
+    bytes: int = 0
+    slider: str = ""
+    own_state: dict = field(default_factory=dict)  # {"sample", "slider", "link"}: each True when kept
+
+
+class StreamlitSession:
+    """One browser's worth of Streamlit protocol over one WebSocket."""
+
+    def __init__(self, base_url: str, page: str, query: str):
+        self.url = base_url.replace("http://", "ws://").rstrip("/") + "/_stcore/stream"
+        self.page, self.query = page, query
+        self.page_script_hash = ""
+        self.widgets: dict[str, Widget] = {}  # by label, as the last run drew them
+        self.states: dict[str, tuple[str, object]] = {}  # widget id -> (kind, value) this session set
+        self.ws = None
+
+    async def open(self) -> Run:
+        import websockets
+
+        self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=30)
+        return await self.rerun(timeout=OPEN_TIMEOUT_S)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+
+    def set(self, widget: Widget, value) -> None:
+        self.states[widget.id] = (widget.kind, value)
+
+    async def rerun(self, fragment_id: str = "", timeout: float = STEP_TIMEOUT_S) -> Run:
+        """Send a rerun with every state this session has set (as a browser sends all of its widgets'),
+        and read the run's messages up to its script_finished."""
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+
+        msg = BackMsg()
+        client = msg.rerun_script
+        client.query_string = self.query
+        if self.page_script_hash:
+            client.page_script_hash = self.page_script_hash
+        else:
+            client.page_name = self.page
+        client.fragment_id = fragment_id
+        for widget_id, (kind, value) in self.states.items():
+            state = client.widget_states.widgets.add()
+            state.id = widget_id
+            if kind == "checkbox":
+                state.bool_value = bool(value)
+            elif kind == "slider":
+                state.double_array_value.data.extend([float(value)])
+            elif kind == "number_input":
+                state.double_value = float(value)
+            else:
+                raise ValueError(f"no state for a {kind}")
+        start = time.perf_counter()
+        await self.ws.send(msg.SerializeToString())
+        return await asyncio.wait_for(self._read_run(start, bool(fragment_id)), timeout)
+
+    async def _read_run(self, start: float, fragment_run: bool) -> Run:
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        pictures, exceptions, received = 0, [], 0
+        if not fragment_run:
+            self.widgets = {}
+        while True:
+            raw = await self.ws.recv()
+            received += len(raw)
+            msg = ForwardMsg()
+            msg.ParseFromString(raw)
+            kind = msg.WhichOneof("type")
+            if kind == "navigation":  # the page this run drew: later reruns name it by its hash
+                self.page_script_hash = msg.navigation.page_script_hash
+            elif kind == "page_info_changed":
+                self.query = msg.page_info_changed.query_string
+            elif kind == "delta" and msg.delta.WhichOneof("type") == "new_element":
+                element = msg.delta.new_element
+                which = element.WhichOneof("type")
+                if which == "imgs":
+                    pictures += 1
+                elif which == "exception":
+                    exceptions.append(f"{element.exception.type}: {element.exception.message}")
+                elif which in ("slider", "checkbox", "number_input"):
+                    proto = getattr(element, which)
+                    value = list(proto.value) if which == "slider" else getattr(proto, "value", proto.default)
+                    self.widgets[proto.label] = Widget(proto.id, which, proto.label, value, msg.delta.fragment_id,
+                                                       getattr(proto, "step", 0.0), getattr(proto, "max", None))
+            elif kind == "script_finished":
+                return Run(time.perf_counter() - start, pictures, exceptions, received)
+
+
+async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyncio.Event | None = None) -> None:
+    """One student's session (module doc); everything it saw goes into s."""
+    session = StreamlitSession(base_url, PAGE, f"sample={s.k}")
+    rng = random.Random(s.seed)
+    try:
+        run = await session.open()
+        s.open_s, s.bytes = run.seconds, run.bytes
+        s.errors += run.exceptions
+        pad = session.widgets.get(PAD_TOGGLE)
+        if pad is not None and pad.value:
+            session.set(pad, False)
+            run = await session.rerun(fragment_id=pad.fragment_id, timeout=OPEN_TIMEOUT_S)
+            s.bytes += run.bytes
+            s.errors += run.exceptions
+        latent = sorted((w for w in session.widgets.values() if w.kind == "slider" and w.label.startswith("z")),
+                        key=lambda w: int(w.label[1:].split()[0]))
+        if not latent:
+            s.errors.append("no latent sliders on the page")
+            return
+        slider = latent[s.index % len(latent)]
+        s.slider = slider.label.split()[0]
+        if ready is not None:
+            await ready.wait()
+        value, direction = float(slider.value[0]), 1
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            await asyncio.sleep(rng.uniform(0.5, 1.0))
+            value = round(value + direction * (slider.step or 0.05), 4)
+            direction = -direction
+            session.set(slider, value)
+            try:
+                run = await session.rerun(fragment_id=slider.fragment_id)
+            except asyncio.TimeoutError:
+                s.errors.append(f"a slider move took over {STEP_TIMEOUT_S:.0f} s")
+                continue
+            s.steps.append(run.seconds)
+            s.bytes += run.bytes
+            s.errors += run.exceptions
+            if not run.pictures:
+                s.errors.append("a slider move brought no picture")
+        run = await session.rerun(timeout=OPEN_TIMEOUT_S)  # the whole page again: is it still this student's?
+        s.bytes += run.bytes
+        s.errors += run.exceptions
+        sample = session.widgets.get(SAMPLE_FIELD)
+        moved = next((w for w in session.widgets.values() if w.id == slider.id), None)
+        link = parse_qs(session.query).get("z", [""])[0].split(",")
+        dim = int(s.slider[1:])
+        s.own_state = {"sample": sample is not None and int(sample.value) == s.k,
+                       "slider": moved is not None and abs(float(moved.value[0]) - value) < 1e-6,
+                       "link": len(link) > dim and abs(float(link[dim]) - value) <= 0.005 + 1e-9}
+    except Exception as exc:  # noqa: BLE001 - a closed socket, a timeout: the student's error, reported
+        s.errors.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        await session.close()
+
+
+async def test_set_size(base_url: str) -> int:
+    """One session opens the page first (the model loads, the test set is encoded) and reads how many
+    test images there are, so every student gets a distinct one."""
+    session = StreamlitSession(base_url, PAGE, "")
+    try:
+        await session.open()
+        return int(session.widgets[SAMPLE_FIELD].maximum) + 1
+    finally:
+        await session.close()
+
+
+async def protocol_round(base_url: str, pid: int, n: int, seconds: float, n_test: int) -> dict:
+    """N students at once (module doc): open, then `seconds` of slider moves with all N connected."""
+    students = [ProtocolStudent(i, sample_for(i, n_test), seed=i) for i in range(n)]
+    ready, rss, stop = asyncio.Event(), [], asyncio.Event()
+    sampler = asyncio.create_task(sample_rss(pid, rss, stop))
+    rss_start = rss_mib(pid)
+    tasks = [asyncio.create_task(student(base_url, s, seconds, ready)) for s in students]
+    opened = [asyncio.create_task(_until_sliding(s)) for s in students]
+    await asyncio.wait(opened, timeout=OPEN_TIMEOUT_S)
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    ready.set()
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds(pid) - cpu0
+    stop.set()
+    await sampler
+    return {"n": n, "students": students, "wall": wall, "cpu_pct": 100 * cpu / wall, "rss_start": rss_start,
+            "rss_peak": max(rss, default=rss_start), "rss_end": rss_mib(pid)}
+
+
+async def _until_sliding(s: ProtocolStudent) -> None:
+    while not s.slider and not s.errors:
+        await asyncio.sleep(0.05)
+
+
+async def protocol_rounds(base_url: str, pid: int, sizes: list[int], seconds: float) -> list[dict]:
+    n_test = await test_set_size(base_url)
+    await server_quiet(pid, 60)
+    rounds = []
+    for n in sizes:
+        log(f"protocol clients, N={n}: {seconds:.0f} s of slider moves…")
+        r = await protocol_round(base_url, pid, n, seconds, n_test)
+        log(f"N={n}: {sum(len(s.steps) for s in r['students'])} moves, "
+            f"{sum(len(s.errors) for s in r['students'])} errors")
+        rounds.append(r)
+        await server_quiet(pid, 30)
+    return rounds
+
+
+def protocol_report(rounds: list[dict]) -> str:
+    rows = []
+    for r in rounds:
+        steps = [x * 1e3 for s in r["students"] for x in s.steps]
+        kept = sum(all(s.own_state.values()) and len(s.own_state) == 3 for s in r["students"])
+        rows.append([r["n"], fmt(len(steps) / r["wall"]), fmt(statistics.median(steps) if steps else float("nan"), 0),
+                     fmt(percentile(steps, 95), 0), fmt(max(steps, default=float("nan")), 0),
+                     sum(len(s.errors) for s in r["students"]), f"{r['cpu_pct']:.0f}%",
+                     f"{r['rss_start']:.0f} / {r['rss_peak']:.0f} / {r['rss_end']:.0f}", f"{kept}/{r['n']}",
+                     fmt(statistics.mean(s.bytes for s in r["students"]) / 1e3, 0)])
+    errors = sorted({e for r in rounds for s in r["students"] for e in s.errors})
+    return ("### Protocol clients: slider moves on /traversal, decoded by the server (ms from the move sent to "
+            "the run finished)\n\n"
+            + table(["sessions", "moves/s", "median", "p95", "max", "errors", "server CPU (mean)",
+                     "server RSS MiB start / peak / end", "own state kept", "kB received per student"], rows)
+            + ("\n\nErrors:\n" + "\n".join(f"- {e}" for e in errors[:20]) if errors else ""))

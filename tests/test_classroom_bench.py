@@ -1,0 +1,27 @@
+"""bench/classroom.py --clients protocol: students speaking Streamlit's protocol, no browser."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_three_protocol_students_move_sliders_and_keep_their_own_state():
+    """A real server, three WebSocket sessions at once, each on its own test image: every move is decoded
+    by the server and answered, nobody sees an error, and each keeps its image, slider and link."""
+    done = subprocess.run([sys.executable, "bench/classroom.py", "--clients", "protocol", "--sessions", "3",
+                           "--seconds", "4", "--timeout", "300"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=360)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| 3 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    moves_per_s, median_ms, errors, kept = float(cells[1]), float(cells[2].replace(",", "")), int(cells[5]), cells[8]
+    assert moves_per_s >= 2.0, row  # each of the 3 moves every 0.5-1 s, plus the answer
+    assert 0 < median_ms < 15_000 and errors == 0 and kept == "3/3", row
+    assert re.search(r"RSS \d+ MiB when healthy", done.stdout)
