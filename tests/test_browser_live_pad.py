@@ -187,3 +187,23 @@ def test_an_uploaded_onnx_pair_drives_the_live_pad_with_its_own_decoder(app_url,
     assert page.locator('[data-testid="stException"]').count() == 0
     page.screenshot(path=str(ARTIFACTS / "live-pad-onnx-upload.png"), full_page=True)
     page.close()
+
+
+def test_the_runtime_arrives_compressed_once_and_a_reload_downloads_none_of_it(app_url, browser):
+    """onnxruntime-web's 14 MB WebAssembly travels gzipped (under 4 MB on the wire) and is kept in the
+    browser's IndexedDB: the same browser reloading the page fetches nothing of it."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    runtime = []
+    page.on("requestfinished", lambda r: ".wasm" in r.url and runtime.append(r.sizes()["responseBodySize"]))
+    page.goto(f"{app_url}/traversal?model=file:mnist-vae")
+    frame = live_pad_frame(page)
+    assert frame.evaluate("livePad.runtimeFrom") == "the server"
+    assert len(runtime) == 1 and 0 < runtime[0] < 4_000_000, runtime
+    runtime.clear()
+    page.reload()
+    frame = live_pad_frame(page)
+    assert frame.evaluate("livePad.runtimeFrom") == "this browser's storage"
+    assert runtime == [], "a reload downloads none of the runtime"
+    before = canvas_pixels(frame)
+    drag(page, frame, "input[type=range]", 0.95)
+    assert np.abs(canvas_pixels(frame).astype(int) - before.astype(int)).max() > 20, "the stored runtime decodes"

@@ -8,8 +8,66 @@ import * as ort from "onnxruntime-web/wasm";
 
 ort.env.wasm.numThreads = 1; // threads need a cross-origin-isolated page, which an iframe here is not
 ort.env.wasm.proxy = false;
-ort.env.wasm.wasmPaths = { wasm: new URL("./ort-wasm-simd-threaded.wasm", import.meta.url).href };
 ort.env.logLevel = "error";
+
+// -- the runtime ----------------------------------------------------------------------------------
+// onnxruntime-web's WebAssembly is 14 MB; gzip makes it 3.7 MB on the wire. Streamlit serves a
+// component's files as they are (no compression, no validators), so the build ships it gzipped and
+// the browser inflates it (DecompressionStream). It is then kept in this browser's IndexedDB under
+// the runtime's version: a reload, or the next page with a pad, downloads none of it.
+const RUNTIME_URL = new URL("./ort-wasm-simd-threaded.wasm.gz", import.meta.url).href;
+const RUNTIME_KEY = `ort-wasm-simd-threaded ${ort.env.versions.web}`;
+const STORE = "runtime";
+
+function openStore() {
+  return new Promise((resolve, reject) => {
+    const request = indexedDB.open("latent-explorer-live-pad", 1);
+    request.onupgradeneeded = () => request.result.createObjectStore(STORE);
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+function stored(db, mode, action) {
+  return new Promise((resolve, reject) => {
+    const request = action(db.transaction(STORE, mode).objectStore(STORE));
+    request.onsuccess = () => resolve(request.result);
+    request.onerror = () => reject(request.error);
+  });
+}
+
+async function runtimeBinary() {
+  let db = null;
+  try {
+    db = await openStore();
+    const kept = await stored(db, "readonly", (s) => s.get(RUNTIME_KEY));
+    if (kept instanceof ArrayBuffer) {
+      stats.runtimeFrom = "this browser's storage";
+      return kept;
+    }
+  } catch {
+    db = null; // no IndexedDB here (a private window, say): download it each time
+  }
+  if (typeof DecompressionStream !== "function") {
+    throw new Error("this browser cannot decompress the runtime (no DecompressionStream)");
+  }
+  const response = await fetch(RUNTIME_URL);
+  if (!response.ok) throw new Error(`the runtime did not load (HTTP ${response.status})`);
+  const binary = await new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  stats.runtimeFrom = "the server";
+  if (db) {
+    await stored(db, "readwrite", (s) => s.put(binary, RUNTIME_KEY)).catch(() => {}); // storage full: next time again
+  }
+  return binary;
+}
+
+let runtimeReady = null; // one download per page, however many models it opens
+function loadRuntime() {
+  runtimeReady ??= runtimeBinary().then((binary) => {
+    ort.env.wasm.wasmBinary = binary;
+  });
+  return runtimeReady;
+}
 
 // -- the Streamlit component protocol (what streamlit-component-lib does, without React) ----------
 function send(type, data) {
@@ -27,6 +85,7 @@ const stats = (window.livePad = {
   frameLatencies: [], // ms from an input event to the animation frame that paints its picture
   frames: 0, // animation frames that showed a new picture
   reported: null, // the last value sent to Python
+  runtimeFrom: null, // where the WebAssembly runtime came from: "the server" or "this browser's storage"
   endpoints: null, // the scrubber's A and B
   z: null, // the latent vector on the canvas now
 });
@@ -69,6 +128,7 @@ async function render(newArgs, theme) {
     await runQueue; // a run still in flight finishes on the model it started with
     await previous?.release(); // another model picked: free the old one's WebAssembly memory
     modelKey = args.model_key;
+    await loadRuntime();
     session = await ort.InferenceSession.create(args.model, { executionProviders: ["wasm"] });
     resetToken = null;
   }
