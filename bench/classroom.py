@@ -1010,7 +1010,7 @@ def main(argv=None) -> int:
             if args.clients == "protocol":
                 from protocol_client import protocol_rounds
 
-                rounds = asyncio.run(protocol_rounds(server.url, server.process.pid, sizes, args.seconds))
+                rounds, pad = asyncio.run(protocol_rounds(server.url, server.process.pid, sizes, args.seconds))
             else:
                 rounds, warm = asyncio.run(run_all(server, args, sizes))
             rss_end = rss_mib(server.process.pid)
@@ -1026,7 +1026,7 @@ def main(argv=None) -> int:
     if args.clients == "protocol":
         from protocol_client import protocol_report
 
-        print(protocol_report(rounds))
+        print(protocol_report(rounds, pad))
         print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
         return 1 if any(s.errors or not all(s.own_state.values()) or not s.own_state
                         for r in rounds for s in r["students"]) else 0

@@ -59,6 +59,7 @@ class ProtocolStudent:
     steps: list[float] = field(default_factory=list)  # seconds per slider move
     errors: list[str] = field(default_factory=list)
     open_s: float = float("nan")
+    open_bytes: int = 0  # the page's first run, the live pad's decoder inside it
     bytes: int = 0
     slider: str = ""
     own_state: dict = field(default_factory=dict)  # {"sample", "slider", "link"}: each True when kept
@@ -154,7 +155,7 @@ async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyn
     rng = random.Random(s.seed)
     try:
         run = await session.open()
-        s.open_s, s.bytes = run.seconds, run.bytes
+        s.open_s, s.open_bytes, s.bytes = run.seconds, run.bytes, run.bytes
         s.errors += run.exceptions
         pad = session.widgets.get(PAD_TOGGLE)
         if pad is not None and pad.value:
@@ -240,7 +241,7 @@ async def _until_sliding(s: ProtocolStudent) -> None:
         await asyncio.sleep(0.05)
 
 
-async def protocol_rounds(base_url: str, pid: int, sizes: list[int], seconds: float) -> list[dict]:
+async def protocol_rounds(base_url: str, pid: int, sizes: list[int], seconds: float) -> tuple[list[dict], dict]:
     n_test = await test_set_size(base_url)
     await server_quiet(pid, 60)
     rounds = []
@@ -251,10 +252,42 @@ async def protocol_rounds(base_url: str, pid: int, sizes: list[int], seconds: fl
             f"{sum(len(s.errors) for s in r['students'])} errors")
         rounds.append(r)
         await server_quiet(pid, 30)
-    return rounds
+    return rounds, await asyncio.to_thread(pad_download, base_url)
 
 
-def protocol_report(rounds: list[dict]) -> str:
+PAD_FILES = "/component/pages.ui.live_pad.live_pad/"
+
+
+def pad_download(base_url: str) -> dict[str, int]:
+    """Bytes a browser downloads for the live pad's files, as they travel (gzip accepted, as browsers
+    do): index.html, what it loads, and the runtime its script fetches. The decoder comes inside the
+    page's first message (ProtocolStudent.open_bytes)."""
+    import gzip
+    import re
+    import urllib.request
+
+    sizes = {}
+
+    def get(name: str) -> str:
+        """The file's text, its size on the wire noted in `sizes`."""
+        request = urllib.request.Request(base_url + PAD_FILES + name, headers={"Accept-Encoding": "gzip, deflate"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+            sizes[name] = len(body)
+            if response.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+        return body.decode(errors="replace")
+
+    for name in re.findall(r'(?:src|href)="\./([^"]+)"', get("index.html")):
+        if name.endswith(".js"):
+            for runtime in sorted(set(re.findall(r'"\./([\w.-]+\.wasm(?:\.gz)?)"', get(name)))):
+                get(runtime)
+        else:
+            get(name)
+    return sizes
+
+
+def protocol_report(rounds: list[dict], pad: dict[str, int] | None = None) -> str:
     rows = []
     for r in rounds:
         steps = [x * 1e3 for s in r["students"] for x in s.steps]
@@ -269,4 +302,14 @@ def protocol_report(rounds: list[dict]) -> str:
             "the run finished)\n\n"
             + table(["sessions", "moves/s", "median", "p95", "max", "errors", "server CPU (mean)",
                      "server RSS MiB start / peak / end", "own state kept", "kB received per student"], rows)
-            + ("\n\nErrors:\n" + "\n".join(f"- {e}" for e in errors[:20]) if errors else ""))
+            + ("\n\nErrors:\n" + "\n".join(f"- {e}" for e in errors[:20]) if errors else "")
+            + ("" if not pad else _pad_report(pad, [s.open_bytes for r in rounds for s in r["students"]])))
+
+
+def _pad_report(pad: dict[str, int], first_runs: list[int]) -> str:
+    first_run = statistics.median(first_runs) if first_runs else 0
+    files = ", ".join(f"{name} {size / 1e3:,.0f} kB" for name, size in pad.items())
+    return (f"\n\nThe live pad, first load per student: its files {sum(pad.values()) / 1e6:.2f} MB ({files}) and "
+            f"the page's first message {first_run / 1e6:.2f} MB (the decoder inside it, median): "
+            f"{(sum(pad.values()) + first_run) / 1e6:.2f} MB. On a reload the runtime comes from the "
+            "browser's IndexedDB (tests/test_browser_live_pad.py).")
