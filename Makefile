@@ -10,7 +10,7 @@ PORT ?= 8501
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
-.PHONY: setup run serve test chromium checkpoints bench live-pad clean
+.PHONY: setup run serve test chromium nginx checkpoints bench live-pad clean
 
 setup: $(STAMP)
 
@@ -31,13 +31,21 @@ chromium:
 run: setup
 	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT)
 
-# A classroom: the same app on every network interface, so students' browsers can reach it, and
-# without the sidebar box that runs a local Python file (students must not run code on the server).
-serve: HOST = 0.0.0.0
+# A classroom: WORKERS app processes (default: the cores) behind Debian's nginx on every network
+# interface, so students' browsers can reach it, and without the sidebar box that runs a local Python
+# file (students must not run code on the server). deploy/serve.py says how.
+WORKERS ?= $(shell nproc)
 serve: export LATENT_EXPLORER_CLASSROOM = 1
-serve: run
+serve: setup nginx
+	$(PY) deploy/serve.py --workers $(WORKERS) --host 0.0.0.0 --port $(PORT)
 
-test: setup chromium
+nginx:
+	@test -x /usr/sbin/nginx || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+	@/usr/sbin/nginx -v
+
+test: setup chromium nginx
 	$(PY) -m pytest
 
 # The shipped models, rebuilt with the documented commands (see README: Shipped checkpoints). Bernoulli
