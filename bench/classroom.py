@@ -945,12 +945,29 @@ async def run_all(server, args, sizes: list[int]) -> tuple[list[dict], dict | No
     return rounds, warm
 
 
+def print_header(load_start: float, argv) -> None:
+    print("## Latent Explorer classroom benchmark\n")
+    print(machine_block(load_start) + "\n")
+    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    shown = argv if argv is not None else sys.argv[1:]
+    print(f"Command: `{' '.join([exe, 'bench/classroom.py', *shown])}`  ")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sessions", default="1,10,30", help="comma-separated N per round (default 1,10,30)")
     p.add_argument("--clients", choices=("browser", "protocol"), default="browser",
                    help="browser: one Chromium page per student (end to end, small N); protocol: WebSocket "
                         "sessions speaking Streamlit's protocol, no browser (bench/protocol_client.py)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="with --clients protocol: the app as `make serve WORKERS=N` runs it, N processes behind "
+                        "nginx (deploy/serve.py); default 1: one `streamlit run`")
+    p.add_argument("--churn", type=int, default=0, metavar="CYCLES",
+                   help="with --clients protocol: CYCLES classes of N (the first --sessions value) connecting, "
+                        "moving sliders for --seconds and leaving, each followed by --idle s; reports the "
+                        "server's RSS after each")
+    p.add_argument("--idle", type=float, default=130.0,
+                   help="--churn: seconds idle after each class (default 130: past the 120 s disconnected-session TTL)")
     p.add_argument("--seconds", type=float, default=30.0, help="slider phase per round, s (default 30)")
     p.add_argument("--think", type=int, default=250, help="ms between a step's run being over and the next key")
     p.add_argument("--per-browser", type=int, default=0,
@@ -981,7 +998,8 @@ def main(argv=None) -> int:
     if args.clients == "browser" and not os.access(CHROMIUM, os.X_OK):
         log(f"{CHROMIUM} is missing (`make chromium`)")
         return 2
-    hard = args.timeout or 240 + sum(120 + 8 * n + args.seconds + 90 for n in sizes)
+    hard = args.timeout or 240 + sum(120 + 8 * n + args.seconds + 90 for n in sizes) + args.churn * (
+        120 + 8 * sizes[0] + args.seconds + args.idle)
     load_start = os.getloadavg()[0]
     started = time.perf_counter()
 
@@ -1001,35 +1019,26 @@ def main(argv=None) -> int:
     timer.start()
     env = {"LATENT_EXPLORER_CLASSROOM": "1", "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba")),
            "MPLCONFIGDIR": os.environ.get("MPLCONFIGDIR", str(ROOT / ".cache" / "matplotlib"))}
+    if args.clients == "protocol":
+        from protocol_client import run_protocol
+
+        try:
+            return run_protocol(args, sizes, env, lambda: print_header(load_start, argv))
+        finally:
+            timer.cancel()
     try:
         with running_streamlit(env=env, log_prefix="classroom-streamlit", timeout=120) as server:
             pin_server(server.process.pid)
             rss_start = rss_mib(server.process.pid)
             log(f"server {server.url} (pid {server.process.pid}), healthy after "
                 f"{server.healthy - server.launched:.1f} s, RSS {rss_start:.0f} MiB")
-            if args.clients == "protocol":
-                from protocol_client import protocol_rounds
-
-                rounds, pad = asyncio.run(protocol_rounds(server.url, server.process.pid, sizes, args.seconds))
-            else:
-                rounds, warm = asyncio.run(run_all(server, args, sizes))
+            rounds, warm = asyncio.run(run_all(server, args, sizes))
             rss_end = rss_mib(server.process.pid)
     finally:
         timer.cancel()
-    print("## Latent Explorer classroom benchmark\n")
-    print(machine_block(load_start) + "\n")
-    exe = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
-    shown = argv if argv is not None else sys.argv[1:]
-    print(f"Command: `{' '.join([exe, 'bench/classroom.py', *shown])}`  \n"
-          f"Server: one `streamlit run app.py` on 127.0.0.1 for the whole run (LATENT_EXPLORER_CLASSROOM=1, "
+    print_header(load_start, argv)
+    print(f"Server: one `streamlit run app.py` on 127.0.0.1 for the whole run (LATENT_EXPLORER_CLASSROOM=1, "
           f"as `make serve`), RSS {rss_start:.0f} MiB when healthy, {rss_end:.0f} MiB at the end.\n")
-    if args.clients == "protocol":
-        from protocol_client import protocol_report
-
-        print(protocol_report(rounds, pad))
-        print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
-        return 1 if any(s.errors or not all(s.own_state.values()) or not s.own_state
-                        for r in rounds for s in r["students"]) else 0
     print(report(rounds, warm, args))
     print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
     if args.json:

@@ -10,12 +10,17 @@ Each session opens /traversal?sample=k (k its own test image), turns "Decode in 
 the server decodes, and then moves one latent slider (the i-th, cycling) by one step, back and forth,
 every 0.5-1 s (seeded), timing each move from sending it to the server's `script_finished`. A move
 must bring a new picture; an `exception` element, a closed socket or a run over STEP_TIMEOUT_S is an
-error. At the end a full rerun checks the session's own state: its test image and its slider where it
-left them.
+error. At the end a full rerun checks the session's own state: its test image, its slider where it
+left it, and its share link.
+
+`churn` repeats a class (N students connecting, moving sliders, leaving) with the server left idle
+past Streamlit's disconnected-session TTL after each: what the server's memory does over a day of
+classes.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import statistics
 import time
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from app_bench import fmt, percentile, table
-from classroom import cpu_seconds, log, rss_mib, sample_for, sample_rss, server_quiet
+from classroom import cpu_seconds, log, rss_mib, sample_for
 
 PAGE = "traversal"
 PAD_TOGGLE = "Decode in this browser"
@@ -216,24 +221,50 @@ async def test_set_size(base_url: str) -> int:
         await session.close()
 
 
-async def protocol_round(base_url: str, pid: int, n: int, seconds: float, n_test: int) -> dict:
+# The server: one process, or every worker behind nginx (deploy/serve.py); CPU and memory are their sums.
+def server_cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def server_rss(pids: list[int]) -> float:
+    return sum(rss_mib(pid) for pid in pids)
+
+
+async def _sample_rss(pids: list[int], out: list, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        out.append(server_rss(pids))
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.25)
+
+
+async def server_quiet(pids: list[int], timeout: float, below_pct: float = 5.0, window: float = 2.0) -> None:
+    """Until the server's CPU over `window` s is below below_pct (or `timeout` s have passed)."""
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        before = server_cpu(pids)
+        await asyncio.sleep(window)
+        if 100 * (server_cpu(pids) - before) / window < below_pct:
+            return
+
+
+async def protocol_round(base_url: str, pids: list[int], n: int, seconds: float, n_test: int) -> dict:
     """N students at once (module doc): open, then `seconds` of slider moves with all N connected."""
     students = [ProtocolStudent(i, sample_for(i, n_test), seed=i) for i in range(n)]
     ready, rss, stop = asyncio.Event(), [], asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(pid, rss, stop))
-    rss_start = rss_mib(pid)
+    sampler = asyncio.create_task(_sample_rss(pids, rss, stop))
+    rss_start = server_rss(pids)
     tasks = [asyncio.create_task(student(base_url, s, seconds, ready)) for s in students]
     opened = [asyncio.create_task(_until_sliding(s)) for s in students]
     await asyncio.wait(opened, timeout=OPEN_TIMEOUT_S)
-    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    cpu0, t0 = server_cpu(pids), time.perf_counter()
     ready.set()
     await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
-    cpu = cpu_seconds(pid) - cpu0
+    cpu = server_cpu(pids) - cpu0
     stop.set()
     await sampler
     return {"n": n, "students": students, "wall": wall, "cpu_pct": 100 * cpu / wall, "rss_start": rss_start,
-            "rss_peak": max(rss, default=rss_start), "rss_end": rss_mib(pid)}
+            "rss_peak": max(rss, default=rss_start), "rss_end": server_rss(pids)}
 
 
 async def _until_sliding(s: ProtocolStudent) -> None:
@@ -241,17 +272,17 @@ async def _until_sliding(s: ProtocolStudent) -> None:
         await asyncio.sleep(0.05)
 
 
-async def protocol_rounds(base_url: str, pid: int, sizes: list[int], seconds: float) -> tuple[list[dict], dict]:
+async def protocol_rounds(base_url: str, pids: list[int], sizes: list[int], seconds: float) -> tuple[list[dict], dict]:
     n_test = await test_set_size(base_url)
-    await server_quiet(pid, 60)
+    await server_quiet(pids, 60)
     rounds = []
     for n in sizes:
         log(f"protocol clients, N={n}: {seconds:.0f} s of slider moves…")
-        r = await protocol_round(base_url, pid, n, seconds, n_test)
+        r = await protocol_round(base_url, pids, n, seconds, n_test)
         log(f"N={n}: {sum(len(s.steps) for s in r['students'])} moves, "
             f"{sum(len(s.errors) for s in r['students'])} errors")
         rounds.append(r)
-        await server_quiet(pid, 30)
+        await server_quiet(pids, 30)
     return rounds, await asyncio.to_thread(pad_download, base_url)
 
 
@@ -287,6 +318,31 @@ def pad_download(base_url: str) -> dict[str, int]:
     return sizes
 
 
+async def churn(base_url: str, pids: list[int], n: int, cycles: int, seconds: float, idle: float) -> list[dict]:
+    """Memory across classes: `cycles` times, N students open the page, move sliders for `seconds` and
+    leave, then the server sits idle for `idle` s (longer than server.disconnectedSessionTTL, 120 s,
+    so their closed sessions are gone). The server's RSS after each idle period should level off."""
+    n_test = await test_set_size(base_url)
+    levels = []
+    for cycle in range(1, cycles + 1):
+        r = await protocol_round(base_url, pids, n, seconds, n_test)
+        await asyncio.sleep(idle)
+        levels.append({"cycle": cycle, "rss": server_rss(pids), "peak": r["rss_peak"],
+                       "moves": sum(len(s.steps) for s in r["students"]),
+                       "errors": sum(len(s.errors) for s in r["students"])})
+        log(f"churn cycle {cycle}/{cycles}: RSS {levels[-1]['rss']:.0f} MiB after {idle:.0f} s idle")
+    return levels
+
+
+def churn_report(levels: list[dict], n: int, idle: float) -> str:
+    first = levels[0]["rss"]
+    rows = [[c["cycle"], c["moves"], c["errors"], f"{c['peak']:.0f}", f"{c['rss']:.0f}",
+             f"{100 * (c['rss'] - first) / first:+.1f}%"] for c in levels]
+    return (f"### Memory across classes: {n} students per cycle, then {idle:.0f} s idle\n\n"
+            + table(["cycle", "moves", "errors", "RSS MiB peak", f"RSS MiB after {idle:.0f} s idle",
+                     "against cycle 1"], rows))
+
+
 def protocol_report(rounds: list[dict], pad: dict[str, int] | None = None) -> str:
     rows = []
     for r in rounds:
@@ -313,3 +369,79 @@ def _pad_report(pad: dict[str, int], first_runs: list[int]) -> str:
             f"the page's first message {first_run / 1e6:.2f} MB (the decoder inside it, median): "
             f"{(sum(pad.values()) + first_run) / 1e6:.2f} MB. On a reload the runtime comes from the "
             "browser's IndexedDB (tests/test_browser_live_pad.py).")
+
+
+@contextlib.contextmanager
+def behind_nginx(workers: int):
+    """`make serve WORKERS=workers` on loopback ports: yields (the proxy's URL, the workers' pids)."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from browser import free_port
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "deploy"))
+    import serve
+
+    port, first = free_port(), free_block(workers)
+    processes = serve.start(workers, "127.0.0.1", port, Path(tempfile.mkdtemp(prefix="classroom-serve-")), first)
+    try:
+        yield f"http://127.0.0.1:{port}", [p.pid for p in processes[:-1]]
+    finally:
+        serve.stop(processes)
+
+
+def free_block(n: int) -> int:
+    """The first of n consecutive free loopback ports (the workers')."""
+    import socket
+
+    for base in random.Random().sample(range(20_000, 40_000, 16), 200):
+        sockets = []
+        try:
+            for port in range(base, base + n):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {n} free consecutive ports")
+
+
+def run_protocol(args, sizes: list[int], env: dict, print_header) -> int:
+    """bench/classroom.py --clients protocol: the rounds (or --churn's classes) against one server or
+    --workers behind nginx; prints the tables; 1 when anyone saw an error or lost their own state."""
+    import os
+
+    from browser import running_streamlit
+
+    started = time.perf_counter()
+    os.environ.update(env)  # the workers behind nginx inherit it, as `streamlit run` gets it below
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            url, pids = stack.enter_context(behind_nginx(args.workers))
+            where = f"{args.workers} workers behind nginx (deploy/serve.py, as `make serve WORKERS={args.workers}`)"
+        else:
+            server = stack.enter_context(running_streamlit(env=env, log_prefix="classroom-streamlit", timeout=120))
+            url, pids = server.url, [server.process.pid]
+            where = "one `streamlit run app.py`"
+        rss_start = server_rss(pids)
+        log(f"server {url}: {where}, RSS {rss_start:.0f} MiB")
+        if args.churn:
+            levels = asyncio.run(churn(url, pids, sizes[0], args.churn, args.seconds, args.idle))
+        else:
+            rounds, pad = asyncio.run(protocol_rounds(url, pids, sizes, args.seconds))
+        rss_end = server_rss(pids)
+    print_header()
+    print(f"Server: {where} on 127.0.0.1 (LATENT_EXPLORER_CLASSROOM=1), RSS {rss_start:.0f} MiB when healthy, "
+          f"{rss_end:.0f} MiB at the end.\n")
+    if args.churn:
+        print(churn_report(levels, sizes[0], args.idle))
+        bad = any(c["errors"] for c in levels)
+    else:
+        print(protocol_report(rounds, pad))
+        bad = any(s.errors or not s.own_state or not all(s.own_state.values()) for r in rounds for s in r["students"])
+    print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
+    return 1 if bad else 0

@@ -25,3 +25,19 @@ def test_three_protocol_students_move_sliders_and_keep_their_own_state():
     assert moves_per_s >= 2.0, row  # each of the 3 moves every 0.5-1 s, plus the answer
     assert 0 < median_ms < 15_000 and errors == 0 and kept == "3/3", row
     assert re.search(r"RSS \d+ MiB when healthy", done.stdout)
+
+
+@pytest.mark.slow
+def test_the_churn_mode_reports_the_servers_memory_after_each_class():
+    """--churn: classes connect, move sliders and leave, one after another; the server's RSS after each
+    idle period is the table's row, and an error in any class fails the run."""
+    done = subprocess.run([sys.executable, "bench/classroom.py", "--clients", "protocol", "--sessions", "2",
+                           "--seconds", "2", "--churn", "2", "--idle", "1", "--timeout", "300"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=360)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if re.match(r"\| [12] \|", line)]
+    assert len(rows) == 2, done.stdout
+    for row in rows:
+        cycle, moves, errors, peak, after, change = [c.strip() for c in row.strip("|").split("|")]
+        assert int(moves) >= 2 and int(errors) == 0 and float(after) > 100, row
+    assert rows[0].endswith("+0.0% |")
