@@ -36,7 +36,7 @@ run: setup
 # file (students must not run code on the server). deploy/serve.py says how.
 WORKERS ?= $(shell nproc)
 serve: export LATENT_EXPLORER_CLASSROOM = 1
-serve: setup nginx
+serve: setup $(if $(filter-out 1,$(WORKERS)),nginx)
 	$(PY) deploy/serve.py --workers $(WORKERS) --host 0.0.0.0 --port $(PORT)
 
 nginx:

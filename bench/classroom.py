@@ -491,21 +491,30 @@ class CpuMeter:
         return out
 
 
-async def sample_rss(pid: int, out: list, stop: asyncio.Event) -> None:
+# The server: one process, or every worker behind nginx (--workers); its CPU and memory are their sums.
+def server_cpu(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+def server_rss(pids: list[int]) -> float:
+    return sum(rss_mib(pid) for pid in pids)
+
+
+async def sample_rss(pids: list[int], out: list, stop: asyncio.Event) -> None:
     while not stop.is_set():
-        out.append(rss_mib(pid))
+        out.append(server_rss(pids))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
-async def server_quiet(pid: int, timeout: float, below_pct: float = 5.0, window: float = 2.0) -> float:
+async def server_quiet(pids: list[int], timeout: float, below_pct: float = 5.0, window: float = 2.0) -> float:
     """Wait until the server's CPU use over `window` s is below below_pct (e.g. a background UMAP
     compile has finished); returns the seconds waited (timeout if it never got quiet)."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < timeout:
-        a = cpu_seconds(pid)
+        a = server_cpu(pids)
         await asyncio.sleep(window)
-        if 100 * (cpu_seconds(pid) - a) / window < below_pct:
+        if 100 * (server_cpu(pids) - a) / window < below_pct:
             break
     return time.perf_counter() - t0
 
@@ -711,7 +720,7 @@ async def warm_up(pw, url: str, pid: int) -> dict:
     finally:
         await browser.close()
     pages_s = time.perf_counter() - t
-    quiet = await server_quiet(pid, 120)
+    quiet = await server_quiet([pid], 120)
     return {"pages_s": pages_s, "quiet_s": quiet, "n_test": int(n_max) + 1 if n_max else 359, "errors": s.errors,
             "noise": s.noise, "rss": rss_mib(pid)}
 
@@ -724,7 +733,7 @@ async def run_round(pw, url: str, pid: int, n: int, args, n_test: int) -> dict:
     res = {"n": n, "sessions": sessions, "browsers": n_browsers, "rss_before": rss_mib(pid), "rss": [],
            "cpu": None, "completed": False, "budget_hit": False}
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_rss(pid, res["rss"], stop))
+    sampler = asyncio.create_task(sample_rss([pid], res["rss"], stop))
     browsers = []
     meter = CpuMeter(pid)
     wire_cm = capture(int(urlparse(url).port), not args.no_wire)
@@ -941,7 +950,7 @@ async def run_all(server, args, sizes: list[int]) -> tuple[list[dict], dict | No
             log(f"N={n}: {steps} slider changes, {errs} errors, RSS {r['rss_before']:.0f} → {r.get('rss_end', math.nan):.0f} MiB")
             rounds.append(r)
             if n != sizes[-1]:
-                await server_quiet(pid, 30)
+                await server_quiet([pid], 30)
     return rounds, warm
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
 from app_bench import fmt, percentile, table
-from classroom import cpu_seconds, log, rss_mib, sample_for
+from classroom import log, sample_for, sample_rss, server_cpu, server_quiet, server_rss
 
 PAGE = "traversal"
 PAD_TOGGLE = "Decode in this browser"
@@ -221,37 +221,11 @@ async def test_set_size(base_url: str) -> int:
         await session.close()
 
 
-# The server: one process, or every worker behind nginx (deploy/serve.py); CPU and memory are their sums.
-def server_cpu(pids: list[int]) -> float:
-    return sum(cpu_seconds(pid) for pid in pids)
-
-
-def server_rss(pids: list[int]) -> float:
-    return sum(rss_mib(pid) for pid in pids)
-
-
-async def _sample_rss(pids: list[int], out: list, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        out.append(server_rss(pids))
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.25)
-
-
-async def server_quiet(pids: list[int], timeout: float, below_pct: float = 5.0, window: float = 2.0) -> None:
-    """Until the server's CPU over `window` s is below below_pct (or `timeout` s have passed)."""
-    end = time.perf_counter() + timeout
-    while time.perf_counter() < end:
-        before = server_cpu(pids)
-        await asyncio.sleep(window)
-        if 100 * (server_cpu(pids) - before) / window < below_pct:
-            return
-
-
 async def protocol_round(base_url: str, pids: list[int], n: int, seconds: float, n_test: int) -> dict:
     """N students at once (module doc): open, then `seconds` of slider moves with all N connected."""
     students = [ProtocolStudent(i, sample_for(i, n_test), seed=i) for i in range(n)]
     ready, rss, stop = asyncio.Event(), [], asyncio.Event()
-    sampler = asyncio.create_task(_sample_rss(pids, rss, stop))
+    sampler = asyncio.create_task(sample_rss(pids, rss, stop))
     rss_start = server_rss(pids)
     tasks = [asyncio.create_task(student(base_url, s, seconds, ready)) for s in students]
     opened = [asyncio.create_task(_until_sliding(s)) for s in students]

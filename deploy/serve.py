@@ -18,7 +18,7 @@ it while the machine's other cores idle (bench/classroom.py --clients protocol).
   and maps in memory.
 
 Ctrl-C (or SIGTERM) stops nginx and every worker. Files of the run (nginx.conf, logs) go to
-.cache/serve/.
+.cache/serve/. With --workers 1 the app itself listens on HOST:PORT, without nginx.
 """
 from __future__ import annotations
 
@@ -161,6 +161,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.workers < 1:
         p.error("--workers: at least 1")
+    if args.workers == 1:  # nothing to balance: the app itself on HOST:PORT, no proxy
+        os.environ.setdefault("LATENT_EXPLORER_CLASSROOM", "1")
+        os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                                  "--server.address", args.host, "--server.port", str(args.port)])
     processes = start(args.workers, args.host, args.port, Path(args.run_dir).resolve(), args.first_worker_port)
     print(f"Latent Explorer: {args.workers} workers behind nginx on http://{args.host}:{args.port} "
           f"(logs in {args.run_dir}); Ctrl-C stops them", flush=True)

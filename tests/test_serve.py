@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import threading
 import urllib.request
 from pathlib import Path
 
@@ -50,12 +51,16 @@ def _worker(url: str, cookie: str | None = None) -> tuple[str, str]:
 
 
 def _students(url: str, n: int) -> list[ProtocolStudent]:
+    """n protocol students at once, on an event loop of their own thread: Playwright's sync API (the
+    browser tests' session fixture) keeps one running in this one."""
     students = [ProtocolStudent(i, 5 + 11 * i, seed=i) for i in range(n)]
 
     async def run():
         await asyncio.gather(*(student(url, s, 3.0) for s in students))
 
-    asyncio.run(run())
+    worker = threading.Thread(target=asyncio.run, args=(run(),))
+    worker.start()
+    worker.join(120)
     return students
 
 
