@@ -69,6 +69,11 @@ class ProtocolStudent:
     slider: str = ""
     own_state: dict = field(default_factory=dict)  # {"sample", "slider", "link"}: each True when kept
 
+    @property
+    def kept_own_state(self) -> bool:
+        """The final check ran, and the student's image, slider and link were all still theirs."""
+        return len(self.own_state) == 3 and all(self.own_state.values())
+
 
 class StreamlitSession:
     """One browser's worth of Streamlit protocol over one WebSocket."""
@@ -210,7 +215,7 @@ async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyn
         await session.close()
 
 
-async def test_set_size(base_url: str) -> int:
+async def count_test_images(base_url: str) -> int:
     """One session opens the page first (the model loads, the test set is encoded) and reads how many
     test images there are, so every student gets a distinct one."""
     session = StreamlitSession(base_url, PAGE, "")
@@ -247,7 +252,7 @@ async def _until_sliding(s: ProtocolStudent) -> None:
 
 
 async def protocol_rounds(base_url: str, pids: list[int], sizes: list[int], seconds: float) -> tuple[list[dict], dict]:
-    n_test = await test_set_size(base_url)
+    n_test = await count_test_images(base_url)
     await server_quiet(pids, 60)
     rounds = []
     for n in sizes:
@@ -296,7 +301,7 @@ async def churn(base_url: str, pids: list[int], n: int, cycles: int, seconds: fl
     """Memory across classes: `cycles` times, N students open the page, move sliders for `seconds` and
     leave, then the server sits idle for `idle` s (longer than server.disconnectedSessionTTL, 120 s,
     so their closed sessions are gone). The server's RSS after each idle period should level off."""
-    n_test = await test_set_size(base_url)
+    n_test = await count_test_images(base_url)
     levels = []
     for cycle in range(1, cycles + 1):
         r = await protocol_round(base_url, pids, n, seconds, n_test)
@@ -321,7 +326,7 @@ def protocol_report(rounds: list[dict], pad: dict[str, int] | None = None) -> st
     rows = []
     for r in rounds:
         steps = [x * 1e3 for s in r["students"] for x in s.steps]
-        kept = sum(all(s.own_state.values()) and len(s.own_state) == 3 for s in r["students"])
+        kept = sum(s.kept_own_state for s in r["students"])
         rows.append([r["n"], fmt(len(steps) / r["wall"]), fmt(statistics.median(steps) if steps else float("nan"), 0),
                      fmt(percentile(steps, 95), 0), fmt(max(steps, default=float("nan")), 0),
                      sum(len(s.errors) for s in r["students"]), f"{r['cpu_pct']:.0f}%",
@@ -416,6 +421,6 @@ def run_protocol(args, sizes: list[int], env: dict, print_header) -> int:
         bad = any(c["errors"] for c in levels)
     else:
         print(protocol_report(rounds, pad))
-        bad = any(s.errors or not s.own_state or not all(s.own_state.values()) for r in rounds for s in r["students"])
+        bad = any(s.errors or not s.kept_own_state for r in rounds for s in r["students"])
     print(f"\nTotal wall time {time.perf_counter() - started:.0f} s.")
     return 1 if bad else 0

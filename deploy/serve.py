@@ -170,7 +170,7 @@ def main(argv=None) -> int:
           f"(logs in {args.run_dir}); Ctrl-C stops them", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        while all(process.poll() is None for process in processes[-1:]):
+        while processes[-1].poll() is None:  # nginx, started last
             time.sleep(1)
         print("nginx stopped; stopping the workers", file=sys.stderr)
         return 1
