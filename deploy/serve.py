@@ -105,37 +105,39 @@ def start(workers: int, host: str, port: int, run: Path, first_worker_port: int 
     env = {**os.environ, "LATENT_EXPLORER_CLASSROOM": os.environ.get("LATENT_EXPLORER_CLASSROOM", "1")}
     secret = secrets.token_hex(32)
     processes = []
-    for i, worker_port in enumerate(worker_ports):
-        log = open(run / f"worker-{i}.log", "w")
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
-             "--server.port", str(worker_port)], cwd=ROOT, env={**env, "STREAMLIT_SERVER_COOKIE_SECRET": secret},
-            stdout=log, stderr=subprocess.STDOUT))
-    for temp in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):  # nginx's workers write these: as root, they
-        (run / temp).mkdir(exist_ok=True)                       # run as nobody
-        if os.geteuid() == 0:
-            import pwd
+    try:  # whatever stops the start (a worker that dies, a timeout, Ctrl-C, SIGTERM) stops what it started
+        for i, worker_port in enumerate(worker_ports):
+            log = open(run / f"worker-{i}.log", "w")
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.address", "127.0.0.1",
+                 "--server.port", str(worker_port)], cwd=ROOT, env={**env, "STREAMLIT_SERVER_COOKIE_SECRET": secret},
+                stdout=log, stderr=subprocess.STDOUT))
+        for temp in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):  # nginx's workers write these: as root,
+            (run / temp).mkdir(exist_ok=True)                       # they run as nobody
+            if os.geteuid() == 0:
+                import pwd
 
-            nobody = pwd.getpwnam("nobody")
-            os.chown(run / temp, nobody.pw_uid, nobody.pw_gid)
-    config = run / "nginx.conf"
-    config.write_text(nginx_config(host, port, worker_ports, run))
-    deadline = time.monotonic() + timeout
-    for worker_port, process in zip(worker_ports, processes):
-        while not healthy(f"http://127.0.0.1:{worker_port}"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                stop(processes)
-                raise SystemExit(f"worker on port {worker_port} did not start (log: {run})")
-            time.sleep(0.2)
-    proxy = subprocess.Popen([NGINX, "-c", str(config), "-p", str(run), "-e", str(run / "nginx-error.log")], cwd=run,
-                             stdout=open(run / "nginx.log", "w"), stderr=subprocess.STDOUT)
-    processes.append(proxy)
-    local = "127.0.0.1" if host in ("0.0.0.0", "") else host
-    while not healthy(f"http://{local}:{port}"):
-        if proxy.poll() is not None or time.monotonic() > deadline:
-            stop(processes)
-            raise SystemExit(f"nginx did not start: {(run / 'nginx-error.log').read_text()[-2000:]}")
-        time.sleep(0.1)
+                nobody = pwd.getpwnam("nobody")
+                os.chown(run / temp, nobody.pw_uid, nobody.pw_gid)
+        config = run / "nginx.conf"
+        config.write_text(nginx_config(host, port, worker_ports, run))
+        deadline = time.monotonic() + timeout
+        for worker_port, process in zip(worker_ports, processes):
+            while not healthy(f"http://127.0.0.1:{worker_port}"):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"worker on port {worker_port} did not start (log: {run})")
+                time.sleep(0.2)
+        proxy = subprocess.Popen([NGINX, "-c", str(config), "-p", str(run), "-e", str(run / "nginx-error.log")],
+                                 cwd=run, stdout=open(run / "nginx.log", "w"), stderr=subprocess.STDOUT)
+        processes.append(proxy)
+        local = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        while not healthy(f"http://{local}:{port}"):
+            if proxy.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"nginx did not start: {(run / 'nginx-error.log').read_text()[-2000:]}")
+            time.sleep(0.1)
+    except BaseException:
+        stop(processes)
+        raise
     return processes
 
 
@@ -165,10 +167,10 @@ def main(argv=None) -> int:
         os.environ.setdefault("LATENT_EXPLORER_CLASSROOM", "1")
         os.execv(sys.executable, [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                                   "--server.address", args.host, "--server.port", str(args.port)])
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # as Ctrl-C: stop the workers and nginx, even mid-start
     processes = start(args.workers, args.host, args.port, Path(args.run_dir).resolve(), args.first_worker_port)
     print(f"Latent Explorer: {args.workers} workers behind nginx on http://{args.host}:{args.port} "
           f"(logs in {args.run_dir}); Ctrl-C stops them", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while processes[-1].poll() is None:  # nginx, started last
             time.sleep(1)
