@@ -435,6 +435,9 @@ def test_map_prints_the_projections_progress(work, trained, tmp_path, monkeypatc
     monkeypatch.setattr(vae_core.cli, "PROGRESS_EVERY_S", 0.05)
     result = cli(capsys, "map", trained, "--method", "tsne", "--perplexity", "10")
     assert_ok(result)
-    steps = [int(n.replace(",", "")) for n in re.findall(r"t-SNE: iteration ([\d,]+) of 750", result.stdout)]
+    from vae_core.projection import TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS
+
+    total = f"{TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS:,}"
+    steps = [int(n.replace(",", "")) for n in re.findall(rf"t-SNE: iteration ([\d,]+) of {total}", result.stdout)]
     assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] > steps[0], result.stdout
     assert "left" in result.stdout

@@ -413,11 +413,11 @@ def test_worker_threads_leave_the_process_default_alone(make_queue):
 
 def test_default_thread_count_leaves_a_core_for_serving(monkeypatch):
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert threads.default_torch_threads(1) == 8 and threads.default_torch_threads(3) == 5
+    assert threads.compute_threads(1) == 8 and threads.compute_threads(3) == 5
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    assert threads.default_torch_threads(1) == 1
+    assert threads.compute_threads(1) == 1
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert threads.default_torch_threads(1) == 1
+    assert threads.compute_threads(1) == 1
 
 
 def test_available_datasets_lists_registry_sets_only_when_their_files_are_there(tmp_path):

@@ -31,7 +31,7 @@ from .datasets import DatasetError, load_shared
 from .generate import preview_grid
 from .publish import PublishError, publish
 from .recipe import Recipe
-from .threads import default_torch_threads, use_torch_threads_in_this_thread
+from .threads import compute_threads, use_torch_threads_in_this_thread
 from .trainer import Callback, Trainer, TrainingDiverged
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ class JobQueue:
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent, self.folder, self.device = max_concurrent, Path(folder) if folder else None, device
-        self.torch_threads = torch_threads or default_torch_threads(max_concurrent)
+        self.torch_threads = torch_threads or compute_threads(max_concurrent)
         self.max_waiting, self.max_active_per_owner = max_waiting, max_active_per_owner
         self.max_finished, self.finished_ttl, self.trainer_factory = max_finished, finished_ttl, trainer_factory
         self._lock = threading.RLock()

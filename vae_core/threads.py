@@ -8,7 +8,7 @@ pools from the process default, (2) calls torch.set_num_threads(n), which sizes 
 and (3) at once has a short-lived helper thread put the process default back, so threads started
 later (Streamlit runs every script run in a new thread) still start with 1. Only a thread whose
 very first parallel op falls in the microseconds between (2) and (3) would copy n instead; a lock
-keeps workers from interleaving. n = min(8, (usable cores - 1) // max_concurrent), at least 1:
+keeps workers from interleaving. n = compute_threads() = min(8, (usable cores - 1) // max_concurrent), at least 1:
 one core stays free for serving pages, and small VAEs gain little beyond 8 threads.
 """
 from __future__ import annotations
@@ -19,7 +19,8 @@ import threading
 import torch
 
 
-def default_torch_threads(max_concurrent: int = 1) -> int:
+def compute_threads(max_concurrent: int = 1) -> int:
+    """Threads a long computation may take (a training run, a t-SNE map): module doc."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
