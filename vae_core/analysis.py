@@ -42,8 +42,11 @@ def _scores_given_labels(model, x, y, samples: int, seed: int, batch_size: int) 
         xb = x[s].to(device)
         yb = None if y is None else y[s].to(device)
         mu, logvar = model.encode(xb, yb)
-        kl = losses.gaussian_kl(mu, logvar).sum(1)
         mean_out = model.decoder_output(mu, yb)
+        recon_error.append((torch.sigmoid(mean_out) - xb).pow(2).flatten(1).mean(1).cpu())
+        if logvar is None:  # an autoencoder: no posterior, so no KL and no ELBO
+            continue
+        kl = losses.gaussian_kl(mu, logvar).sum(1)
         if samples:  # Monte Carlo E_q[-log p(x|z)] with fixed draws: the ELBO as trained
             nll = torch.stack([
                 -losses.log_likelihood(xb, model.decoder_output(model.reparameterize(mu, logvar, e.to(device)), yb),
@@ -53,8 +56,9 @@ def _scores_given_labels(model, x, y, samples: int, seed: int, batch_size: int) 
         else:  # the posterior mean as a one-point estimate of E_q: deterministic, no sampling noise
             nll = -losses.log_likelihood(xb, mean_out, cfg.likelihood, cfg.obs_sigma)
         neg_elbo.append((nll + kl).cpu())
-        recon_error.append((torch.sigmoid(mean_out) - xb).pow(2).flatten(1).mean(1).cpu())
         kls.append(kl.cpu())
+    if not cfg.probabilistic:
+        return {"recon_error": torch.cat(recon_error)}
     return {"neg_elbo": torch.cat(neg_elbo), "recon_error": torch.cat(recon_error), "kl": torch.cat(kls)}
 
 
@@ -69,6 +73,7 @@ def anomaly_scores(model, x: torch.Tensor, y: torch.Tensor | None = None, sample
                  averages S reparameterised draws from a generator seeded with `seed` instead.
     recon_error: mean over pixels of (reconstruct(x) - x)^2, reconstruct() decoding the posterior mean.
     kl:          KL(q(z|x) || p(z)) in nats: how far the encoder moves this image's posterior from the prior.
+    An autoencoder has recon_error only: it has no posterior, so neither an ELBO nor a KL.
 
     A conditional model needs a label: with y given it scores each image under its own label; with
     y=None it scores under every class and keeps, per image, each score's lowest over the classes (its
@@ -173,6 +178,8 @@ def impute(model, x: torch.Tensor, mask: torch.Tensor, iterations: int = 10, y: 
         y = torch.as_tensor(y, dtype=torch.long).reshape(-1).expand(len(x))
     elif model.config.conditional:
         raise ValueError("a conditional model needs the images' labels y to impute")
+    if mode == "gibbs":
+        model.require_posterior("imputing with posterior draws")
     generator = torch.Generator().manual_seed(seed)
     masked = torch.where(mask, fill, x)
     current, steps = masked, []

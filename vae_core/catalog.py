@@ -52,6 +52,8 @@ def unique_path(name: str, folder: Path | None = None) -> Path:
 
 def objective_label(config) -> str:
     """What the model was trained to do, in the words of the papers: VAE, β-VAE or β-TCVAE, with β."""
+    if config.objective == "ae":
+        return "autoencoder (no KL)"
     if config.objective == "beta-tcvae":
         return f"β-TCVAE (β = {config.beta:g})"
     return "VAE" if config.beta == 1 else f"β-VAE (β = {config.beta:g})"
@@ -122,7 +124,13 @@ def model_card(ckpt: Checkpoint, measured: dict | None = None) -> dict:
         "epochs": len(ckpt.history) or "—",  # a model trained elsewhere brings no history
         "test ELBO": round(ckpt.metrics["test_elbo"], 1) if "test_elbo" in ckpt.metrics else "—",
     }
-    if "test_elbo" not in ckpt.metrics and measured:
+    if not cfg.probabilistic:  # no posterior, no ELBO: its reconstruction is the score that applies
+        card["β"] = "— (no KL term)"
+        card["test ELBO"] = "none (an autoencoder)"
+        recon = ckpt.metrics.get("test_recon", (measured or {}).get("recon"))
+        if recon is not None:
+            card["reconstruction"] = f"{recon:.1f} nats"
+    elif "test_elbo" not in ckpt.metrics and measured:
         card["test ELBO"] = f"{measured['test_elbo']:.1f} (measured here on {measured['images']:,} images)"
         card["reconstruction"] = f"{measured['recon']:.1f} nats, mean pixel error {measured['pixel_error']:.3f}"
     return card

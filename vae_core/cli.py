@@ -85,7 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--beta", type=float, default=Recipe.beta, help="KL weight (vae) or total-correlation weight "
                    "(beta-tcvae); > 1 trades reconstruction for disentanglement")
     t.add_argument("--objective", choices=OBJECTIVES, default=Recipe.objective,
-                   help="vae: recon + beta KL; beta-tcvae: recon + KL + (beta - 1) total correlation (Chen et al. 2018)")
+                   help="vae: recon + beta KL; beta-tcvae: recon + KL + (beta - 1) total correlation (Chen et al. 2018); "
+                        "ae: a plain autoencoder to compare with (reconstruction only, no KL, no posterior)")
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
     t.add_argument("--epochs", type=int, default=Recipe.epochs)
     t.add_argument("--batch-size", type=int, default=Recipe.batch_size)
@@ -185,8 +186,10 @@ def _train(args) -> int:
 
         def on_epoch_end(self, trainer, record):
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{record['loss']:.2f}", test_elbo=f"{record.get('test_elbo', 0):.2f}",
-                                 kl=f"{record['kl']:.2f}")
+            scores = {"test_elbo": record.get("test_elbo"), "kl": record.get("kl"),
+                      "test_recon": None if "kl" in record else record.get("test_recon")}
+            self.bar.set_postfix(loss=f"{record['loss']:.2f}",
+                                 **{k: f"{v:.2f}" for k, v in scores.items() if v is not None})
 
     trainer = Trainer(model, data, train_config, checkpoint_path=out, resume=resume)
     if trainer.start_epoch >= args.epochs:
@@ -202,8 +205,9 @@ def _train(args) -> int:
             raise UsageError(str(exc)) from None
     if trainer.is_main:
         last = history[-1]
-        print(f"saved {out}: test ELBO {last.get('test_elbo', float('nan')):.2f} nats, "
-              f"KL {last['kl']:.2f}, active units {last.get('active_units', '?')}/{model.config.latent_dim}")
+        scores = (f"test ELBO {last.get('test_elbo', float('nan')):.2f} nats, KL {last['kl']:.2f}" if "kl" in last
+                  else f"an autoencoder: test reconstruction {last.get('test_recon', float('nan')):.2f} nats, no ELBO")
+        print(f"saved {out}: {scores}, active units {last.get('active_units', '?')}/{model.config.latent_dim}")
     return 0
 
 
@@ -249,12 +253,16 @@ def _eval(args) -> int:
     ckpt, name = _open_model(args)
     data = _model_data(ckpt, args, seed=ckpt.train_state.get("train_config", {}).get("seed", 0))
     x, y = data.x_test[: args.limit], data.y_test[: args.limit]
-    result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k)
+    result = evaluate(ckpt.model, x, y, iwae_k=args.iwae_k if ckpt.config.probabilistic else 0)
     print(f"{name} on {ckpt.dataset['name']} test ({len(x)} samples), nats per image:")
     meaning = "a log-density" if ckpt.config.likelihood == "gaussian" else "a log-probability, <= 0"
-    print(f"  ELBO          {result['elbo']:10.3f}   ({ckpt.config.likelihood} p(x|z): {meaning})")
+    if "elbo" in result:
+        print(f"  ELBO          {result['elbo']:10.3f}   ({ckpt.config.likelihood} p(x|z): {meaning})")
     print(f"  reconstruction{result['recon']:10.3f}   (cost, -log p(x|z))")
-    print(f"  KL            {result['kl']:10.3f}")
+    if "kl" in result:
+        print(f"  KL            {result['kl']:10.3f}")
+    else:
+        print("  (an autoencoder: no posterior, so no ELBO, KL or IWAE bound)")
     if "iwae" in result:
         print(f"  IWAE (k={args.iwae_k:<3}) {result['iwae']:10.3f}   (tighter bound on log p(x))")
     print(f"  active units  {result['active_units']:>6} / {ckpt.config.latent_dim}")

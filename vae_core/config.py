@@ -8,8 +8,10 @@ from dataclasses import dataclass
 ARCHITECTURES = ("mlp", "conv", "external")  # external: a user's own module (external.py)
 LIKELIHOODS = ("bernoulli", "gaussian")
 # vae: recon + beta * KL (beta > 1: Higgins et al., 2017). beta-tcvae: recon + KL + (beta - 1) * TC, the
-# total correlation of the aggregate posterior alone pushed harder (Chen et al., 2018).
-OBJECTIVES = ("vae", "beta-tcvae")
+# total correlation of the aggregate posterior alone pushed harder (Chen et al., 2018). ae: a plain
+# autoencoder, for comparison: the same networks, a deterministic encoder and the reconstruction term
+# alone; no posterior, so no KL, ELBO or IWAE, and no prior it was trained to decode.
+OBJECTIVES = ("vae", "beta-tcvae", "ae")
 
 
 @dataclass
@@ -49,6 +51,8 @@ class VAEConfig:
             problems.append(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
         if not 0 <= float(self.beta) < math.inf:
             problems.append(f"beta must be finite and >= 0, got {self.beta}")
+        if self.objective == "ae" and int(self.num_classes) > 0:
+            problems.append("an autoencoder (objective 'ae') is unconditional here: num_classes must be 0")
         if int(self.num_classes) < 0 or int(self.num_classes) == 1:
             problems.append(f"num_classes must be 0 (unconditional) or >= 2, got {self.num_classes}")
         if not 0 < float(self.obs_sigma) < math.inf:
@@ -61,6 +65,11 @@ class VAEConfig:
     @property
     def conditional(self) -> bool:
         return self.num_classes > 0
+
+    @property
+    def probabilistic(self) -> bool:
+        """Does the encoder give a posterior q(z|x)? False for an autoencoder: one code per image."""
+        return self.objective != "ae"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -65,6 +65,15 @@ def _mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class NoPosterior(ValueError):
+    """Asked an autoencoder for what only a posterior q(z|x) gives (a KL, an ELBO, posterior draws)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} needs a probabilistic encoder, and this model is an autoencoder: its encoder "
+                         "gives one code per image, not a distribution q(z|x), so there is no KL term and no "
+                         "ELBO. What applies is its reconstruction error.")
+
+
 class VAE(nn.Module):
     def __init__(self, config: VAEConfig):
         super().__init__()
@@ -84,7 +93,8 @@ class VAE(nn.Module):
             features = c.dense_sizes[-1]
         # The label enters after the body (encoder) and before it (decoder): one-hot concatenation.
         self.to_mu = nn.Linear(features + c.num_classes, c.latent_dim)
-        self.to_logvar = nn.Linear(features + c.num_classes, c.latent_dim)
+        if c.probabilistic:  # an autoencoder's encoder stops at the code
+            self.to_logvar = nn.Linear(features + c.num_classes, c.latent_dim)
         decoder_in = c.latent_dim + c.num_classes
         if c.dense_sizes:
             self.decoder_dense = _mlp([decoder_in, *reversed(c.dense_sizes)])
@@ -98,17 +108,19 @@ class VAE(nn.Module):
             self.decoder_body = _ConvDecoder(c, self.encoder_body.sizes, decoder_in)
 
     # -- the four functions of pytorch/examples vae/main.py -------------------------------------
-    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """q(z|x[,y]) = N(mu, diag(exp(logvar)))."""
+    def encode(self, x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """q(z|x[,y]) = N(mu, diag(exp(logvar))). An autoencoder: (its code, None)."""
         h = self.encoder_body(x)
         if self.config.dense_sizes:
             h = self.encoder_dense(h)
         h = self._with_label(h, y)
-        return self.to_mu(h), self.to_logvar(h)
+        return self.to_mu(h), self.to_logvar(h) if self.config.probabilistic else None
 
     @staticmethod
     def reparameterize(mu, logvar, eps: torch.Tensor | None = None):
         # z = mu + sigma * eps keeps z differentiable in (mu, logvar): the reparameterisation trick.
+        if logvar is None:  # an autoencoder's code: nothing to draw
+            return mu
         if eps is None:
             eps = torch.randn_like(mu)
         return mu + torch.exp(0.5 * logvar) * eps
@@ -141,6 +153,7 @@ class VAE(nn.Module):
         """The loss from forward()'s outputs; separate so a DDP wrapper's forward can feed it.
 
         vae:        recon + kl_weight * beta * KL.
+        ae:         recon alone (no "kl" or "elbo" in the parts: there is no posterior).
         beta-tcvae: recon + kl_weight * (KL + (beta - 1) * TC), TC estimated on the batch by minibatch-
                     weighted sampling over a training set of `dataset_size` (default: the batch is the
                     whole set) at z drawn with `eps`, the noise forward() decoded. KL = MI + TC +
@@ -148,6 +161,8 @@ class VAE(nn.Module):
         kl_weight ramps the regulariser in during KL warm-up (Bowman et al., 2016).
         """
         recon = -losses.log_likelihood(x, decoder_output, self.config.likelihood, self.config.obs_sigma)
+        if not self.config.probabilistic:  # an autoencoder: the reconstruction term alone
+            return {"recon": recon.mean(), "loss": recon.mean()}
         kl_per_dim = losses.gaussian_kl(mu, logvar)
         kl = kl_per_dim.sum(1)
         beta = self.config.beta if beta is None else beta
@@ -184,6 +199,7 @@ class VAE(nn.Module):
 
     def iwae_bound(self, x, y=None, k: int = 50) -> torch.Tensor:
         """Per-sample importance-weighted bound on log p(x) (Burda et al., 2016); k=1 gives the ELBO."""
+        self.require_posterior("an IWAE bound")
         mu, logvar = self.encode(x, y)
         std = torch.exp(0.5 * logvar)
         log_weights = []
@@ -193,6 +209,11 @@ class VAE(nn.Module):
             log_px_z = losses.log_likelihood(x, out, self.config.likelihood, self.config.obs_sigma)
             log_weights.append(log_px_z + losses.standard_normal_log_density(z) - losses.gaussian_log_density(z, mu, logvar))
         return torch.logsumexp(torch.stack(log_weights), 0) - math.log(k)
+
+    def require_posterior(self, what: str) -> None:
+        """Raise NoPosterior, saying why `what` does not apply, if this model is an autoencoder."""
+        if not self.config.probabilistic:
+            raise NoPosterior(what)
 
     def weights_digest(self) -> str:
         """sha256 of the config and every tensor of state_dict(): names these exact weights, for

@@ -71,6 +71,7 @@ def encoder_input_names(config: VAEConfig) -> list[str]:
 
 def export_encoder(model) -> bytes:
     """The encoder as a serialised ONNX model (weights inside), checked against PyTorch."""
+    model.require_posterior("encoder.onnx (x -> mu, logvar)")
     example = example_inputs(model, model.config.input_shape)
     data = export_graph(EncoderGraph(model), example, encoder_input_names(model.config), ["mu", "logvar"], "encoder",
                         OnnxPairError)

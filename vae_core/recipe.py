@@ -142,9 +142,12 @@ class Recipe:
 
 def default_name(recipe: Recipe) -> str:
     """A name that says what the recipe trains: mnist-5k-betavae-conv-z10-b4-without-3."""
-    kind = "tcvae" if recipe.objective == "beta-tcvae" else ("betavae" if recipe.beta != 1 else "vae")
+    if recipe.objective == "ae":  # β weighs nothing in an autoencoder
+        kind = "ae"
+    else:
+        kind = "tcvae" if recipe.objective == "beta-tcvae" else ("betavae" if recipe.beta != 1 else "vae")
     parts = [recipe.dataset, "cvae" if recipe.conditional else kind, recipe.architecture, f"z{recipe.latent_dim}"]
-    if recipe.beta != 1:
+    if recipe.beta != 1 and recipe.objective != "ae":
         parts.append(f"b{recipe.beta:g}")
     if recipe.holdout_class is not None:
         parts.append(f"without-{recipe.holdout_class}")

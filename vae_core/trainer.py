@@ -131,8 +131,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(n, generator=generator)
         latent = self.model.config.latent_dim
-        # Running sums stay on the device (loss, recon, kl; KL per dimension): no sync per step.
-        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        # Running sums stay on the device (loss, recon[, kl]; KL per dimension): no sync per step.
+        terms = ("loss", "recon", "kl") if self.model.config.probabilistic else ("loss", "recon")
+        sums = torch.zeros(len(terms), dtype=torch.float64, device=self.device)
         kl_per_dim = torch.zeros(latent, dtype=torch.float64, device=self.device)
         count = 0
         step_callbacks = [cb for cb in self.callbacks if type(cb).on_step is not Callback.on_step]
@@ -167,8 +168,9 @@ class Trainer:
             self.optimizer.step()
             b = len(mine)
             count += b
-            sums += torch.stack([parts["loss"], parts["recon"], parts["kl"]]).detach().double() * b
-            kl_per_dim += parts["kl_per_dim"].double() * b
+            sums += torch.stack([parts[t] for t in terms]).detach().double() * b
+            if "kl_per_dim" in parts:
+                kl_per_dim += parts["kl_per_dim"].double() * b
             if step_callbacks:
                 loss_value = parts["loss"].item()
                 for cb in step_callbacks:
@@ -179,18 +181,12 @@ class Trainer:
             for t in (sums, kl_per_dim):
                 dist.all_reduce(t)
         seconds = time.perf_counter() - started
-        count = sums[3].item()
-        record = {
-            "epoch": epoch + 1,
-            "loss": sums[0].item() / count,
-            "recon": sums[1].item() / count,
-            "kl": sums[2].item() / count,
-            "elbo": -(sums[1].item() + sums[2].item()) / count,
-            "kl_per_dim": (kl_per_dim / count).tolist(),
-            "kl_weight": self.kl_weight(epoch, 1.0),
-            "seconds": seconds,
-            "samples_per_second": count / seconds,
-        }
+        count = sums[-1].item()
+        record = {"epoch": epoch + 1, **{t: sums[i].item() / count for i, t in enumerate(terms)}}
+        if "kl" in record:
+            record |= {"elbo": -(record["recon"] + record["kl"]), "kl_per_dim": (kl_per_dim / count).tolist(),
+                       "kl_weight": self.kl_weight(epoch, 1.0)}
+        record |= {"seconds": seconds, "samples_per_second": count / seconds}
         record.update(self._test_metrics())
         return record
 
@@ -204,8 +200,8 @@ class Trainer:
         self.model.eval()
         result = evaluate(self.model, x, y, seed=0)
         self.model.train()
-        return {"test_elbo": result["elbo"], "test_recon": result["recon"], "test_kl": result["kl"],
-                "active_units": result["active_units"]}
+        return {f"test_{k}": result[k] for k in ("elbo", "recon", "kl") if k in result} | \
+            {"active_units": result["active_units"]}
 
     def _diverged(self, loss: torch.Tensor) -> bool:
         """Is this step's loss or gradient NaN/inf? Clips the gradient when grad_clip > 0."""

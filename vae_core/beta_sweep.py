@@ -1,0 +1,62 @@
+"""Choosing β: a sweep of one recipe over β, read as a rate-distortion curve (Alemi et al., 2018,
+"Fixing a Broken ELBO", https://arxiv.org/abs/1711.00464).
+
+The two terms of the negative ELBO are a rate R = E_x KL(q(z|x) || p(z)), the nats each code carries
+about its image, and a distortion D = E_x E_q[-log p(x|z)], the nats the decoder still needs. Training
+with weight β minimises D + β R: a small β buys sharp reconstructions with a high rate (codes the prior
+does not cover), a large β squeezes the rate until dimensions collapse and the pictures blur. β = 1 is
+the ELBO itself, the point where R + D, the bound on -log p(x), is lowest along the curve.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checkpoint import Checkpoint
+
+# What must match for two checkpoints to be points of one sweep: everything but β.
+_SAME_CONFIG = ("input_shape", "latent_dim", "architecture", "hidden_sizes", "dense_sizes", "likelihood",
+                "obs_sigma", "objective", "num_classes")
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    name: str
+    beta: float
+    rate: float  # test KL, nats per image
+    distortion: float  # test -log p(x|z), nats per image
+    active_units: int | None
+
+    @property
+    def neg_elbo(self) -> float:
+        return self.rate + self.distortion
+
+
+def _recipe(ckpt: Checkpoint) -> tuple:
+    cfg, train = ckpt.config, dict(ckpt.train_state.get("train_config", {}))
+    train.pop("device", None)  # where it trained does not change the recipe
+    return (tuple(getattr(cfg, f) for f in _SAME_CONFIG), ckpt.dataset.get("name"),
+            tuple(sorted((k, repr(v)) for k, v in train.items())))
+
+
+def beta_sweep(current: tuple[str, Checkpoint], others: dict[str, Checkpoint]) -> list[SweepPoint]:
+    """The points of the sweep `current` belongs to: the checkpoints among `others` (and it) trained with
+    the same recipe, data and seed but another β, that carry their test rate and distortion, by β.
+    Only β-VAEs sweep (objective "vae"); one checkpoint per β (the first by name)."""
+    name, ckpt = current
+    if ckpt.config.objective != "vae":
+        return []
+    key = _recipe(ckpt)
+    points: dict[float, SweepPoint] = {}
+    for other_name, other in sorted({**others, name: ckpt}.items()):
+        m = other.metrics
+        if _recipe(other) == key and "test_kl" in m and "test_recon" in m and other.config.beta not in points:
+            points[other.config.beta] = SweepPoint(other_name, other.config.beta, float(m["test_kl"]),
+                                                   float(m["test_recon"]), m.get("active_units"))
+    return sorted(points.values(), key=lambda p: p.beta)
+
+
+def neighbours(points: list[SweepPoint], beta: float) -> list[SweepPoint]:
+    """The point at β and the ones on either side of it along the sweep (two at an end)."""
+    index = min(range(len(points)), key=lambda i: abs(points[i].beta - beta))
+    low = max(0, min(index - 1, len(points) - 3))
+    return points[low:low + 3]
