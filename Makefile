@@ -56,6 +56,11 @@ MNIST := --dataset mnist-5k --arch conv --hidden 32 64 128 --kl-warmup 10 --epoc
 SHAPES := --dataset shapes --arch conv --hidden 32 32 64 64 --dense 256 --latent-dim 10 --batch-size 64 --lr 1e-3 --epochs 14 $(SHIP)
 checkpoints: setup
 	$(PY) -m vae_core train $(MNIST) --latent-dim 16 --out checkpoints/mnist-vae.safetensors
+	$(PY) -m vae_core train $(MNIST) --latent-dim 16 --objective ae --out checkpoints/mnist-ae.safetensors
+	mkdir -p checkpoints/beta-sweep  # mnist-vae's recipe at other β: the Choosing β page's curve
+	for b in 0.1 0.25 0.5 2 4 8; do \
+	  $(PY) -m vae_core train $(MNIST) --latent-dim 16 --beta $$b --out checkpoints/beta-sweep/mnist-beta-$$b.safetensors || exit 1; \
+	done
 	$(PY) -m vae_core train $(MNIST) --latent-dim 2 --out checkpoints/mnist-vae-2d.safetensors
 	$(PY) -m vae_core train $(MNIST) --latent-dim 4 --conditional --out checkpoints/mnist-cvae.safetensors
 	$(PY) -m vae_core train $(MNIST) --latent-dim 16 --holdout-class 3 --out checkpoints/mnist-vae-no3.safetensors

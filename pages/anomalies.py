@@ -30,7 +30,13 @@ def score_changed() -> None:
     v.threshold = None  # the new score's 95th percentile
 
 
-kind = st.radio("Score", list(SCORES), format_func=SCORES.get, horizontal=True, **widget("view.score", score_changed))
+if not cfg.probabilistic:
+    st.info("This model is an autoencoder: its encoder gives one code per image, not a distribution, so there is no "
+            "ELBO to score by. What applies is the reconstruction error.")
+    if v.score not in scores:
+        v.score, v.threshold = "recon_error", None
+kind = st.radio("Score", [k for k in SCORES if k in scores], format_func=SCORES.get, horizontal=True,
+                **widget("view.score", score_changed))
 values = scores[kind]
 fmt = "%.1f" if kind == "neg_elbo" else "%.4f"
 low, high = float(values.min()), float(values.max())

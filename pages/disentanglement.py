@@ -4,10 +4,9 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import ModelHandle, file_checkpoint, frame, shared_dataset, show_images, sync_url, view, widget
+from pages.ui import ModelHandle, frame, other_checkpoints, shared_dataset, show_images, sync_url, view, widget
 from vae_core.analysis import mutual_information_gap
-from vae_core.catalog import list_checkpoints, objective_label
-from vae_core.checkpoint import CheckpointError
+from vae_core.catalog import objective_label
 from vae_core.latent import traversal_grid
 
 handle = frame("disentanglement")
@@ -54,23 +53,6 @@ def _mig(model_token: str, dataset_name: str, bins: int, _z: np.ndarray):
     return mutual_information_gap(_z, shared_dataset(dataset_name).factors_test.numpy(), bins=bins)
 
 
-def _candidates() -> dict[str, ModelHandle]:
-    """Other checkpoints that take these images and were trained on data with ground-truth factors."""
-    found = {}
-    current = handle.ckpt.path.resolve() if handle.ckpt.path and handle.key.startswith("file:") else None
-    for name, path in list_checkpoints().items():
-        try:
-            mtime = path.stat().st_mtime
-            if current is not None and path.resolve() == current:
-                continue
-            other = file_checkpoint(str(path), mtime)
-        except (CheckpointError, OSError):
-            continue  # a broken file is the sidebar's business, not this list's
-        if tuple(other.config.input_shape) == data.image_shape and other.dataset.get("factor_names"):
-            found[name] = ModelHandle(f"file:{name}", f"{path}:{mtime}", other, handle.dataset_name)
-    return found
-
-
 def _panel(title: str, model: ModelHandle) -> None:
     """MIG, the normalised-MI heat map and one traversal row per dimension, for one model."""
     z = model.encodings("test")[0]
@@ -108,7 +90,7 @@ c1.radio("Traversals start from", ["zero", "sample"], horizontal=True, **widget(
 span = c2.slider("Span ±", 0.5, 4.0, step=0.5, **widget("view.mig_span"))
 steps = c3.slider("Columns", 3, 13, step=2, **widget("view.mig_steps"))
 
-others = _candidates()
+others = other_checkpoints(handle, lambda other: bool(other.dataset.get("factor_names")))  # data with factors
 if v.compare is not None and not set(v.compare) <= set(others):
     st.warning(f"There is nothing named {', '.join(sorted(set(v.compare) - set(others)))} to compare this model "
                "with here: it was left out.", icon="🔗")

@@ -46,7 +46,10 @@ with c3:
     iterations = st.slider("Iterations", 1, 50, **widget("view.rounds"))
     fill_kind = st.radio("Hidden pixels start as", ["zero", "mean"], horizontal=True, **widget("view.fill"),
                          format_func={"zero": "black (0)", "mean": "the training mean image"}.get)
-    mode = st.radio("Each round decodes", ["mean", "gibbs"], horizontal=True, **widget("view.round_mode"),
+    if not cfg.probabilistic and v.round_mode == "gibbs":
+        v.round_mode = "mean"  # an autoencoder has no q(z|x) to draw from
+    mode = st.radio("Each round decodes", ["mean", "gibbs"] if cfg.probabilistic else ["mean"], horizontal=True,
+                    **widget("view.round_mode"),
                     format_func={"mean": "the posterior mean μ", "gibbs": "a draw z ~ q(z|x) (pseudo-Gibbs)"}.get,
                     help="μ converges to one completion; drawing z (seeded) explores other plausible ones")
 

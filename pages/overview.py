@@ -13,10 +13,16 @@ from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
 handle = frame("overview")
 cfg = handle.config
 st.title("Overview")
-st.caption(f"{handle.ckpt.path.name if handle.ckpt.path else handle.key} — what this VAE has learned at a glance.")
+st.caption(f"{handle.ckpt.path.name if handle.ckpt.path else handle.key} — what this "
+           f"{'VAE' if cfg.probabilistic else 'autoencoder'} has learned at a glance.")
+if not cfg.probabilistic:
+    st.info("This is a plain **autoencoder**: the same networks as a VAE, trained on reconstruction alone, with no "
+            "KL term. Its encoder gives one code per image rather than a distribution, so it has no ELBO and no KL; "
+            "its numbers are reconstruction errors. See **Autoencoder or VAE?** for what that changes.")
 
 card = model_card(handle.ckpt)
-headline = ("dataset", "architecture", "latent size", "objective", "test ELBO")
+score = "test ELBO" if cfg.probabilistic or "reconstruction" not in card else "reconstruction"
+headline = ("dataset", "architecture", "latent size", "objective", score)
 for col, name in zip(st.columns(len(headline)), headline):
     col.metric(name, card[name])
 st.caption(" · ".join(f"{k}: **{v}**" for k, v in card.items() if k not in headline))
@@ -55,18 +61,22 @@ with left:
     else:
         st.info("This model carries no training history.")
 with right:
-    st.subheader("KL per latent dimension")
+    measure_name = "KL (nats)" if cfg.probabilistic else "spread σ of the codes"
+    st.subheader("KL per latent dimension" if cfg.probabilistic else "Spread of the codes per dimension")
     _, kl = handle.kl_order()
     active_mask = handle.active_dims()
-    table = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], "KL (nats)": kl,
+    table = pd.DataFrame({"dimension": [f"z{i}" for i in range(len(kl))], measure_name: kl,
                           "status": np.where(active_mask, "active", "inactive (collapsed)")})
-    figure = px.bar(table, x="dimension", y="KL (nats)", color="status",
+    figure = px.bar(table, x="dimension", y=measure_name, color="status",
                     color_discrete_map={"active": "#4C78A8", "inactive (collapsed)": "#BBBBBB"})
     figure.update_layout(height=280, margin=dict(l=10, r=10, t=10, b=10))
     st.plotly_chart(figure, width="stretch")
     st.write(f"**{int(active_mask.sum())} of {len(kl)}** dimensions are active "
              f"(Var over the data of μ > {ACTIVE_UNIT_THRESHOLD}).")
-    if active_mask.sum() < len(kl):
+    if not cfg.probabilistic:
+        st.caption("No KL here: nothing pulls an autoencoder's codes towards N(0, I), so each dimension keeps "
+                   "whatever scale training left it (compare these σ with the prior's 1).")
+    elif active_mask.sum() < len(kl):
         st.warning(f"{len(kl) - int(active_mask.sum())} dimension(s) collapsed to the prior: the decoder ignores "
                    "them and they carry no information (posterior collapse). A smaller β, KL warm-up or a "
                    "smaller latent helps.")

@@ -24,11 +24,13 @@ from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, MAX_EPOCHS, Recipe, d
 
 POLL_SECONDS = 1.0
 PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
+SWEEP_BETAS = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # the shipped sweep's (Choosing β)
 LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 NO_HOLDOUT = TrainForm.holdout
 FORM_FIELDS = [f"train.form.{name}" for name in TrainForm.__dataclass_fields__]
-OBJECTIVE_LABELS = {"vae": "VAE / β-VAE: β weighs the KL", "beta-tcvae": "β-TCVAE: β weighs the total correlation"}
+OBJECTIVE_LABELS = {"vae": "VAE / β-VAE: β weighs the KL", "beta-tcvae": "β-TCVAE: β weighs the total correlation",
+                    "ae": "autoencoder: no KL, to compare with (β unused)"}
 
 frame("train", needs_model=False)  # training needs no model open; the folder may even be empty
 train = session().train
@@ -109,21 +111,33 @@ def recipe_from_form() -> Recipe:
     )
 
 
+def runs_from_form() -> list[Recipe]:
+    """The form's recipe, and the same at every other β of the sweep, by β; raises ValueError."""
+    recipe = recipe_from_form()
+    if recipe.objective == "ae":
+        return [recipe]  # β weighs nothing in an autoencoder
+    betas = sorted({recipe.beta, *map(float, form.sweep)})
+    named = lambda b: f"{recipe.name}-b{b:g}" if recipe.name and b != recipe.beta else recipe.name  # noqa: E731
+    return [replace(recipe, beta=b, name=named(b)) for b in betas]
+
+
 def _start():
     """on_click of Start: runs before the script, so the panel below already shows the new job."""
     store(*FORM_FIELDS)  # the values the click was sent with, also those whose on_change has not run
     train.error = None
     try:
-        job_id = queue.submit(recipe_from_form(), train.owner)
+        ids = queue.submit_all(runs_from_form(), train.owner)
     except (ValueError, QueueError) as exc:
         train.error = str(exc)
         return
-    train.job = job_id
+    train.job, train.sweep = ids[0], tuple(ids) if len(ids) > 1 else ()
     train.preset_applied = []
 
 
-def _stop(job_id: str):
-    queue.stop(job_id, train.owner)
+def _stop():
+    """Stop: the run that trains now, and the rest of its sweep."""
+    for job_id in train.sweep or (train.job,):
+        queue.stop(job_id, train.owner)
 
 
 def _open(name: str):
@@ -136,8 +150,8 @@ st.caption("Train a VAE on the server and explore it on the other pages. Runs sh
 if train.preset_applied:
     st.info(f"Prefilled from another page: {', '.join(train.preset_applied)}. Check the settings, then Start.")
 
-mine = queue.view(train.job, train.owner)
-busy = mine is not None and mine.active
+submitted = [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
+busy = any(view.active for view in submitted)
 
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Dataset", datasets, **widget("train.form.dataset"),
@@ -158,10 +172,11 @@ except DatasetError as exc:
 if form.holdout != NO_HOLDOUT and not 0 <= form.holdout < len(label_names):
     form.holdout = NO_HOLDOUT
 try:  # the form as it stands (the widgets' changes were stored before this run)
-    planned = recipe_from_form()
-    problems = planned.server_limits()
+    planned_runs = runs_from_form()
+    planned = planned_runs[0]
+    problems = sorted({problem for run in planned_runs for problem in run.server_limits()})
 except ValueError as exc:
-    planned, problems = None, [str(exc)]
+    planned_runs, planned, problems = [], None, [str(exc)]
 
 c0, c1, c2, c3, c4 = st.columns(5)
 c0.selectbox("Objective", list(OBJECTIVE_LABELS), **widget("train.form.objective"), format_func=OBJECTIVE_LABELS.get,
@@ -169,6 +184,11 @@ c0.selectbox("Objective", list(OBJECTIVE_LABELS), **widget("train.form.objective
                   "dimensions: disentangles with less blur than a β-VAE of the same β")
 c1.number_input("β", 0.0, 50.0, step=0.5, **widget("train.form.beta"), help="1 is a plain VAE; above 1 a β-VAE (or β-TCVAE): more disentangled, "
                                            "blurrier")
+form.sweep = tuple(b for b in form.sweep if b != form.beta)  # the form's own β is in the sweep already
+st.multiselect("β sweep: also train at", [b for b in SWEEP_BETAS if b != form.beta], **widget("train.form.sweep"),
+               format_func=lambda b: f"β = {b:g}", disabled=form.objective == "ae",
+               placeholder="no other β" if form.objective != "ae" else "an autoencoder has no β",
+               help="The same recipe at each β, one run after another, to compare on the Choosing β page")
 c2.checkbox("Conditional (CVAE)", **widget("train.form.conditional"),
             help="Encoder and decoder also see the label, so you can ask for a class when sampling")
 c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], **widget("train.form.holdout"),
@@ -201,10 +221,9 @@ s1, s2 = st.columns([1, 3], vertical_alignment="center")
 s1.button("Start training", type="primary", on_click=_start, disabled=busy or planned is None, key="train_start",
           help="You have a run in progress: wait for it or stop it" if busy else None)
 if planned is not None:
-    s2.caption(f"Will be saved as **{unique_path(planned.model_name, checkpoint_dir()).stem}** in the models "
-               "folder (a number is added if the name is taken then).")
-if train.error:
-    st.error(f"Could not start: {train.error}")
+    names = [unique_path(run.model_name, checkpoint_dir()).stem for run in planned_runs]
+    s2.caption(f"Will be saved as **{'**, **'.join(names)}** in the models folder (a number is added if a name is "
+               "taken then)." + (f" {len(names)} runs, one after another." if len(names) > 1 else ""))
 
 
 CHARTS = (  # (title, training-set column, test-set column)
@@ -215,11 +234,13 @@ CHARTS = (  # (title, training-set column, test-set column)
 
 
 def curves(history: list[dict], units: str):
-    """ELBO, reconstruction and KL per epoch, each on its own scale, training and test sets alike."""
+    """ELBO, reconstruction and KL per epoch (an autoencoder: reconstruction), each on its own scale,
+    training and test sets alike."""
     table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
     last = max(int(table["epoch"].max()), 2)
     st.caption(f"Per epoch, in nats per image: :blue[training set] and :orange[test set]. {units}")
-    for column, (title, train, test) in zip(st.columns(len(CHARTS)), CHARTS):
+    charts = [chart for chart in CHARTS if chart[1] in table]  # an autoencoder has reconstruction alone
+    for column, (title, train, test) in zip(st.columns(len(charts)), charts):
         names = {train: "training", test: "test"}
         shown = table.rename(columns=names)[["epoch", *[n for c, n in names.items() if c in table]]]
         figure = px.line(shown, x="epoch", y=shown.columns[1:], markers=len(table) <= 60, title=title,
@@ -238,9 +259,17 @@ def saved_line(view) -> None:
         st.switch_page("pages/overview.py")
 
 
+def sweep_line(views) -> str:
+    """Where a β sweep stands, one word per run."""
+    state = {"queued": "waiting", "running": "training", DONE: "done ✓", STOPPED: "stopped", DIVERGED: "diverged",
+             FAILED: "failed"}
+    return "β sweep: " + " · ".join(f"β = {v.options.beta:g} {state.get(v.status, v.status)}" for v in views)
+
+
 @st.fragment(run_every=POLL_SECONDS if busy else None)
 def job_panel():
-    view = queue.view(train.job, train.owner)
+    views = [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
+    view = next((v for v in views if v.active), views[-1] if views else None)  # the sweep's run on show
     running, waiting = queue.counts()
     st.caption(f"Server queue: {running} training, {waiting} waiting · {queue.max_concurrent} run(s) at a time")
     if view is None:
@@ -250,6 +279,8 @@ def job_panel():
         return
     opts = view.options
     st.subheader(f"Run: {opts.model_name}")
+    if len(views) > 1:
+        st.caption(sweep_line(views))
     if view.status == "queued":
         st.progress(0.0, text=f"Waiting in the queue: position {view.position} of {waiting} "
                               f"({running} run(s) training now)")
@@ -265,8 +296,8 @@ def job_panel():
         st.progress(view.progress, text=text)
     if view.active:
         st.button("Stop" if view.status == "running" else "Leave the queue", key="train_stop", on_click=_stop,
-                  args=(view.id,),
-                  help="Stops after the current batch; finished epochs are kept and saved")
+                  help="Stops after the current batch; finished epochs are kept and saved"
+                       + ("; the sweep's later runs leave the queue" if len(views) > 1 else ""))
     elif view.status == DONE:
         saved_line(view)
     elif view.status == STOPPED:
@@ -291,7 +322,7 @@ def job_panel():
                              "two rows of samples from the prior (the same noise every epoch)")
     elif view.active:
         st.caption("Curves and pictures appear after the first epoch.")
-    if not view.active and train.announced != view.id:
+    if not any(v.active for v in views) and train.announced != view.id:
         train.announced = view.id
         st.rerun()  # a full run: the sidebar picker lists the new model, and polling stops
 

@@ -5,7 +5,7 @@ import torch
 
 from pages.ui import frame, map_figure, show_images, sync_url, view, widget
 from pages.ui.live_pad import live_pad, unsupported_reason
-from pages.ui.view import MAX_SEED, Z_RANGE
+from pages.ui.view import MAX_SEED
 from vae_core.images import gif_bytes, upscale_factor
 from vae_core.latent import traversal_grid, traverse
 
@@ -14,7 +14,9 @@ cfg = handle.config
 v = view()
 st.title("Traversal")
 st.caption("Start from a point in latent space, then move one dimension at a time. "
-           "Dimensions are ordered by how much information they carry (KL); inactive ones barely change anything.")
+           + ("Dimensions are ordered by how much information they carry (KL); inactive ones barely change anything."
+              if cfg.probabilistic else "An autoencoder has no KL: dimensions are ordered by the spread σ of "
+              "their codes, and its codes need not lie where N(0, I) puts its draws."))
 
 order, kl = handle.kl_order()
 z_test, y_test = handle.encodings("test")
@@ -93,7 +95,7 @@ def slider_panel():
         columns = st.columns(2)
         for i, d in enumerate(order):
             status = " · inactive" if d in dead else ""
-            columns[i % 2].slider(f"z{d} · KL {kl[d]:.2f}{status}", -Z_RANGE, Z_RANGE, step=0.05,
+            columns[i % 2].slider(f"z{d} · {handle.order_by} {kl[d]:.2f}{status}", -handle.z_range, handle.z_range, step=0.05,
                                   **widget(f"view.z.{d}"))
     with right:
         show_images(handle.decode(v.z, label), 1, "decode(z)", height=220)
@@ -107,8 +109,8 @@ def live_panel(onnx_model: bytes):
     """The live pad: the browser decodes on every input event; Python hears the vector on release."""
     sections = ("sliders", "pad") if cfg.latent_dim >= 2 else ("sliders",)
     axes = (0, 1) if cfg.latent_dim == 2 else None  # a 2-D latent is its own map: the pad lies as the map does
-    report = live_pad(onnx_model, handle.token, cfg, v.z, order=order, kl=kl, dead=sorted(dead), label=label,
-                      sections=sections, pad_axes=axes, reset_token=repr((handle.token, v.z_origin)),
+    report = live_pad(onnx_model, handle.token, cfg, v.z, order=order, kl=kl, kl_name=handle.order_by, dead=sorted(dead), label=label,
+                      sections=sections, pad_axes=axes, reset_token=repr((handle.token, v.z_origin)), value_range=handle.z_range,
                       key="traversal_live_pad")
     if report:
         v.z = tuple(float(x) for x in report["z"])

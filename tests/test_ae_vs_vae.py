@@ -109,7 +109,12 @@ def test_the_posterior_spread_shows_the_average_of_the_plausible_outputs():
     assert torch.equal(a.decoded_draws, b.decoded_draws) and torch.equal(a.pixel_draws, b.pixel_draws)
     assert a.decoded_draws.shape == (6, 1, 8, 8) and a.pixel_variance.shape == (8, 8)
     assert set(a.pixel_draws.unique().tolist()) <= {0.0, 1.0}  # Bernoulli pixels
-    assert torch.allclose(a.sweep[a.sweep_steps.index(0.0)], a.mean_image)
+    assert len(a.sweep_dims) == 3 and a.sweep.shape == (3 * 5, 1, 8, 8)  # a 3-D latent: all three
+    centre = a.sweep_steps.index(0.0)
+    assert all(torch.allclose(a.sweep[row * 5 + centre], a.mean_image) for row in range(3))
+    with torch.inference_mode():
+        sigma = torch.exp(0.5 * vae.encode(x[None])[1])[0]
+    assert list(a.sweep_dims) == torch.argsort(sigma, descending=True).tolist(), "least certain first"
     assert torch.allclose(a.pixel_variance, a.decoded_draws.var(0).mean(0))
     assert a.pixel_variance.max() > 0
     # a posterior with (almost) no spread: every draw decodes to the mean image

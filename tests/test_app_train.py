@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_support import session_of, view_of
 from vae_core import jobs
+from vae_core.checkpoint import load_checkpoint
 from vae_core.recipe import MAX_EPOCHS, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +124,59 @@ def test_the_objective_reaches_the_job_and_the_name(checkpoints):
     at = start()
     objective = widget(at, "selectbox", "objective")
     assert objective.value == "vae" and objective.options == ["VAE / β-VAE: β weighs the KL",
-                                                              "β-TCVAE: β weighs the total correlation"]
+                                                              "β-TCVAE: β weighs the total correlation",
+                                                              "autoencoder: no KL, to compare with (β unused)"]
     objective.set_value("beta-tcvae").run()
     widget(at, "number_input", "beta").set_value(6.0).run()
     assert_clean(at)
     assert any("Will be saved as **digits-tcvae-mlp-z8-b6**" in c.value for c in at.caption)
+
+
+def test_an_autoencoder_trains_from_the_page_with_its_reconstruction_curve_alone(checkpoints):
+    at = start()
+    widget(at, "selectbox", "objective").set_value("ae").run()
+    configure_tiny(at, epochs=3, name="")
+    assert any("Will be saved as **digits-ae-mlp-z2**" in c.value for c in at.caption)
+    at.button(key="train_start").click().run()
+    seen = progress_texts(at)
+    rerun_until(at, lambda a: any("Saved as" in s.value for s in a.success), seen)
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1, "an autoencoder has a reconstruction curve and no ELBO or KL"
+    ckpt = load_checkpoint(checkpoints / "digits-ae-mlp-z2.safetensors")
+    assert ckpt.config.objective == "ae" and not ckpt.config.probabilistic
+
+
+def test_a_beta_sweep_trains_each_beta_in_turn_and_the_choosing_beta_page_draws_it(checkpoints):
+    at = start()
+    configure_tiny(at, epochs=2, name="")
+    widget(at, "multiselect", "sweep").set_value([0.5, 2.0]).run()
+    assert any("Will be saved as **digits-betavae-mlp-z2-b0.5**, **digits-vae-mlp-z2**, **digits-betavae-mlp-z2-b2**"
+               in c.value and "3 runs, one after another" in c.value for c in at.caption)
+    at.button(key="train_start").click().run()
+    seen = progress_texts(at)
+    assert any(c.value.startswith("β sweep: β = 0.5") for c in at.caption)
+    rerun_until(at, lambda a: any("β sweep: β = 0.5 done ✓ · β = 1 done ✓ · β = 2 done ✓" in c.value
+                                  for c in a.caption), seen)
+    assert_clean(at)
+    betas = {load_checkpoint(checkpoints / f"{name}.safetensors").config.beta
+             for name in ("digits-betavae-mlp-z2-b0.5", "digits-vae-mlp-z2", "digits-betavae-mlp-z2-b2")}
+    assert betas == {0.5, 1.0, 2.0}
+    view_of(at).switch_model("file:digits-vae-mlp-z2")
+    at.switch_page("pages/choosing_beta.py").run()
+    assert_clean(at)
+    assert list(at.select_slider(key="view.sweep_beta").options) == ["0.5", "1", "2"]
+
+
+def test_the_form_beta_leaves_the_sweep_and_an_autoencoder_has_none(checkpoints):
+    at = start()
+    widget(at, "multiselect", "sweep").set_value([0.5, 2.0]).run()
+    widget(at, "number_input", "beta").set_value(2.0).run()
+    assert_clean(at)
+    assert widget(at, "multiselect", "sweep").value == [0.5] and 2.0 not in widget(at, "multiselect", "sweep").options
+    widget(at, "selectbox", "objective").set_value("ae").run()
+    assert_clean(at)
+    assert widget(at, "multiselect", "sweep").disabled
+    assert not any("runs, one after another" in c.value for c in at.caption)
 
 
 def test_bad_hidden_sizes_disable_start_with_a_message(checkpoints):

@@ -111,6 +111,22 @@ def test_interpolation_link_keeps_both_endpoints(app_url, browser):
     assert_same_view(page, reopen(browser, page, "Interpolation"), "interpolation")
 
 
+def test_autoencoder_or_vae_link_keeps_the_pair_the_ends_and_the_draws(app_url, browser):
+    page = open_page(browser, f"{app_url}/ae_vs_vae?model=file:mnist-vae", "Autoencoder or VAE?", height=1400)
+    assert page.get_by_text("Autoencoder · mnist-ae", exact=False).count() > 0, "the shipped pair, side by side"
+    drawn = "n => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img').length >= n"
+    page.wait_for_function(drawn, arg=12, timeout=60_000)  # 3 + 2 + 2 + 5 rows, and the variance map
+    before = pictures(page)
+    number_input(page, "To test image #", 9)
+    number_input(page, "Seed", 4)
+    page.wait_for_function(drawn, arg=len(before), timeout=60_000)
+    after = pictures(page)
+    assert len(after) == len(before) and after[:3] == before[:3], "the reconstructions stay"
+    assert after[3:7] != before[3:7], "the draws and the path follow the seed and the end"
+    assert query(page)["end"] == ["9"] and query(page)["seed"] == ["4"] and query(page)["partner"] == ["mnist-ae"]
+    assert_same_view(page, reopen(browser, page, "Autoencoder or VAE?"), "ae-vs-vae")
+
+
 def test_latent_map_link_keeps_the_map_and_a_clicked_selection(app_url, browser):
     page = open_page(browser, f"{app_url}/latent_map?model=file:mnist-vae", "Latent map", height=1600)
     page.get_by_text("2-D", exact=True).click()

@@ -154,6 +154,36 @@ def test_a_second_job_waits_behind_the_first_and_runs_after_it(make_queue):
     assert queue.counts() == (0, 0)
 
 
+def test_a_beta_sweep_is_queued_at_once_and_trains_one_after_another(make_queue, folder):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    ids = queue.submit_all([tiny(beta=b) for b in (0.5, 1.0, 2.0)], owner="ann")
+    stepper.wait_reached()
+    assert [queue.view(i, "ann").position for i in ids] == [0, 1, 2]
+    with pytest.raises(jobs.QueueError, match="already have a run"):
+        queue.submit(tiny(), owner="ann")  # the sweep is ann's one turn until its last run ends
+    other = queue.submit(tiny(), owner="bob")
+    assert queue.view(other, "bob").position == 3, "behind the whole sweep"
+    stepper.run_freely()
+    views = [queue.wait(i, TIMEOUT) for i in ids]
+    assert [v.status for v in views] == [jobs.DONE] * 3
+    assert views[0].finished <= views[1].started and views[1].finished <= views[2].started
+    assert [load_checkpoint(v.checkpoint_path).config.beta for v in views] == [0.5, 1.0, 2.0]
+    assert len({v.checkpoint_path for v in views}) == 3
+    assert queue.wait(other, TIMEOUT).status == jobs.DONE
+
+
+def test_a_sweep_is_queued_whole_or_not_at_all(make_queue):
+    queue = make_queue(max_waiting=2)
+    with pytest.raises(jobs.QueueError, match="queue is full"):
+        queue.submit_all([tiny(beta=b) for b in (0.5, 1.0, 2.0, 4.0)], owner="ann")
+    with pytest.raises(jobs.QueueError, match="at most 8 runs"):
+        queue.submit_all([tiny(beta=b) for b in range(1, 10)], owner="ann")
+    with pytest.raises(jobs.QueueError, match="epochs must be at most"):
+        queue.submit_all([tiny(), tiny(epochs=10_000)], owner="ann")
+    assert queue.counts() == (0, 0), "nothing of a refused sweep was queued"
+
+
 def test_two_at_a_time_when_configured(make_queue):
     stepper = Stepper()
     queue = make_queue(trainer_factory=stepper, max_concurrent=2)

@@ -39,7 +39,20 @@ def datasets():
     return get
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+# An ONNX pair's encoder gives mu and logvar: the shipped autoencoder has no logvar, and is refused (below).
+WITH_POSTERIOR = [name for name in SHIPPED if load_checkpoint(f"checkpoints/{name}.safetensors").config.probabilistic]
+
+
+def test_an_autoencoder_is_refused_with_the_reason(tmp_path):
+    from vae_core.model import NoPosterior
+
+    checkpoint = load_checkpoint("checkpoints/mnist-ae.safetensors")
+    with pytest.raises(NoPosterior, match="autoencoder"):
+        export_pair(checkpoint.model, checkpoint.dataset, tmp_path / "ae", checkpoint.metrics)
+    assert not (tmp_path / "ae").exists() or not any((tmp_path / "ae").iterdir()), "nothing half-written"
+
+
+@pytest.mark.parametrize("name", WITH_POSTERIOR)
 def test_every_shipped_checkpoint_scores_the_same_as_an_onnx_pair(name, tmp_path, datasets):
     checkpoint = load_checkpoint(f"checkpoints/{name}.safetensors")
     model = checkpoint.model.eval()

@@ -15,16 +15,19 @@ from vae_core.trainer import EVAL_LIMIT
 
 CHECKPOINTS = ROOT / "checkpoints"
 SHAPES_MODELS = ("shapes-vae", "shapes-betavae", "shapes-tcvae")
+SWEEP = sorted(p.relative_to(CHECKPOINTS).with_suffix("").as_posix()
+               for p in (CHECKPOINTS / "beta-sweep").glob("*.safetensors"))  # mnist-vae's recipe at other β
 
 
 def test_the_shipped_set():
-    assert {DEFAULT_MODEL, "mnist-vae-2d", "mnist-cvae", "mnist-vae-no3", *SHAPES_MODELS, "digits-vae"} == set(SHIPPED)
+    assert {DEFAULT_MODEL, "mnist-ae", "mnist-vae-2d", "mnist-cvae", "mnist-vae-no3", *SHAPES_MODELS,
+            "digits-vae"} == set(SHIPPED)
     default = load_checkpoint(CHECKPOINTS / f"{DEFAULT_MODEL}.safetensors")
     assert DEFAULT_MODEL == "mnist-vae" and default.config.architecture == "conv" and default.config.latent_dim == 16
     assert default.dataset["name"] == "mnist-5k"
 
 
-@pytest.mark.parametrize("name", SHIPPED)
+@pytest.mark.parametrize("name", SHIPPED + SWEEP)
 def test_shipped_checkpoint_matches_its_metadata(name):
     path = CHECKPOINTS / f"{name}.safetensors"
     assert path.stat().st_size <= 5 * 1024 * 1024, "each shipped file stays under 5 MB"
@@ -36,9 +39,37 @@ def test_shipped_checkpoint_matches_its_metadata(name):
     torch.set_num_threads(1)
     x, y = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
     result = evaluate(ckpt.model.eval(), x, y, seed=0)  # what the trainer scored after the last epoch
-    assert result["elbo"] < 0 and result["recon"] > 0
-    assert result["elbo"] == pytest.approx(ckpt.metrics["test_elbo"], abs=0.05)
-    assert result["active_units"] == ckpt.metrics["active_units"]
+    assert result["recon"] > 0 and result["active_units"] == ckpt.metrics["active_units"]
+    if cfg.probabilistic:
+        assert result["elbo"] < 0 and result["elbo"] == pytest.approx(ckpt.metrics["test_elbo"], abs=0.05)
+    else:  # the autoencoder: its reconstruction is its score
+        assert "elbo" not in result and "test_elbo" not in ckpt.metrics
+        assert result["recon"] == pytest.approx(ckpt.metrics["test_recon"], abs=0.05)
+
+
+def test_the_shipped_beta_sweep_trades_rate_for_distortion():
+    """mnist-vae and beta-sweep/: one recipe at β from 0.1 to 8; the rate falls and the distortion rises with β,
+    and β = 1 has the best ELBO (what the Choosing β page draws)."""
+    from vae_core.beta_sweep import beta_sweep
+
+    assert len(SWEEP) == 6
+    sweep = {name: load_checkpoint(CHECKPOINTS / f"{name}.safetensors") for name in SWEEP}
+    points = beta_sweep((DEFAULT_MODEL, load_checkpoint(CHECKPOINTS / f"{DEFAULT_MODEL}.safetensors")), sweep)
+    assert [p.beta for p in points] == [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    rates, distortions = [p.rate for p in points], [p.distortion for p in points]
+    assert rates == sorted(rates, reverse=True) and distortions == sorted(distortions)
+    assert min(points, key=lambda p: p.neg_elbo).beta == 1.0
+
+
+def test_the_autoencoder_is_the_default_vae_without_its_kl_term():
+    """mnist-ae and mnist-vae: the same architecture, data and seed; the autoencoder reconstructs better."""
+    ae, vae = (load_checkpoint(CHECKPOINTS / f"{name}.safetensors") for name in ("mnist-ae", DEFAULT_MODEL))
+    assert (ae.config.objective, vae.config.objective) == ("ae", "vae")
+    same = ("input_shape", "latent_dim", "architecture", "hidden_sizes", "dense_sizes", "likelihood")
+    assert all(getattr(ae.config, f) == getattr(vae.config, f) for f in same)
+    assert ae.train_state["train_config"] == vae.train_state["train_config"]
+    assert ae.dataset == vae.dataset
+    assert ae.metrics["test_recon"] < vae.metrics["test_recon"]
 
 
 @pytest.mark.slow

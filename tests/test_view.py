@@ -29,7 +29,8 @@ def a_non_default_view() -> View:
                 a=Operand("attribute", attribute="moved right"), b=Operand("class", label=3),
                 c=Operand("sample", sample=42), scale=-1.5, decode_as=2, classes=(1, 4), per_class=3,
                 style="upload", score="recon_error", threshold=0.0123, top_k=12, mask="random", box=(1, 2, 3, 4),
-                fraction=0.35, mask_seed=9, rounds=3, fill="mean", round_mode="gibbs", mig_base="sample",
+                fraction=0.35, mask_seed=9, rounds=3, fill="mean", round_mode="gibbs", partner="mnist-ae",
+                contrast_end=31, sweep_beta=0.25, mig_base="sample",
                 mig_span=1.0, mig_steps=5, mig_bins=50, compare=("shapes-vae", "shapes-betavae"))
 
 
@@ -72,7 +73,7 @@ BAD = {  # per URL name: values that must be refused
     "seed": ["10001", "-3", "1e3"],
     "temperature": ["nan", "inf", "2.5", "-0.1", "warm"],
     "base": ["random", ""],
-    "z": ["0.1,x", "9,0", "nan,1", "inf", "", ",,"],
+    "z": ["0.1,x", "1e4,0", "nan,1", "inf", "", ",,"],
     "rows": ["1,1", "a", "-1", "2000"],
     "span": ["0", "5", "x"],
     "columns": ["2", "16", "x"],
@@ -118,6 +119,9 @@ BAD = {  # per URL name: values that must be refused
     "mig_columns": ["14"],
     "bins": ["15", "x"],
     "compare": ["../x", "a,,b", "a/b"],
+    "partner": ["../x", "a,b", "a/b", ".hidden"],
+    "end": ["-1", "x", "1e9"],
+    "beta": ["-1", "x", "1e9", "nan"],
 }
 
 

@@ -61,19 +61,20 @@ class PosteriorSpread:
     decoded_draws: torch.Tensor  # (S, C, H, W): decode(z) for z ~ q(z|x)
     pixel_variance: torch.Tensor  # (H, W): variance over those decodes, averaged over channels
     pixel_draws: torch.Tensor  # (S, C, H, W): images drawn from p(x|z) (Bernoulli pixels, or Gaussian noise)
-    sweep: torch.Tensor  # (K, C, H, W): decode(μ + t·σ_d e_d) along the most uncertain dimension d
-    sweep_steps: tuple[float, ...]  # the t of each sweep image
-    sweep_dim: int  # d
+    sweep: torch.Tensor  # (len(sweep_dims) * K, C, H, W): decode(μ + t·σ_d e_d), row d, column t
+    sweep_steps: tuple[float, ...]  # the K values of t
+    sweep_dims: tuple[int, ...]  # the dimensions swept: the least certain (largest σ) first
 
 
 @torch.inference_mode()
 def posterior_spread(model, x: torch.Tensor, y=None, draws: int = 8, seed: int = 0,
-                     steps: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0)) -> PosteriorSpread:
+                     steps: tuple[float, ...] = (-2.0, -1.0, 0.0, 1.0, 2.0), dims: int = 4) -> PosteriorSpread:
     """Why the reconstruction of one image x (C, H, W) (of class y, for a conditional model) is blurry: what its posterior q(z|x) holds.
 
     The encoder does not give one code but a cloud N(μ, σ²). Each z in it decodes to a sharper, slightly
     different image; decode(μ) is close to their average, the average of the plausible outputs, and the
-    per-pixel variance shows where they disagree (the edges). Draws are seeded, so a page shows the
+    per-pixel variance shows where they disagree (the edges). The sweep moves μ by t posterior standard
+    deviations along each of the `dims` least certain dimensions, one at a time. Draws are seeded, so a page shows the
     same pictures on every run. A model without a posterior (an autoencoder) raises NoPosterior."""
     model.require_posterior("the spread of q(z|x)")
     cfg = model.config
@@ -89,10 +90,13 @@ def posterior_spread(model, x: torch.Tensor, y=None, draws: int = 8, seed: int =
         pixels = torch.bernoulli(decoded.cpu(), generator=generator)
     else:
         pixels = (decoded.cpu() + cfg.obs_sigma * torch.randn(decoded.shape, generator=generator)).clamp(0, 1)
-    d = int(sigma.argmax())
-    offsets = torch.zeros(len(steps), cfg.latent_dim, device=device)
-    offsets[:, d] = torch.tensor(steps, device=device) * sigma[d]
-    sweep_labels = None if labels is None else labels.expand(len(steps))
+    swept = [int(d) for d in torch.argsort(sigma, descending=True)[:dims]]
+    offsets = torch.zeros(len(swept), len(steps), cfg.latent_dim, device=device)
+    for row, d in enumerate(swept):
+        offsets[row, :, d] = torch.tensor(steps, device=device) * sigma[d]
+    offsets = offsets.reshape(-1, cfg.latent_dim)
+    sweep_labels = None if labels is None else labels.expand(len(offsets))
     return PosteriorSpread(mean_image=model.decode(mu, labels)[0].cpu(), decoded_draws=decoded.cpu(),
                            pixel_variance=decoded.var(0).mean(0).cpu(), pixel_draws=pixels,
-                           sweep=model.decode(mu + offsets, sweep_labels).cpu(), sweep_steps=tuple(steps), sweep_dim=d)
+                           sweep=model.decode(mu + offsets, sweep_labels).cpu(), sweep_steps=tuple(steps),
+                           sweep_dims=tuple(swept))

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, STOPPED, DIVERGED, FAILED = "queued", "running", "done", "stopped", "diverged", "failed"
 ACTIVE = (QUEUED, RUNNING)
+MAX_RUNS_PER_SUBMISSION = 8  # a β sweep: the whole class waits behind it
 FINISHED = (DONE, STOPPED, DIVERGED, FAILED)
 
 
@@ -138,9 +139,18 @@ class JobQueue:
     # -- what the page calls ----------------------------------------------------------------------
     def submit(self, options: Recipe, owner: str) -> str:
         """Queue a run; returns its id. Raises QueueError when the queue will not take it."""
-        if not isinstance(options, Recipe):
-            raise TypeError("options must be a Recipe")
-        beyond = options.server_limits()
+        return self.submit_all([options], owner)[0]
+
+    def submit_all(self, runs, owner: str) -> list[str]:
+        """Queue runs that wait their turn one after another, in this order (a β sweep): one submission,
+        the owner's one active turn until the last has finished; all are queued or none. Their ids.
+        Raises QueueError when the queue will not take them."""
+        runs = list(runs)
+        if not runs or not all(isinstance(options, Recipe) for options in runs):
+            raise TypeError("runs must be one or more Recipes")
+        if len(runs) > MAX_RUNS_PER_SUBMISSION:
+            raise QueueError(f"at most {MAX_RUNS_PER_SUBMISSION} runs at once, got {len(runs)}")
+        beyond = sorted({problem for options in runs for problem in options.server_limits()})
         if beyond:
             raise QueueError("; ".join(beyond))
         folder = self.folder or checkpoint_dir()
@@ -157,13 +167,14 @@ class JobQueue:
             mine = [j for j in self._jobs.values() if j.owner == owner and j.status in ACTIVE]
             if len(mine) >= self.max_active_per_owner:
                 raise QueueError("you already have a run queued or training: wait for it, or stop it first")
-            if len(self._waiting) >= self.max_waiting:
+            if len(self._waiting) + len(runs) > self.max_waiting:
                 raise QueueError(f"the training queue is full ({len(self._waiting)} runs waiting); try again later")
-            job = Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder)
-            self._jobs[job.id] = job
-            self._waiting.append(job.id)
+            jobs = [Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder) for options in runs]
+            for job in jobs:
+                self._jobs[job.id] = job
+                self._waiting.append(job.id)
             self._dispatch()
-            return job.id
+            return [job.id for job in jobs]
 
     def view(self, job_id: str | None, owner: str) -> JobView | None:
         """The job's snapshot, or None if it is not this owner's or is no longer kept."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import sys
+from collections.abc import Callable
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from vae_core.map_cache import MapJob, MapKey
 from vae_core.projection import ProjectionParams, place_on_map
 
 from .state import session
-from .view import COLOUR_BY, View
+from .view import COLOUR_BY, Z_RANGE, View
 
 
 # -- command line: `streamlit run app.py -- --model my_vae.py:VAE --weights w.pt --dataset digits` --
@@ -290,13 +291,14 @@ class ModelHandle:
         return _point_scores(self.token, self.dataset_name, split, self.model)
 
     def colour_options(self) -> dict[str, str]:
-        """What the map's points can be coloured by (View.map_colour values), in words."""
+        """What the map's points can be coloured by (View.map_colour values), in words; an autoencoder
+        has no KL."""
         factors = {f"factor:{name}": f"{name} (ground-truth factor)" for name in self.data.factor_names or []}
-        return COLOUR_BY | factors
+        return {k: v for k, v in COLOUR_BY.items() if k != "kl" or self.config.probabilistic} | factors
 
     def colour_values(self, colour: str, split: str) -> tuple[str, np.ndarray] | None:
         """(title, one number per image of the split) for a colour_options() key; None: by label."""
-        if colour in ("recon_error", "kl"):
+        if colour in ("recon_error", "kl") and colour in self.colour_options():
             return COLOUR_BY[colour], self.point_scores(split)[colour]
         if colour.startswith("factor:"):
             name = colour.removeprefix("factor:")
@@ -313,9 +315,26 @@ class ModelHandle:
         return y[torch.as_tensor(indices, dtype=torch.long)]
 
     def kl_order(self) -> tuple[list[int], np.ndarray]:
-        """Dimensions by KL (most informative first) and the KL per dimension, from the test set."""
-        kl = _kl_per_dimension(self.token, self.dataset_name, self.model)
+        """Dimensions by KL (most informative first) and the KL per dimension, from the test set. An
+        autoencoder has no KL: its dimensions by the spread (σ) of their codes over the test set."""
+        if self.config.probabilistic:
+            kl = _kl_per_dimension(self.token, self.dataset_name, self.model)
+        else:
+            kl = self.encodings("test")[0].std(0).astype(np.float64)
         return [int(i) for i in np.argsort(-kl)], kl
+
+    @property
+    def z_range(self) -> float:
+        """The traversal's ± range: the prior's for a VAE; an autoencoder's codes keep whatever scale
+        training gave them, so its range reaches its farthest test code."""
+        if self.config.probabilistic:
+            return Z_RANGE
+        return max(Z_RANGE, float(np.ceil(np.abs(self.encodings("test")[0]).max())))
+
+    @property
+    def order_by(self) -> str:
+        """What kl_order() orders by, for a label: KL, or an autoencoder's code spread."""
+        return "KL" if self.config.probabilistic else "σ"
 
     def active_dims(self) -> np.ndarray:
         """(D,) bool: the dimensions whose μ varies over the test set (Burda et al.'s active units)."""
@@ -325,7 +344,8 @@ class ModelHandle:
     def measured(self) -> tuple[dict, str]:
         """(test ELBO, reconstruction and pixel error on this dataset for a model that brought none,
         a warning when its reconstructions look like a wrong output range, else "")."""
-        return _measured(self.token, self.dataset_name, "test_elbo" not in self.ckpt.metrics, self.model)
+        score = "test_elbo" if self.config.probabilistic else "test_recon"  # an autoencoder has no ELBO
+        return _measured(self.token, self.dataset_name, score not in self.ckpt.metrics, self.model)
 
     def browser_decoder(self) -> tuple[bytes | None, str]:
         """(the decoder as ONNX for the live pad, "") or (None, why it cannot be had); once per model."""
@@ -393,3 +413,21 @@ class ModelHandle:
 
     def map_split(self, view: View) -> str:
         return view.map_split if view.map_on and self.config.latent_dim > 3 else "test"
+
+
+def other_checkpoints(handle: ModelHandle, keep: Callable[[Checkpoint], bool]) -> dict[str, ModelHandle]:
+    """The models folder's other checkpoints that take `handle`'s images and pass `keep`, by name, each
+    on `handle`'s dataset (to compare side by side). A broken file is the sidebar's business, not this list's."""
+    found = {}
+    current = handle.ckpt.path.resolve() if handle.ckpt.path and handle.key.startswith("file:") else None
+    for name, path in list_checkpoints().items():
+        try:
+            mtime = path.stat().st_mtime
+            if current is not None and path.resolve() == current:
+                continue
+            other = file_checkpoint(str(path), mtime)
+        except (CheckpointError, OSError):
+            continue
+        if tuple(other.config.input_shape) == handle.data.image_shape and keep(other):
+            found[name] = ModelHandle(f"file:{name}", f"{path}:{mtime}", other, handle.dataset_name)
+    return found

@@ -11,12 +11,15 @@ PAGES = [
     # time, and a classroom may be offline.
     ("pages/overview.py", "Overview"),
     ("pages/latent_map.py", "Latent map"),
+    ("pages/ae_vs_vae.py", "Autoencoder or VAE?"),
+    ("pages/choosing_beta.py", "Choosing β"),
     ("pages/traversal.py", "Traversal"),
     ("pages/interpolation.py", "Interpolation"),
     ("pages/arithmetic.py", "Arithmetic"),
     ("pages/conditional.py", "Conditional"),
     ("pages/anomalies.py", "Anomalies"),
     ("pages/imputation.py", "Imputation"),
+    ("pages/few_labels.py", "Few labels"),
     ("pages/disentanglement.py", "Disentanglement"),
     ("pages/train.py", "Train"),
 ]

@@ -23,7 +23,8 @@ COMMON = "*"  # carried by every page's link
 MAP_PAGES = ("latent_map", "traversal", "interpolation", "anomalies")  # pages that draw the session's map
 NAMED_DATASETS = tuple(name for name in DATASETS if ":" not in name)  # not folder:/npz: paths on the server
 MAX_SEED = 10_000
-Z_RANGE = 4.0  # the traversal sliders' and the live pad's range
+Z_RANGE = 4.0  # the traversal sliders' and the live pad's range for a VAE: ±4σ of the prior
+Z_LINK_LIMIT = 1000.0  # what a link's z may hold: an autoencoder's codes have no fixed scale (ModelHandle.z_range)
 
 
 class LinkError(ValueError):
@@ -158,18 +159,36 @@ class Flag:
         return "on"
 
 
+def _is_model_name(text: str) -> bool:
+    """A checkpoint's name as the models folder lists it: compared with that list, never opened as a path."""
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]{0,199}", text)) and ".." not in text
+
+
 @dataclass(frozen=True)
 class Names:
     """Comma-separated checkpoint names: "shapes-vae,shapes-tcvae"."""
 
     def parse(self, text: str) -> tuple[str, ...]:
         names = tuple(text.split(","))
-        if not all(re.fullmatch(r"[A-Za-z0-9][\w.-]{0,199}", n) and ".." not in n for n in names):
+        if not all(map(_is_model_name, names)):
             raise LinkError(f"{text!r} is not a list of model names")
         return names
 
     def format(self, value) -> str:
         return ",".join(value)
+
+
+@dataclass(frozen=True)
+class Name:
+    """One checkpoint name: "mnist-ae"."""
+
+    def parse(self, text: str) -> str:
+        if not _is_model_name(text):
+            raise LinkError(f"{text!r} is not a model name")
+        return text
+
+    def format(self, value: str) -> str:
+        return value
 
 
 @dataclass(frozen=True)
@@ -266,7 +285,7 @@ class View:
     temperature: float = link("temperature", ("overview", "conditional"), Float(0.0, 2.0, 1), default=1.0)
     # Traversal
     base: str = link("base", "traversal", Choice(("sample", "prior", "zero")), default="sample")
-    z: tuple[float, ...] | None = link("z", "traversal", Floats(Z_RANGE), per_model=True)  # None: the base itself
+    z: tuple[float, ...] | None = link("z", "traversal", Floats(Z_LINK_LIMIT), per_model=True)  # None: the base itself
     z_origin: tuple | None = local(per_model=True)  # the (base, sample or seed) z was started from
     grid_rows: tuple[int, ...] | None = link("rows", "traversal", Ints(1023), per_model=True)  # None: the active dims
     grid_span: float = link("span", "traversal", Float(0.5, 4.0, 1), default=3.0)
@@ -319,6 +338,12 @@ class View:
     rounds: int = link("rounds", "imputation", Int(1, 50), default=10)
     fill: str = link("fill", "imputation", Choice(("zero", "mean")), default="zero")
     round_mode: str = link("round_mode", "imputation", Choice(("mean", "gibbs")), default="mean")
+    # Autoencoder or VAE?: the model of the other kind beside this one (None: the shipped counterpart), and
+    # the second end of the interpolation (the first is `sample`)
+    partner: str | None = link("partner", "ae_vs_vae", Name(), per_model=True)
+    contrast_end: int = link("end", "ae_vs_vae", SAMPLE, default=1)
+    # Choosing β: the point of the sweep on show (None: the open model's β)
+    sweep_beta: float | None = link("beta", "choosing_beta", Float(0.0, 1000.0, 3), per_model=True)
     # Disentanglement
     mig_base: str = link("traverse_from", "disentanglement", Choice(("zero", "sample")), default="zero")
     mig_span: float = link("mig_span", "disentanglement", Float(0.5, 4.0, 1), default=2.5)

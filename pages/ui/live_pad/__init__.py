@@ -36,12 +36,13 @@ def _opaque(text: str) -> str:
 
 
 def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, order: Sequence[int] = (),
-             kl: Sequence[float] = (), dead: Sequence[int] = (), label: int | None = None,
+             kl: Sequence[float] = (), kl_name: str = "KL", dead: Sequence[int] = (), label: int | None = None,
              sections: Sequence[str] = ("sliders", "pad"), pad_axes: Sequence[int] | None = None,
              scrubber: dict | None = None, reset_token: str = "", value_range: float = 4.0,
              image_px: int = 220, key: str) -> dict | None:
     """Draw the pad; return the student's latest report the first time Python sees it, else None.
 
+    `kl`: each dimension's number beside its slider, named `kl_name` (an autoencoder's is its codes' σ).
     `reset_token`: when it changes, the controls jump to `z`; otherwise they keep the student's moves
     across reruns. `scrubber`: {"a": [...], "b": [...], "t", "mode"} endpoints. A browser that
     cannot run the pad is remembered for the session (unsupported_reason()) and the app reruns, so
@@ -51,7 +52,7 @@ def live_pad(onnx_model: bytes, model_key: str, config, z: Sequence[float], *, o
     value = _component(
         model=onnx_model, model_key=_opaque(model_key), latent_dim=config.latent_dim,
         shape=list(config.input_shape), num_classes=config.num_classes, label=0 if label is None else int(label),
-        z=[float(v) for v in z], order=order, kl=[float(v) for v in kl], dead=[int(d) for d in dead],
+        z=[float(v) for v in z], order=order, kl=[float(v) for v in kl], kl_name=kl_name, dead=[int(d) for d in dead],
         sections=list(sections), pad_axes=list(pad_axes or (order + order)[:2]), scrubber=scrubber,
         reset_token=_opaque(reset_token), range=value_range, image_px=image_px, key=key, default=None,
     )

@@ -351,7 +351,7 @@ function buildSliders() {
     });
     ui.sliders.set(d, { input, value });
     box.append(el("label", { className: dead ? "slider dead" : "slider" },
-      el("span", { className: "name" }, `z${d}`, el("small", {}, ` KL ${args.kl[d].toFixed(2)}${dead ? " · inactive" : ""}`)),
+      el("span", { className: "name" }, `z${d}`, el("small", {}, ` ${args.kl_name} ${args.kl[d].toFixed(2)}${dead ? " · inactive" : ""}`)),
       input, value));
   });
   return box;
