@@ -290,7 +290,7 @@ def pad_download(base_url: str) -> dict[str, int]:
 
     for name in re.findall(r'(?:src|href)="\./([^"]+)"', get("index.html")):
         if name.endswith(".js"):
-            for runtime in sorted(set(re.findall(r'"\./([\w.-]+\.wasm(?:\.gz)?)"', get(name)))):
+            for runtime in sorted(set(re.findall(r'"\./([\w.-]+\.wasm(?:\.gz|\.br)?)"', get(name)))):
                 get(runtime)
         else:
             get(name)

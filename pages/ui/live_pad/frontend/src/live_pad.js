@@ -4,6 +4,7 @@
 // input event of a slider, the 2-D pad or the interpolation scrubber decodes with onnxruntime-web
 // (WebAssembly, one thread) and redraws the canvas. Only on release does the final vector go back to
 // Python, so the server runs once per gesture instead of once per pixel of mouse travel.
+import { decompress as brotliDecompress } from "brotli/decompress";
 import * as ort from "onnxruntime-web/wasm";
 
 ort.env.wasm.numThreads = 1; // threads need a cross-origin-isolated page, which an iframe here is not
@@ -11,11 +12,12 @@ ort.env.wasm.proxy = false;
 ort.env.logLevel = "error";
 
 // -- the runtime ----------------------------------------------------------------------------------
-// onnxruntime-web's WebAssembly is 14 MB; gzip makes it 3.7 MB on the wire. Streamlit serves a
-// component's files as they are (no compression, no validators), so the build ships it gzipped and
-// the browser inflates it (DecompressionStream). It is then kept in this browser's IndexedDB under
-// the runtime's version: a reload, or the next page with a pad, downloads none of it.
-const RUNTIME_URL = new URL("./ort-wasm-simd-threaded.wasm.gz", import.meta.url).href;
+// onnxruntime-web's WebAssembly is 14 MB; Brotli makes it 2.3 MB on the wire (gzip: 3.7 MB). Streamlit
+// serves a component's files as they are (no compression, no validators), so the build ships it
+// compressed and the browser decodes it (brotli.js: DecompressionStream has gzip, not Brotli). It is then
+// kept in this browser's IndexedDB under the runtime's version: a reload, or the next page with a pad,
+// downloads none of it.
+const RUNTIME_URL = new URL("./ort-wasm-simd-threaded.wasm.br", import.meta.url).href;
 const RUNTIME_KEY = `ort-wasm-simd-threaded ${ort.env.versions.web}`;
 const STORE = "runtime";
 
@@ -48,12 +50,11 @@ async function runtimeBinary() {
   } catch {
     db = null; // no IndexedDB here (a private window, say): download it each time
   }
-  if (typeof DecompressionStream !== "function") {
-    throw new Error("this browser cannot decompress the runtime (no DecompressionStream)");
-  }
   const response = await fetch(RUNTIME_URL);
   if (!response.ok) throw new Error(`the runtime did not load (HTTP ${response.status})`);
-  const binary = await new Response(response.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer();
+  const decoded = brotliDecompress(new Uint8Array(await response.arrayBuffer()));
+  // its own ArrayBuffer, exactly the runtime's bytes (what wasmBinary and IndexedDB take)
+  const binary = decoded.byteLength === decoded.buffer.byteLength ? decoded.buffer : decoded.slice().buffer;
   stats.runtimeFrom = "the server";
   if (db) {
     await stored(db, "readwrite", (s) => s.put(binary, RUNTIME_KEY)).catch(() => {}); // storage full: next time again
