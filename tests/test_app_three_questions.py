@@ -38,6 +38,13 @@ def test_the_draws_follow_the_seed_and_the_path_its_ends(checkpoints):
     assert view_of(at).contrast_end == 8
 
 
+def test_a_link_to_test_images_beyond_the_split_shows_the_last(checkpoints):
+    at = open_link("pages/ae_vs_vae.py", model="file:mnist-vae", end="5000", sample="4000")
+    assert_clean(at)
+    assert any("no test image #5000" in w.value for w in at.warning)
+    assert (view_of(at).sample, view_of(at).contrast_end) == (999, 999)
+
+
 def test_a_link_to_a_partner_the_server_lacks_says_so(checkpoints):
     at = open_link("pages/ae_vs_vae.py", model="file:mnist-vae", partner="mnist-gone")
     assert_clean(at)

@@ -156,13 +156,13 @@ def test_fit_brings_the_view_within_the_model_and_says_so():
     view, _ = View.from_query({"sample": "5000", "z": "1,2,3", "from": "10", "to": "2000", "selected": "1,999-1005",
                                "a": "class:12", "c": "sample:4000", "rows": "0,7", "box": "30,0,5,5"}, "traversal")
     view.a, view.c, view.selected = Operand("class", label=12), Operand("sample", sample=4000), (1, 999, 1000, 1005)
-    view.pair_from, view.pair_to, view.box = 10, 2000, (30, 0, 5, 5)
+    view.pair_from, view.pair_to, view.box, view.contrast_end = 10, 2000, (30, 0, 5, 5), 3000
     notices = view.fit(n_test=1000, latent_dim=2, num_classes=10, image_size=(28, 28))
-    assert view.sample == 999 and view.pair_from == 10 and view.pair_to == 999
+    assert view.sample == 999 and view.pair_from == 10 and view.pair_to == 999 and view.contrast_end == 999
     assert view.selected == (1, 999) and view.a is None and view.c.sample == 999
     assert view.z is None and view.z_origin is None, "a z of the wrong length starts again from the base"
     assert view.grid_rows == (0,) and view.box is None
-    assert len(notices) == 8, notices
+    assert len(notices) == 9, notices
     assert all(n[0].isupper() and n.endswith(".") for n in notices)
     assert view.fit(n_test=1000, latent_dim=2, num_classes=10, image_size=(28, 28)) == [], "nothing left to fix"
 

@@ -343,7 +343,7 @@ class View:
     partner: str | None = link("partner", "ae_vs_vae", Name(), per_model=True)
     contrast_end: int = link("end", "ae_vs_vae", SAMPLE, default=1)
     # Choosing β: the point of the sweep on show (None: the open model's β)
-    sweep_beta: float | None = link("beta", "choosing_beta", Float(0.0, 1000.0, 3), per_model=True)
+    sweep_beta: float | None = link("beta", "choosing_beta", Float(0.0, 1000.0, 4), per_model=True)
     # Disentanglement
     mig_base: str = link("traverse_from", "disentanglement", Choice(("zero", "sample")), default="zero")
     mig_span: float = link("mig_span", "disentanglement", Float(0.5, 4.0, 1), default=2.5)
@@ -422,6 +422,7 @@ class View:
 
         self.sample = index(self.sample)
         self.pair_from, self.pair_to = index(self.pair_from), index(self.pair_to)
+        self.contrast_end = index(self.contrast_end)
         if any(i > last for i in self.selected):
             notices.append(f"The selection named images beyond the {n_test} test images: those were left out.")
             self.selected = tuple(i for i in self.selected if i <= last)
