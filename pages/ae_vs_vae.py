@@ -20,11 +20,16 @@ st.caption("An autoencoder learns to compress and restore. A VAE learns the same
            "new images from. The difference is one term of the loss: the VAE's ELBO adds KL(q(z|x) ‖ N(0, I)), "
            "which pulls every code towards the prior and makes each one a small cloud instead of a point.")
 
-partners = other_checkpoints(handle, lambda other: other.config.probabilistic != cfg.probabilistic)
+if cfg.conditional:
+    st.info("This model is conditional: its decoder also takes a label, which an autoencoder does not. Open an "
+            "unconditional model (mnist-vae beside mnist-ae, say).")
+    st.stop()
+partners = other_checkpoints(handle, lambda other: other.config.probabilistic != cfg.probabilistic
+                             and other.config.latent_dim == cfg.latent_dim and not other.config.conditional)
 wanted = "a VAE" if not cfg.probabilistic else "an autoencoder (objective ae)"
 if not partners:
-    st.info(f"To compare, the models folder needs {wanted} that takes these images: train one on the Train page "
-            "(objective “autoencoder”) with this model's architecture and data.")
+    st.info(f"To compare, the models folder needs {wanted} with a {cfg.latent_dim}-dimensional latent that takes "
+            "these images: train one on the Train page (objective “autoencoder”) with this model's settings.")
     st.stop()
 if v.partner is not None and v.partner not in partners:
     st.warning(f"There is no {v.partner} to compare with here: another model was chosen.", icon="🔗")

@@ -124,8 +124,8 @@ if held_out is not None:
     st.write(f"This model was trained without class **{name}** ({handle.ckpt.dataset.get('name')}); the test set "
              f"still has {int((y_test == held_out).sum())} of them among {len(y_test)} images. ROC AUC: the chance "
              f"that a random class-{name} image scores higher than a random other one (0.5: chance, 1: perfect).")
-    columns = st.columns(len(SCORES))
-    for column, (score, title) in zip(columns, SCORES.items()):
+    available = {score: title for score, title in SCORES.items() if score in scores}  # an autoencoder: no ELBO
+    for column, (score, title) in zip(st.columns(len(available)), available.items()):
         column.metric(f"ROC AUC · {title}", f"{holdout_auc(scores[score], y_test, held_out):.3f}")
 elif handle.ckpt.dataset.get("name"):
     st.caption("Train a model with a class left out (`python -m vae_core train … --holdout-class 3`, shipped as "

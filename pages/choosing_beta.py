@@ -28,11 +28,12 @@ if len(points) < 3:
     st.stop()
 betas = [p.beta for p in points]
 if v.sweep_beta is not None and v.sweep_beta not in betas:
-    st.warning(f"This sweep has no β = {v.sweep_beta:g}: the nearest, β = "
-               f"{min(betas, key=lambda b: abs(b - v.sweep_beta)):g}, is shown.", icon="🔗")
-    v.sweep_beta = min(betas, key=lambda b: abs(b - v.sweep_beta))
+    nearest = min(betas, key=lambda b: abs(b - v.sweep_beta))
+    if abs(nearest - v.sweep_beta) > 1e-4 * max(1.0, nearest):  # more than the link's rounding
+        st.warning(f"This sweep has no β = {v.sweep_beta:g}: the nearest, β = {nearest:g}, is shown.", icon="🔗")
+    v.sweep_beta = nearest
 if v.sweep_beta is None:
-    v.sweep_beta = cfg.beta
+    v.sweep_beta = cfg.beta if cfg.beta in betas else betas[0]  # a model without test scores is no point
 st.select_slider("β", betas, format_func=lambda b: f"{b:g}", **widget("view.sweep_beta"),
                  help="Move along the curve: the chosen model, and its neighbours, below")
 chosen = next(p for p in points if p.beta == v.sweep_beta)

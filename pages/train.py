@@ -135,8 +135,11 @@ def _start():
 
 
 def _stop():
-    """Stop: the run that trains now, and the rest of its sweep."""
-    for job_id in train.sweep or (train.job,):
+    """Stop: the rest of the sweep leaves the queue first (stopping a run would start the next), then the run
+    that trains now."""
+    ids = train.sweep or (train.job,)
+    views = {job_id: queue.view(job_id, train.owner) for job_id in ids}
+    for job_id in sorted(ids, key=lambda i: views[i] is None or views[i].status != "queued"):
         queue.stop(job_id, train.owner)
 
 
@@ -189,7 +192,9 @@ st.multiselect("β sweep: also train at", [b for b in SWEEP_BETAS if b != form.b
                format_func=lambda b: f"β = {b:g}", disabled=form.objective == "ae",
                placeholder="no other β" if form.objective != "ae" else "an autoencoder has no β",
                help="The same recipe at each β, one run after another, to compare on the Choosing β page")
-c2.checkbox("Conditional (CVAE)", **widget("train.form.conditional"),
+if form.objective == "ae":
+    form.conditional = False  # an autoencoder is unconditional here
+c2.checkbox("Conditional (CVAE)", **widget("train.form.conditional"), disabled=form.objective == "ae",
             help="Encoder and decoder also see the label, so you can ask for a class when sampling")
 c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], **widget("train.form.holdout"),
              format_func=lambda i: "none (train on all)" if i == NO_HOLDOUT else f"{i}: {label_names[i]}",
@@ -224,6 +229,8 @@ if planned is not None:
     names = [unique_path(run.model_name, checkpoint_dir()).stem for run in planned_runs]
     s2.caption(f"Will be saved as **{'**, **'.join(names)}** in the models folder (a number is added if a name is "
                "taken then)." + (f" {len(names)} runs, one after another." if len(names) > 1 else ""))
+if train.error:
+    st.error(f"Could not start: {train.error}")
 
 
 CHARTS = (  # (title, training-set column, test-set column)
@@ -269,7 +276,9 @@ def sweep_line(views) -> str:
 @st.fragment(run_every=POLL_SECONDS if busy else None)
 def job_panel():
     views = [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
-    view = next((v for v in views if v.active), views[-1] if views else None)  # the sweep's run on show
+    # the sweep's run on show: the one training or next, else the last that ran (after a stop, the one stopped)
+    view = next((v for v in views if v.active), next((v for v in reversed(views) if v.started), None)) \
+        or (views[-1] if views else None)
     running, waiting = queue.counts()
     st.caption(f"Server queue: {running} training, {waiting} waiting · {queue.max_concurrent} run(s) at a time")
     if view is None:

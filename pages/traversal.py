@@ -41,6 +41,10 @@ if cfg.conditional:
 # A new start point (or model) puts z there; otherwise z keeps the student's moves, and a link's z.
 if v.z is None or v.z_origin != v.traversal_origin():
     v.z, v.z_origin = tuple(float(b) for b in base), v.traversal_origin()
+if max(abs(c) for c in v.z) > handle.z_range:
+    st.warning(f"The link's z reaches beyond this model's sliders (±{handle.z_range:g}): it was brought within "
+               "them.", icon="🔗")
+    v.z = tuple(min(handle.z_range, max(-handle.z_range, c)) for c in v.z)
 v.normalise()  # z as the link writes it: a reopened link decodes the same z
 
 show_map = handle.latent_map(v) is not None
@@ -64,12 +68,13 @@ def grid_section() -> None:
     if v.grid_rows is None:
         v.grid_rows = tuple([d for d in order if d not in dead][:8] or order[:8])
     rows = g1.multiselect("Dimensions (rows)", order, format_func=lambda d: f"z{d}", **widget("view.grid_rows"))
-    span = g2.slider("Span ±kσ", 0.5, 4.0, step=0.5, **widget("view.grid_span"))
+    unit = "σ" if cfg.probabilistic else ""  # the prior's σ; an autoencoder's codes have their own scale
+    span = g2.slider(f"Span ±k{unit}", 0.5, 4.0, step=0.5, **widget("view.grid_span"))
     steps = g3.slider("Columns", 3, 15, step=2, **widget("view.grid_steps"))
     if rows:
         start = torch.tensor(v.z, dtype=torch.float32)
         grid_images = handle.decode(traversal_grid(start, rows, span, steps), label)
-        grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}σ … +{span}σ",
+        grid_png = show_images(grid_images, steps, f"rows: {', '.join(f'z{d}' for d in rows)}; columns: −{span}{unit} … +{span}{unit}",
                                height=64)
         e1, e2, e3 = st.columns(3)
         if v.gif_dim not in rows:

@@ -141,3 +141,37 @@ def test_few_labels_measures_the_codes_against_pixels_and_pca(checkpoints):
     conditional = start("pages/few_labels.py", "mnist-cvae")
     assert_clean(conditional)
     assert any("conditional" in i.value for i in conditional.info)
+
+
+def test_a_link_z_beyond_the_sliders_is_brought_within_them(checkpoints):
+    at = open_link("pages/traversal.py", model="file:mnist-vae", z=",".join(["9"] + ["0"] * 15))
+    assert_clean(at)
+    assert any("beyond this model's sliders" in w.value for w in at.warning)
+    z = view_of(at).z
+    assert z[0] == max(abs(c) for c in z) and 4 <= z[0] < 9
+
+
+def test_a_conditional_model_or_one_of_another_latent_size_has_no_partner(checkpoints):
+    for model in ("mnist-cvae", "mnist-vae-2d"):
+        at = start("pages/ae_vs_vae.py", model)
+        assert_clean(at)
+        assert at.info and not at.get("image"), model
+
+
+def test_a_partner_in_a_subfolder_survives_the_link(checkpoints):
+    at = open_link("pages/ae_vs_vae.py", model="file:mnist-ae", partner="beta-sweep/mnist-beta-2")
+    assert_clean(at)
+    assert view_of(at).partner == "beta-sweep/mnist-beta-2" and not at.warning
+
+
+def test_an_autoencoder_without_a_class_scores_it_by_reconstruction_alone(checkpoints):
+    from vae_core.recipe import Recipe
+    from vae_core.trainer import Trainer
+
+    recipe = Recipe(objective="ae", hidden_sizes=(32,), latent_dim=3, epochs=2, holdout_class=3)
+    data = recipe.load_data()
+    Trainer(recipe.build_model(data), data, recipe.train_config(device="cpu"),
+            checkpoint_path=checkpoints / "ae-no3.safetensors").fit()
+    at = start("pages/anomalies.py", "ae-no3")
+    assert_clean(at)
+    assert [m.label for m in at.metric if m.label.startswith("ROC AUC")] == [f"ROC AUC · {SCORES['recon_error']}"]

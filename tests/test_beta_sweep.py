@@ -15,23 +15,28 @@ TRAIN = {"epochs": 30, "batch_size": 64, "lr": 0.001, "seed": 0, "device": "cpu"
 
 
 def ckpt(beta: float, rate: float, distortion: float, *, latent: int = 4, objective: str = "vae",
-         dataset: str = "mnist-5k", train: dict | None = None, metrics: bool = True) -> Checkpoint:
+         dataset: str = "mnist-5k", train: dict | None = None, metrics: bool = True, epochs_run: int | None = None):
     model = VAE(VAEConfig(input_shape=(1, 8, 8), latent_dim=latent, hidden_sizes=(8,), beta=beta, objective=objective))
     scores = {"test_kl": rate, "test_recon": distortion, "active_units": 3} if metrics else {}
-    return Checkpoint(model, dataset={"name": dataset}, metrics=scores, train_state={"train_config": train or TRAIN})
+    train = train or TRAIN
+    history = [{"epoch": e + 1} for e in range(train["epochs"] if epochs_run is None else epochs_run)]
+    return Checkpoint(model, dataset={"name": dataset}, history=history, metrics=scores,
+                      train_state={"train_config": train})
 
 
 def test_a_sweep_is_the_same_recipe_at_other_betas_ordered_by_beta():
     others = {"b4": ckpt(4, 2.0, 90), "b0.5": ckpt(0.5, 30.0, 70), "b2": ckpt(2, 8.0, 80),
               "wider": ckpt(2, 8.0, 80, latent=8), "other-data": ckpt(2, 8.0, 80, dataset="digits"),
               "longer": ckpt(2, 8.0, 80, train={**TRAIN, "epochs": 60}),
-              "on-gpu": ckpt(8, 1.0, 95, train={**TRAIN, "device": "cuda"}),  # where it ran does not matter
+              "on-gpu": ckpt(8, 1.0, 95, train={**TRAIN, "device": "cuda", "save_optimizer": True}),  # no matter
+              "stopped": ckpt(16, 0.5, 99, epochs_run=3),  # a run stopped early is not a point of the curve
               "tc": ckpt(3, 5.0, 85, objective="beta-tcvae"), "unscored": ckpt(16, 0.5, 99, metrics=False),
               "b4-again": ckpt(4, 2.5, 91)}
     points = beta_sweep(("b1", ckpt(1, 15.0, 75)), others)
     assert [(p.name, p.beta) for p in points] == [("b0.5", 0.5), ("b1", 1.0), ("b2", 2.0), ("b4", 4.0), ("on-gpu", 8.0)]
     assert points[1].neg_elbo == 90.0
-    assert beta_sweep(("tc", others["tc"]), others) == [] and beta_sweep(("ae", ckpt(1, 0, 1, objective="ae")), {}) == []
+    assert [p.name for p in beta_sweep(("tc", others["tc"]), others)] == ["tc"], "β-TCVAEs sweep among themselves"
+    assert beta_sweep(("ae", ckpt(1, 0, 1, objective="ae")), {}) == []
     assert [p.beta for p in neighbours(points, 2.0)] == [1.0, 2.0, 4.0]
     assert [p.beta for p in neighbours(points, 0.5)] == [0.5, 1.0, 2.0]
     assert [p.beta for p in neighbours(points, 8.0)] == [2.0, 4.0, 8.0]

@@ -173,6 +173,20 @@ def test_a_beta_sweep_is_queued_at_once_and_trains_one_after_another(make_queue,
     assert queue.wait(other, TIMEOUT).status == jobs.DONE
 
 
+def test_a_sweeps_runs_take_one_slot_however_many_there_are(make_queue):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper, max_concurrent=2)
+    ids = queue.submit_all([tiny(beta=b) for b in (0.5, 2.0)], owner="ann")
+    other = queue.submit(tiny(), owner="bob")
+    stepper.wait_reached()
+    stepper.wait_reached()
+    assert [queue.view(i, "ann").status for i in ids] == [jobs.RUNNING, jobs.QUEUED]
+    assert queue.view(other, "bob").status == jobs.RUNNING, "bob takes the second slot, ahead of ann's next run"
+    stepper.run_freely()
+    views = [queue.wait(i, TIMEOUT) for i in ids]
+    assert views[0].finished <= views[1].started
+
+
 def test_a_sweep_is_queued_whole_or_not_at_all(make_queue):
     queue = make_queue(max_waiting=2)
     with pytest.raises(jobs.QueueError, match="queue is full"):

@@ -118,8 +118,8 @@ BAD = {  # per URL name: values that must be refused
     "mig_span": ["9"],
     "mig_columns": ["14"],
     "bins": ["15", "x"],
-    "compare": ["../x", "a,,b", "a/b"],
-    "partner": ["../x", "a,b", "a/b", ".hidden"],
+    "compare": ["../x", "a,,b", "a//b", "a,/b"],
+    "partner": ["../x", "a,b", "a//b", "/a", ".hidden", "a/.b"],
     "end": ["-1", "x", "1e9"],
     "beta": ["-1", "x", "1e9", "nan"],
 }

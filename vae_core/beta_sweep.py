@@ -4,8 +4,9 @@
 The two terms of the negative ELBO are a rate R = E_x KL(q(z|x) || p(z)), the nats each code carries
 about its image, and a distortion D = E_x E_q[-log p(x|z)], the nats the decoder still needs. Training
 with weight β minimises D + β R: a small β buys sharp reconstructions with a high rate (codes the prior
-does not cover), a large β squeezes the rate until dimensions collapse and the pictures blur. β = 1 is
-the ELBO itself, the point where R + D, the bound on -log p(x), is lowest along the curve.
+does not cover), a large β squeezes the rate until dimensions collapse and the pictures blur. β = 1
+trains the ELBO itself: in principle the point where R + D, the bound on -log p(x), is lowest along the
+curve (the page marks the lowest it measured).
 """
 from __future__ import annotations
 
@@ -33,23 +34,27 @@ class SweepPoint:
 
 def _recipe(ckpt: Checkpoint) -> tuple:
     cfg, train = ckpt.config, dict(ckpt.train_state.get("train_config", {}))
-    train.pop("device", None)  # where it trained does not change the recipe
+    for setting in ("device", "save_optimizer"):  # where it trained, and whether Adam's moments were kept,
+        train.pop(setting, None)  # do not change the model it made
     return (tuple(getattr(cfg, f) for f in _SAME_CONFIG), ckpt.dataset.get("name"),
             tuple(sorted((k, repr(v)) for k, v in train.items())))
 
 
 def beta_sweep(current: tuple[str, Checkpoint], others: dict[str, Checkpoint]) -> list[SweepPoint]:
     """The points of the sweep `current` belongs to: the checkpoints among `others` (and it) trained with
-    the same recipe, data and seed but another β, that carry their test rate and distortion, by β.
-    Only β-VAEs sweep (objective "vae"); one checkpoint per β (the first by name)."""
+    the same recipe, data and seed but another β, that carry their test rate and distortion and ran all
+    their epochs (a stopped run is not a point of the curve), by β. An autoencoder has no rate; one
+    checkpoint per β (the first by name)."""
     name, ckpt = current
-    if ckpt.config.objective != "vae":
+    if not ckpt.config.probabilistic:
         return []
     key = _recipe(ckpt)
     points: dict[float, SweepPoint] = {}
     for other_name, other in sorted({**others, name: ckpt}.items()):
         m = other.metrics
-        if _recipe(other) == key and "test_kl" in m and "test_recon" in m and other.config.beta not in points:
+        finished = len(other.history) >= other.train_state.get("train_config", {}).get("epochs", 0)
+        if _recipe(other) == key and finished and "test_kl" in m and "test_recon" in m and \
+                other.config.beta not in points:
             points[other.config.beta] = SweepPoint(other_name, other.config.beta, float(m["test_kl"]),
                                                    float(m["test_recon"]), m.get("active_units"))
     return sorted(points.values(), key=lambda p: p.beta)

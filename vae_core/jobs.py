@@ -255,9 +255,16 @@ class JobQueue:
                        per_epoch, job.grid_png, job.error, job.checkpoint_path, job.created, job.started, job.finished)
 
     def _dispatch(self) -> None:
+        """Start waiting jobs in order while slots are free; a job whose owner has one training waits
+        (a sweep's runs train one after another, however many slots there are)."""
         running = sum(j.status == RUNNING for j in self._jobs.values())
-        while self._waiting and running < self.max_concurrent and not self._closed:
-            job = self._jobs[self._waiting.pop(0)]
+        while running < self.max_concurrent and not self._closed:
+            busy = {j.owner for j in self._jobs.values() if j.status == RUNNING}
+            ready = next((job_id for job_id in self._waiting if self._jobs[job_id].owner not in busy), None)
+            if ready is None:
+                break
+            self._waiting.remove(ready)
+            job = self._jobs[ready]
             job.status, job.started = RUNNING, time.time()
             job.thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:6]}", daemon=True)
             job.thread.start()

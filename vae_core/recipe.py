@@ -86,6 +86,8 @@ class Recipe:
             problems.append(f"holdout_class must be a class index >= 0 or None, got {self.holdout_class!r}")
         if self.objective not in OBJECTIVES:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.objective == "ae" and self.conditional:
+            problems.append("an autoencoder (objective ae) is unconditional here: untick conditional")
         if self.likelihood not in ("bernoulli", "gaussian"):
             problems.append(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         fix("conditional", bool(self.conditional))

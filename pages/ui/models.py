@@ -325,10 +325,8 @@ class ModelHandle:
 
     @property
     def z_range(self) -> float:
-        """The traversal's ± range: the prior's for a VAE; an autoencoder's codes keep whatever scale
-        training gave them, so its range reaches its farthest test code."""
-        if self.config.probabilistic:
-            return Z_RANGE
+        """The traversal's ± range: the prior's ±4σ, or as far as the farthest test code reaches (an
+        autoencoder's codes keep whatever scale training gave them)."""
         return max(Z_RANGE, float(np.ceil(np.abs(self.encodings("test")[0]).max())))
 
     @property

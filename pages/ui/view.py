@@ -160,8 +160,10 @@ class Flag:
 
 
 def _is_model_name(text: str) -> bool:
-    """A checkpoint's name as the models folder lists it: compared with that list, never opened as a path."""
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]{0,199}", text)) and ".." not in text
+    """A checkpoint's name as the models folder lists it ("mnist-vae", "beta-sweep/mnist-beta-2"): compared
+    with that list, never opened as a path."""
+    return len(text) <= 200 and ".." not in text and \
+        all(re.fullmatch(r"[A-Za-z0-9][\w.-]*", part) for part in text.split("/"))
 
 
 @dataclass(frozen=True)
