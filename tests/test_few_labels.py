@@ -51,3 +51,13 @@ def test_pixels_win_when_the_codes_hold_nothing():
     assert result.best(0) != "latent μ"
     with pytest.raises(ValueError, match="at least 1"):
         few_labels(z_train, z_test, x_train, x_test, y_train, y_test, labels_per_class=(0,), draws=1)
+
+
+def test_a_big_split_fits_its_statistics_on_a_seeded_subset(monkeypatch):
+    import vae_core.few_labels as few
+
+    monkeypatch.setattr(few, "UNLABELLED_FIT", 100)  # toy() has 300 training images
+    a = few_labels(*toy(), labels_per_class=(20,), draws=2, seed=0)
+    b = few_labels(*toy(), labels_per_class=(20,), draws=2, seed=0)
+    assert all(np.array_equal(a.accuracy[k], b.accuracy[k]) for k in REPRESENTATIONS)
+    assert a.best(0) == "latent μ" and a.mean("latent μ")[0] > 0.9
