@@ -134,13 +134,16 @@ def _start():
     train.preset_applied = []
 
 
+def my_runs() -> list:
+    """Snapshots of this session's last submission (one run, or a sweep's), those the queue still keeps, in order."""
+    return [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
+
+
 def _stop():
     """Stop: the rest of the sweep leaves the queue first (stopping a run would start the next), then the run
     that trains now."""
-    ids = train.sweep or (train.job,)
-    views = {job_id: queue.view(job_id, train.owner) for job_id in ids}
-    for job_id in sorted(ids, key=lambda i: views[i] is None or views[i].status != "queued"):
-        queue.stop(job_id, train.owner)
+    for view in sorted(my_runs(), key=lambda v: v.status != "queued"):
+        queue.stop(view.id, train.owner)
 
 
 def _open(name: str):
@@ -153,8 +156,7 @@ st.caption("Train a VAE on the server and explore it on the other pages. Runs sh
 if train.preset_applied:
     st.info(f"Prefilled from another page: {', '.join(train.preset_applied)}. Check the settings, then Start.")
 
-submitted = [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
-busy = any(view.active for view in submitted)
+busy = any(view.active for view in my_runs())
 
 c1, c2, c3, c4 = st.columns(4)
 c1.selectbox("Dataset", datasets, **widget("train.form.dataset"),
@@ -275,7 +277,7 @@ def sweep_line(views) -> str:
 
 @st.fragment(run_every=POLL_SECONDS if busy else None)
 def job_panel():
-    views = [view for job_id in (train.sweep or (train.job,)) if (view := queue.view(job_id, train.owner))]
+    views = my_runs()
     # the sweep's run on show: the one training or next, else the last that ran (after a stop, the one stopped)
     view = next((v for v in views if v.active), next((v for v in reversed(views) if v.started), None)) \
         or (views[-1] if views else None)
