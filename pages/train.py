@@ -282,7 +282,8 @@ def job_panel():
     view = next((v for v in views if v.active), next((v for v in reversed(views) if v.started), None)) \
         or (views[-1] if views else None)
     running, waiting = queue.counts()
-    st.caption(f"Server queue: {running} training, {waiting} waiting · {queue.max_concurrent} run(s) at a time")
+    st.caption(f"Training on this machine: {running} run(s) training, {waiting} waiting · "
+               f"{queue.max_concurrent} at a time, whichever app process took them")
     if view is None:
         if train.job:
             st.info("Your last run is no longer tracked (finished runs are kept for an hour); "

@@ -205,7 +205,9 @@ def test_a_tiny_run_shows_progress_then_saved_as_and_opens_the_model(checkpoints
     assert [s.value for s in at.success] == ["Saved as **my-run**: it is in the sidebar's model picker now."]
     assert len(at.get("plotly_chart")) == 3, "ELBO, reconstruction and KL curves"
     assert at.get("image"), "the sample/reconstruction grid"
-    assert {p.name for p in checkpoints.iterdir()} == before | {"my-run.safetensors"}
+    assert {p.name for p in checkpoints.iterdir()} == before | {"my-run.safetensors", ".training"}
+    assert not [p for p in (checkpoints / ".training").iterdir() if not p.name.endswith(".lock")], \
+        "the run left no ticket or partial checkpoint in the machine's training line"
     picker = at.sidebar.selectbox(key="view.model")
     assert "file:my-run" in picker.options or "my-run" in picker.options
     assert not at.button(key="train_start").disabled, "free to start another"
@@ -246,7 +248,7 @@ def test_a_run_waits_its_turn_with_its_position_shown(checkpoints):
     at.button(key="train_start").click().run()
     assert_clean(at)
     assert progress_texts(at) == ["Waiting in the queue: position 1 of 1 (1 run(s) training now)"]
-    assert any("Server queue: 1 training, 1 waiting" in c.value for c in at.caption)
+    assert any("Training on this machine: 1 run(s) training, 1 waiting" in c.value for c in at.caption)
     at.button(key="train_stop").click().run()
     seen: list[str] = []
     rerun_until(at, lambda a: any("left the queue" in w.value for w in a.warning), seen)

@@ -91,7 +91,11 @@ class Stepper(Callback):
 
 
 def files(folder: Path) -> set[str]:
-    return {p.name for p in folder.iterdir()}
+    """The models folder's files, and any run's leftovers in its training line (tickets, partial
+    checkpoints, temporary files); the line's lock files may stay."""
+    line = folder / ".training"
+    leftovers = {f".training/{p.name}" for p in line.iterdir() if not p.name.endswith(".lock")} if line.exists() else set()
+    return {p.name for p in folder.iterdir() if p != line} | leftovers
 
 
 def digest(path: Path) -> str:
@@ -258,13 +262,14 @@ def test_stop_a_running_job_before_its_first_epoch_saves_nothing(make_queue, fol
 
 def test_a_diverging_run_says_so_and_leaves_no_file(make_queue, folder):
     queue = make_queue()
-    before = {p.name: digest(p) for p in folder.iterdir()}
+    before = {p.name: digest(p) for p in folder.iterdir() if p.is_file()}
     view = queue.wait(queue.submit(tiny(lr=1e6), owner="ann"), TIMEOUT)
+    assert files(folder) == set(before)
     assert view.status == jobs.DIVERGED
     assert "diverged" in view.error and "learning rate" in view.error
     assert "nothing was saved" in view.error
     assert view.checkpoint_path is None
-    assert {p.name: digest(p) for p in folder.iterdir()} == before, "no new, broken or temporary file"
+    assert {p.name: digest(p) for p in folder.iterdir() if p.is_file()} == before, "no new, broken or temporary file"
 
 
 class PoisonAfterFirstEpoch(Callback):
@@ -290,7 +295,7 @@ def test_divergence_after_a_good_epoch_keeps_that_epoch(make_queue, folder):
     ckpt = load_checkpoint(view.checkpoint_path)
     assert len(ckpt.history) == 1
     assert all(torch.isfinite(w).all() for w in ckpt.model.state_dict().values()), "the good weights, not the NaNs"
-    assert {p.name for p in folder.iterdir()} == {"digits-vae.safetensors", "almost.safetensors"}
+    assert files(folder) == {"digits-vae.safetensors", "almost.safetensors"}
 
 
 def test_names_are_sanitised_and_never_overwrite_a_model(make_queue, folder):
@@ -508,4 +513,134 @@ def test_the_process_exits_cleanly_while_a_run_trains(tmp_path):
                             capture_output=True, text=True, timeout=180)
     assert "exiting while running" in result.stdout, result.stderr[-2000:]
     assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-2000:]
-    assert not list(tmp_path.glob(".train-*")), "no temporary file left behind"
+    assert files(tmp_path) == set(), "no temporary file left behind"
+
+
+# -- the machine's line: every app process of `make serve` shares the slots and the order -------------------
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from vae_core.jobs import JobQueue
+from vae_core.recipe import Recipe
+folder, owner, epochs = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+queue = JobQueue(folder=folder, device="cpu")
+job = queue.submit(Recipe(dataset="digits", latent_dim=2, hidden_sizes=(16,), epochs=epochs, batch_size=16), owner)
+said = None
+while True:
+    view = queue.view(job, owner)
+    mid_epoch = view.epoch >= 1 and view.progress * view.total_epochs > view.epoch
+    state = dict(status=view.status, position=view.position, mid_epoch=mid_epoch,
+                 model=view.checkpoint_name)
+    if state != said:
+        print(json.dumps({**state, "at": time.time()}), flush=True)
+        said = state
+    if not view.active:
+        break
+    time.sleep(0.01)
+"""
+
+
+class Worker:
+    """Another app process with its own JobQueue on the same models folder, training one run; it
+    prints every change of its run's state as a JSON line."""
+
+    def __init__(self, folder: Path, owner: str, epochs: int):
+        import os
+        import subprocess
+        import sys
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen([sys.executable, "-c", WORKER, str(folder), owner, str(epochs)], cwd=ROOT,
+                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_for(self, **wanted) -> dict:
+        import json
+        for line in self.process.stdout:
+            state = json.loads(line)
+            if all(state[k] == v for k, v in wanted.items()):
+                return state
+        raise AssertionError(f"the worker ended without {wanted}: {self.process.stderr.read()[-2000:]}")
+
+    def close(self):
+        self.process.kill()
+        self.process.wait(timeout=30)
+        self.process.stdout.close()
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def workers():
+    started = []
+
+    def start(*args) -> Worker:
+        started.append(Worker(*args))
+        return started[-1]
+
+    yield start
+    for worker in started:
+        worker.close()
+
+
+def line_files(folder: Path) -> set[str]:
+    return {p.name for p in (folder / ".training").iterdir()}
+
+
+def test_two_processes_train_one_run_at_a_time_in_the_order_they_asked(make_queue, folder, workers):
+    stepper = Stepper()
+    queue = make_queue(trainer_factory=stepper)
+    ours = queue.submit(tiny(), owner="ann")
+    stepper.wait_reached()  # ann's run holds the machine's one slot, paused after its first epoch
+    other = workers(folder, "bob", 2)
+    assert other.wait_for(status="queued")["position"] == 1
+    assert queue.counts() == (1, 1), "this process sees the other's waiting run"
+    later = queue.submit(tiny(), owner="cat")
+    assert queue.view(later, "cat").position == 2, "behind bob's run from the other process"
+    stepper.run_freely()
+    finished = queue.wait(ours, TIMEOUT).finished
+    started = other.wait_for(status="running")["at"]
+    assert started >= finished, "bob's run started only once ann's had ended"
+    model = other.wait_for(status="done")["model"]
+    assert other.process.wait(TIMEOUT) == 0
+    view = queue.wait(later, TIMEOUT)
+    assert view.status == jobs.DONE and view.started >= started, "cat's run came after bob's, as they asked"
+    assert (folder / f"{model}.safetensors").exists(), "the other process's model is in the shared folder"
+    assert queue.counts() == (0, 0)
+
+
+def test_a_worker_killed_mid_epoch_leaves_no_file_and_frees_the_slot(make_queue, folder, workers):
+    import signal
+
+    other = workers(folder, "bob", 500)
+    other.wait_for(status="running", mid_epoch=True)
+    assert list((folder / ".training").glob("*.partial")), "the run has a saved epoch when it is killed"
+    queue = make_queue()
+    ours = queue.submit(tiny(), owner="ann")
+    assert queue.view(ours, "ann").status == jobs.QUEUED and queue.counts() == (1, 1)
+    other.process.send_signal(signal.SIGKILL)
+    view = queue.wait(ours, TIMEOUT)
+    assert view.status == jobs.DONE, "the killed process's slot came free"
+    assert files(folder) == {"digits-vae.safetensors", view.checkpoint_path.name}, \
+        "nothing of the killed run: no checkpoint, no partial file, no ticket"
+    assert not any(name.startswith("process-") for name in line_files(folder) - {f"process-{queue._lines[folder].process}.lock"})
+
+
+def test_the_line_leaves_dead_queues_out_and_keeps_owner_tokens_private(tmp_path):
+    from vae_core.machine_line import MachineLine
+
+    first, second = MachineLine(tmp_path, slots=1), MachineLine(tmp_path, slots=1)
+    first.join("a1", "ann-secret-token", 1)
+    first.join("a2", "ann-secret-token", 2)
+    second.join("b1", "bob-secret-token", 3)
+    (tmp_path / ".training" / "notes.ticket").write_text("not one of ours")
+    assert first.next_to_start() == ["a1"], "first come; ann's second run waits for her first"
+    assert first.start("a1") and not second.start("b1"), "one slot on the machine"
+    assert [t.job_id for t in second.tickets()] == ["a1", "a2", "b1"] and first.next_to_start() == []
+    assert all("secret" not in p.read_text() for p in (tmp_path / ".training").glob("*.ticket"))
+    first.partial_path("a1").write_bytes(b"an epoch")
+    import os
+    for fd in (first._alive_fd, *first._slot_fds.values()):
+        os.close(fd)  # the process dies: the kernel drops its locks, its files stay behind
+    assert [t.job_id for t in second.tickets()] == ["b1"], "the dead queue's runs leave the line"
+    assert not first.partial_path("a1").exists()
+    assert second.next_to_start() == ["b1"] and second.start("b1"), "its slot came free"
+    second.close()
+    assert not list((tmp_path / ".training").glob("process-*")) and second.tickets() == []

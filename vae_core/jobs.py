@@ -1,16 +1,19 @@
-"""Training jobs for a server shared by a class: a process-wide queue, one worker thread per run.
+"""Training jobs for a server shared by a class: a queue per app process, one line per machine.
 
 No Streamlit here: the Train page (pages/train.py) submits a Recipe (recipe.py), holds the job id in
 its session, and polls JobQueue.view() for a JobView snapshot. A worker sizes its own torch threads
 (threads.py) and, at the end, publishes its checkpoint under a fresh name (publish.py).
 
-Queue. At most `max_concurrent` runs train at once (default 1, or $LATENT_EXPLORER_TRAIN_CONCURRENCY);
-the others wait first-come first-served, and a waiting job's `position` is its place in that line
-(1 = next to start). Each job runs in its own daemon thread, started when a slot frees up. A person
-sees and controls only the jobs submitted under their `owner` token (the page keeps a random one in
-the session); everybody sees how many runs are training and waiting. Finished jobs stay
-visible for `finished_ttl` seconds and at most `max_finished` of them are kept; the queue refuses
-new jobs past `max_waiting` waiting, or a second active job from the same owner.
+Queue. At most `max_concurrent` runs train at once on the machine (default 1, or
+$LATENT_EXPLORER_TRAIN_CONCURRENCY), whichever app process took them: every process's runs stand in
+one line kept in files beside the models (machine_line.py), first come first served, and a waiting
+job's `position` is its place in that line (1 = next to start). A process with runs waiting looks at
+the line every LINE_POLL_SECONDS, since another process's run may end at any time. Each job runs in
+its own daemon thread, started when it gets a slot. A person sees and controls only the jobs submitted
+under their `owner` token (the page keeps a random one in the session); everybody sees how many runs
+are training and waiting on the machine. Finished jobs stay visible for `finished_ttl` seconds and at
+most `max_finished` of them are kept; the queue refuses new jobs past `max_waiting` waiting in this
+process, or a second active job from the same owner.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from .catalog import checkpoint_dir
 from .datasets import DatasetError, load_shared
 from .generate import preview_grid
+from .machine_line import MachineLine
 from .publish import PublishError, publish
 from .recipe import Recipe
 from .threads import compute_threads, use_torch_threads_in_this_thread
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 QUEUED, RUNNING, DONE, STOPPED, DIVERGED, FAILED = "queued", "running", "done", "stopped", "diverged", "failed"
 ACTIVE = (QUEUED, RUNNING)
 MAX_RUNS_PER_SUBMISSION = 8  # a β sweep: the whole class waits behind it
+LINE_POLL_SECONDS = 0.5  # how often a process with runs waiting looks whether the machine has a free slot
 FINISHED = (DONE, STOPPED, DIVERGED, FAILED)
 
 
@@ -88,6 +93,7 @@ class Job:
     error: str | None = None
     checkpoint_path: Path | None = None
     created: float = field(default_factory=time.time)
+    created_ns: int = field(default_factory=time.time_ns)  # its place in the machine's line
     started: float | None = None
     finished: float | None = None
     training_since: float | None = None  # when the first epoch began (after loading the data)
@@ -132,7 +138,9 @@ class JobQueue:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}  # insertion order = submission order
-        self._waiting: list[str] = []
+        self._waiting: list[str] = []  # this process's waiting runs, in the order they stand in the line
+        self._lines: dict[Path, MachineLine] = {}  # per models folder
+        self._poller: threading.Thread | None = None
         self._closed = False
         _live_queues.add(self)
 
@@ -169,11 +177,24 @@ class JobQueue:
                 raise QueueError("you already have a run queued or training: wait for it, or stop it first")
             if len(self._waiting) + len(runs) > self.max_waiting:
                 raise QueueError(f"the training queue is full ({len(self._waiting)} runs waiting); try again later")
-            jobs = [Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder) for options in runs]
+            start = time.time_ns()
+            jobs = [Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder, created_ns=start + i)
+                    for i, options in enumerate(runs)]
+            line = self._line(folder)
+            try:
+                for job in jobs:
+                    line.join(job.id, owner, job.created_ns)
+            except OSError as exc:
+                for job in jobs:
+                    line.leave(job.id)
+                raise QueueError(f"cannot write the training line in {line.directory}: {exc.strerror or exc}") from None
             for job in jobs:
                 self._jobs[job.id] = job
                 self._waiting.append(job.id)
             self._dispatch()
+            if self._waiting and (self._poller is None or not self._poller.is_alive()):
+                self._poller = threading.Thread(target=self._poll, name="train-line", daemon=True)
+                self._poller.start()
             return [job.id for job in jobs]
 
     def view(self, job_id: str | None, owner: str) -> JobView | None:
@@ -186,9 +207,11 @@ class JobQueue:
             return self._view(job)
 
     def counts(self) -> tuple[int, int]:
-        """(training now, waiting): what everybody may see of the queue."""
+        """(training now, waiting) on the whole machine: what everybody may see of the line."""
         with self._lock:
-            return sum(j.status == RUNNING for j in self._jobs.values()), len(self._waiting)
+            line = self._line(self.folder or checkpoint_dir()).tickets()
+        running = sum(t.running for t in line)
+        return running, len(line) - running
 
     def stop(self, job_id: str, owner: str) -> bool:
         """Stop a waiting job at once, or ask a running one to stop after its current step.
@@ -236,13 +259,17 @@ class JobQueue:
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            for line in self._lines.values():
+                line.close()
 
     # -- internals (callers hold self._lock) -----------------------------------------------------
     def _view(self, job: Job) -> JobView:
         if job.status == RUNNING:
             position = 0
         elif job.status == QUEUED:
-            position = self._waiting.index(job.id) + 1
+            waiting = [t.job_id for t in self._line(job.folder).tickets() if not t.running]
+            position = waiting.index(job.id) + 1 if job.id in waiting else None
         else:
             position = None
         total = job.options.epochs
@@ -254,26 +281,40 @@ class JobQueue:
         return JobView(job.id, job.options, job.status, position, job.epoch, total, progress, list(job.history),
                        per_epoch, job.grid_png, job.error, job.checkpoint_path, job.created, job.started, job.finished)
 
+    def _line(self, folder: Path) -> MachineLine:
+        if folder not in self._lines:
+            self._lines[folder] = MachineLine(folder, self.max_concurrent)
+        return self._lines[folder]
+
     def _dispatch(self) -> None:
-        """Start waiting jobs in order while slots are free; a job whose owner has one training waits
-        (a sweep's runs train one after another, however many slots there are)."""
-        running = sum(j.status == RUNNING for j in self._jobs.values())
-        while running < self.max_concurrent and not self._closed:
-            busy = {j.owner for j in self._jobs.values() if j.status == RUNNING}
-            ready = next((job_id for job_id in self._waiting if self._jobs[job_id].owner not in busy), None)
-            if ready is None:
-                break
-            self._waiting.remove(ready)
-            job = self._jobs[ready]
-            job.status, job.started = RUNNING, time.time()
-            job.thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:6]}", daemon=True)
-            job.thread.start()
-            running += 1
+        """Start this process's runs that the machine's line gives the free slots to (machine_line.py:
+        first come first served, a sweep's runs one after another, however many slots there are)."""
+        for folder in {self._jobs[job_id].folder for job_id in self._waiting}:
+            line = self._line(folder)
+            for job_id in line.next_to_start():
+                if self._closed or job_id not in self._waiting:
+                    continue  # another process's run: that process starts it
+                if not line.start(job_id):
+                    break  # another process took the slot first
+                self._waiting.remove(job_id)
+                job = self._jobs[job_id]
+                job.status, job.started = RUNNING, time.time()
+                job.thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:6]}", daemon=True)
+                job.thread.start()
         self._changed.notify_all()
+
+    def _poll(self) -> None:
+        """While runs wait: another process's run may end at any time, and only files tell."""
+        with self._changed:
+            while self._waiting and not self._closed:
+                self._changed.wait(LINE_POLL_SECONDS)
+                self._dispatch()
+            self._poller = None
 
     def _finish(self, job: Job, status: str, error: str | None, path: Path | None = None) -> None:
         job.status, job.error, job.checkpoint_path, job.finished = status, error, path, time.time()
         job.step_fraction = 0.0
+        self._line(job.folder).leave(job.id)
         self._dispatch()
 
     def _prune(self) -> None:
@@ -287,7 +328,7 @@ class JobQueue:
 
     # -- the worker thread ---------------------------------------------------------------------
     def _run(self, job: Job) -> None:
-        temporary = job.folder / f".train-{job.id}.partial"
+        temporary = self._line(job.folder).partial_path(job.id)
         status, error, path = FAILED, None, None
         try:
             status, error, path = self._train(job, temporary)

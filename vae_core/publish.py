@@ -1,7 +1,7 @@
 """Putting a finished run's checkpoint among the models, safely.
 
-A run writes its per-epoch checkpoints (atomic, via save_checkpoint) to a hidden temporary
-file beside the models, ".train-<id>.partial", which list_checkpoints() ignores. When it ends with
+A run writes its per-epoch checkpoints (atomic, via save_checkpoint) to a temporary file in the
+models' hidden ".training" folder (machine_line.py), which list_checkpoints() ignores. When it ends with
 at least one finished epoch (done, stopped, or diverged: the last good epoch) that file is
 published under a fresh, sanitised name: catalog.unique_path() picks the name, and os.link, which
 fails rather than replace an existing file, puts it in place. A checkpoint is never half-written
