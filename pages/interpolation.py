@@ -33,8 +33,9 @@ st.radio("Endpoints", ["samples", "prior"], horizontal=True, **widget("view.ends
          format_func={"samples": "two test images", "prior": "two prior draws"}.get)
 c1, c2, c3 = st.columns([1, 1, 2])
 if v.ends == "samples":
-    if v.pair_from is None or v.pair_to is None:  # from the map's selection, else the current sample
+    if v.pair_from is None:  # an end the link does not give: from the map's selection, else the current sample
         v.pair_from = v.selected[0] if v.selected else v.sample
+    if v.pair_to is None:
         v.pair_to = v.selected[1] if len(v.selected) > 1 else (v.pair_from + 1) % len(z_test)
     c3.button("Random pair", on_click=random_pair)
     if len(v.selected) >= 2:

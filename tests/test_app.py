@@ -196,6 +196,14 @@ def test_interpolation_prior_endpoints(checkpoints):
     assert len(image_urls(at)) >= 2
 
 
+@pytest.mark.parametrize("ends, expected", [({"to": 5}, (0, 5)), ({"from": 7}, (7, 8)), ({"from": 3, "to": 9}, (3, 9))])
+def test_an_interpolation_link_with_one_end_keeps_it(checkpoints, ends, expected):
+    at = open_link("pages/interpolation.py", **ends)
+    assert_clean(at)
+    assert (view_of(at).pair_from, view_of(at).pair_to) == expected, "the missing end is filled, the given one kept"
+    assert (query(at, "from"), query(at, "to")) == tuple(map(str, expected))
+
+
 def test_shared_link_reopens_the_same_view(checkpoints):
     at = start("pages/traversal.py", model="file:mnist-vae-2d", sample=5, seed=3)
     assert_clean(at)
