@@ -209,3 +209,25 @@ def test_the_runtime_arrives_compressed_once_and_a_reload_downloads_none_of_it(a
     before = canvas_pixels(frame)
     drag(page, frame, "input[type=range]", 0.95)
     assert np.abs(canvas_pixels(frame).astype(int) - before.astype(int)).max() > 20, "the stored runtime decodes"
+
+
+def test_a_runtime_the_server_cannot_serve_yet_is_tried_again(app_url, browser):
+    """Behind `make serve`, a student moved to another worker asks it for the runtime before a page with the
+    pad has run there: a 404 (or a dropped connection) until then. The pad tries again and starts."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    refused = []
+
+    def not_yet(route):
+        if len(refused) < 2:
+            refused.append(route.request.url)
+            route.fulfill(status=404, body="Not Found")
+        else:
+            route.continue_()
+
+    page.route("**/ort-wasm-simd-threaded.wasm.br", not_yet)
+    page.goto(f"{app_url}/traversal?model=file:mnist-vae")
+    frame = live_pad_frame(page)
+    assert len(refused) == 2 and frame.evaluate("livePad.runtimeRetries") == 2
+    before = canvas_pixels(frame)
+    drag(page, frame, "input[type=range]", 0.95)
+    assert np.abs(canvas_pixels(frame).astype(int) - before.astype(int)).max() > 20, "the pad decodes"

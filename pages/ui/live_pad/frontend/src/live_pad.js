@@ -38,6 +38,28 @@ function stored(db, mode, action) {
   });
 }
 
+// Behind `make serve`, a student whose worker died is moved to another worker, which serves a
+// component's files only once a page with the component has run there (Streamlit registers a component
+// when its Python module is imported): until the student's next move, that is a 404. So a failed
+// download is tried again, for about half a minute, before the pad gives up.
+const RETRY_DELAYS_MS = [500, 1000, 2000, 4000, 8000, 16000];
+
+async function fetchRuntime() {
+  for (let attempt = 0; ; attempt++) {
+    let failure;
+    try {
+      const response = await fetch(RUNTIME_URL);
+      if (response.ok) return response;
+      failure = new Error(`the runtime did not load (HTTP ${response.status})`);
+    } catch (error) {
+      failure = error; // the connection dropped
+    }
+    if (attempt >= RETRY_DELAYS_MS.length) throw failure;
+    stats.runtimeRetries = attempt + 1;
+    await new Promise((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[attempt]));
+  }
+}
+
 async function runtimeBinary() {
   let db = null;
   try {
@@ -50,8 +72,7 @@ async function runtimeBinary() {
   } catch {
     db = null; // no IndexedDB here (a private window, say): download it each time
   }
-  const response = await fetch(RUNTIME_URL);
-  if (!response.ok) throw new Error(`the runtime did not load (HTTP ${response.status})`);
+  const response = await fetchRuntime();
   const decoded = brotliDecompress(new Uint8Array(await response.arrayBuffer()));
   // its own ArrayBuffer, exactly the runtime's bytes (what wasmBinary and IndexedDB take)
   const binary = decoded.byteLength === decoded.buffer.byteLength ? decoded.buffer : decoded.slice().buffer;
@@ -87,6 +108,7 @@ const stats = (window.livePad = {
   frames: 0, // animation frames that showed a new picture
   reported: null, // the last value sent to Python
   runtimeFrom: null, // where the WebAssembly runtime came from: "the server" or "this browser's storage"
+  runtimeRetries: 0, // failed downloads of the runtime before the one that worked
   endpoints: null, // the scrubber's A and B
   z: null, // the latent vector on the canvas now
 });
