@@ -492,3 +492,22 @@ def test_the_umap_warm_up_starts_once_after_the_first_page(checkpoints, monkeypa
     at.run()
     assert pages.ui.warm_up.start_umap_warm_up() is thread and not ran.wait(0.5), "once per server"
     pages.ui.warm_up.start_umap_warm_up.clear()
+
+
+@pytest.mark.parametrize("name", ["mnist-vae", "shapes-vae"])
+def test_a_shared_conv_model_decodes_channels_last_and_gives_the_same_bits(name):
+    import torch
+    from apptest_support import ROOT
+    from pages.ui.models import file_checkpoint
+    from torch import nn
+    from vae_core.checkpoint import load_checkpoint
+
+    path = ROOT / "checkpoints" / f"{name}.safetensors"
+    shared = file_checkpoint(str(path), path.stat().st_mtime).model
+    fresh = load_checkpoint(path).model.eval()
+    convs = [m for m in shared.decoder_body.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    z = torch.randn(72, shared.config.latent_dim, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.equal(shared.decode(z), fresh.decode(z)), "oneDNN's channels-last kernels, the same pictures"
+    assert shared.weights_digest() == fresh.weights_digest(), "caches keyed by the digest still match"

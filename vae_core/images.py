@@ -36,9 +36,15 @@ def to_pil(array: np.ndarray, scale: int = 1) -> Image.Image:
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
 
 
+# zlib level 1, not PIL's 6: the server encodes pictures on every move of every student, and for
+# the Traversal grid (8 x 9 MNIST digits, 2x) level 1 took 2.6 ms against 6.6 for 22% more bytes
+# (27,935 against 22,965; in-process, one thread).
+PNG_COMPRESS_LEVEL = 1
+
+
 def png_bytes(array: np.ndarray, scale: int = 1) -> bytes:
     buf = io.BytesIO()
-    to_pil(array, scale).save(buf, format="PNG")
+    to_pil(array, scale).save(buf, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return buf.getvalue()
 
 
