@@ -977,6 +977,9 @@ def main(argv=None) -> int:
                         "server's RSS after each")
     p.add_argument("--idle", type=float, default=130.0,
                    help="--churn: seconds idle after each class (default 130: past the 120 s disconnected-session TTL)")
+    p.add_argument("--tracemalloc", metavar="FOLDER",
+                   help="--churn, one server: trace the server's Python allocations (slower), write a snapshot to "
+                        "FOLDER after each class's idle period, and report what grew from the first to the last")
     p.add_argument("--seconds", type=float, default=30.0, help="slider phase per round, s (default 30)")
     p.add_argument("--think", type=int, default=250, help="ms between a step's run being over and the next key")
     p.add_argument("--per-browser", type=int, default=0,

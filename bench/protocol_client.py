@@ -25,6 +25,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import parse_qs
 
 from app_bench import fmt, percentile, table
@@ -86,11 +87,11 @@ class StreamlitSession:
         self.states: dict[str, tuple[str, object]] = {}  # widget id -> (kind, value) this session set
         self.ws = None
 
-    async def open(self) -> Run:
+    async def open(self, timeout: float = OPEN_TIMEOUT_S) -> Run:
         import websockets
 
         self.ws = await websockets.connect(self.url, subprotocols=["streamlit"], max_size=None, open_timeout=30)
-        return await self.rerun(timeout=OPEN_TIMEOUT_S)
+        return await self.rerun(timeout=timeout)
 
     async def close(self) -> None:
         if self.ws is not None:
@@ -220,7 +221,7 @@ async def count_test_images(base_url: str) -> int:
     test images there are, so every student gets a distinct one."""
     session = StreamlitSession(base_url, PAGE, "")
     try:
-        await session.open()
+        await session.open(timeout=600)  # the server's cold start (slow under --tracemalloc), not a student's
         return int(session.widgets[SAMPLE_FIELD].maximum) + 1
     finally:
         await session.close()
@@ -297,20 +298,54 @@ def pad_download(base_url: str) -> dict[str, int]:
     return sizes
 
 
-async def churn(base_url: str, pids: list[int], n: int, cycles: int, seconds: float, idle: float) -> list[dict]:
+async def churn(base_url: str, pids: list[int], n: int, cycles: int, seconds: float, idle: float,
+                snapshots: Path | None = None) -> list[dict]:
     """Memory across classes: `cycles` times, N students open the page, move sliders for `seconds` and
     leave, then the server sits idle for `idle` s (longer than server.disconnectedSessionTTL, 120 s,
-    so their closed sessions are gone). The server's RSS after each idle period should level off."""
+    so their closed sessions are gone). The server's RSS after each idle period should level off.
+    snapshots: a folder where the (traced) server writes a tracemalloc snapshot after each idle period."""
+    import os
+    import signal
+
     n_test = await count_test_images(base_url)
     levels = []
     for cycle in range(1, cycles + 1):
         r = await protocol_round(base_url, pids, n, seconds, n_test)
         await asyncio.sleep(idle)
+        if snapshots:
+            os.kill(pids[0], signal.SIGUSR1)
+            while not (snapshots / f"snapshot-{cycle:02d}.trace").exists():
+                await asyncio.sleep(0.2)
         levels.append({"cycle": cycle, "rss": server_rss(pids), "peak": r["rss_peak"],
                        "moves": sum(len(s.steps) for s in r["students"]),
                        "errors": sum(len(s.errors) for s in r["students"])})
         log(f"churn cycle {cycle}/{cycles}: RSS {levels[-1]['rss']:.0f} MiB after {idle:.0f} s idle")
     return levels
+
+
+TRACE_FRAMES = 6  # frames kept per traced allocation: enough to reach the app's code from a library's
+
+
+def growth_report(folder: Path, top: int = 15) -> str:
+    """What the server's Python heap gained from the first snapshot to the last, by the line that
+    allocated it, with the app's or Streamlit's nearest frame for context."""
+    import tracemalloc
+
+    paths = sorted(folder.glob("snapshot-*.trace"))
+    first, last = (tracemalloc.Snapshot.load(str(p)) for p in (paths[0], paths[-1]))
+    stats = last.compare_to(first, "traceback")
+    total = sum(s.size_diff for s in stats)
+    rows = []
+    for stat in sorted(stats, key=lambda s: s.size_diff, reverse=True)[:top]:
+        frames = list(stat.traceback)  # most recent call first
+        own = next((f for f in frames if "/site-packages/" not in f.filename and "/lib/python3" not in f.filename),
+                   None)
+        where = f"{Path(frames[0].filename).name}:{frames[0].lineno}"
+        context = f"{own.filename.split('/main/')[-1]}:{own.lineno}" if own and own is not frames[0] else ""
+        rows.append([f"{stat.size_diff / 1024:+.0f}", f"{stat.count_diff:+d}", where, context])
+    return (f"### Python heap from {paths[0].name} to {paths[-1].name}: {total / 2**20:+.1f} MiB in all "
+            f"(tracemalloc, {TRACE_FRAMES} frames)\n\n"
+            + table(["KiB", "blocks", "allocated at", "from the app's code"], rows))
 
 
 def churn_report(levels: list[dict], n: int, idle: float) -> str:
@@ -403,13 +438,19 @@ def run_protocol(args, sizes: list[int], env: dict, print_header) -> int:
             url, pids = stack.enter_context(behind_nginx(args.workers))
             where = f"{args.workers} workers behind nginx (deploy/serve.py, as `make serve WORKERS={args.workers}`)"
         else:
+            if args.tracemalloc:  # bench/tracemalloc_site/sitecustomize.py: a snapshot at each SIGUSR1
+                Path(args.tracemalloc).mkdir(parents=True, exist_ok=True)
+                env = {**env, "PYTHONTRACEMALLOC": str(TRACE_FRAMES), "LATENT_EXPLORER_SNAPSHOTS": args.tracemalloc,
+                       "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent / "tracemalloc_site"),
+                                                                   os.environ.get("PYTHONPATH")]))}
             server = stack.enter_context(running_streamlit(env=env, log_prefix="classroom-streamlit", timeout=120))
             url, pids = server.url, [server.process.pid]
             where = "one `streamlit run app.py`"
         rss_start = server_rss(pids)
         log(f"server {url}: {where}, RSS {rss_start:.0f} MiB")
         if args.churn:
-            levels = asyncio.run(churn(url, pids, sizes[0], args.churn, args.seconds, args.idle))
+            snapshots = Path(args.tracemalloc) if args.tracemalloc and args.workers == 1 else None
+            levels = asyncio.run(churn(url, pids, sizes[0], args.churn, args.seconds, args.idle, snapshots))
         else:
             rounds, pad = asyncio.run(protocol_rounds(url, pids, sizes, args.seconds))
         rss_end = server_rss(pids)
@@ -418,6 +459,8 @@ def run_protocol(args, sizes: list[int], env: dict, print_header) -> int:
           f"{rss_end:.0f} MiB at the end.\n")
     if args.churn:
         print(churn_report(levels, sizes[0], args.idle))
+        if snapshots:
+            print("\n" + growth_report(snapshots))
         bad = any(c["errors"] for c in levels)
     else:
         print(protocol_report(rounds, pad))

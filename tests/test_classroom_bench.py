@@ -41,3 +41,24 @@ def test_the_churn_mode_reports_the_servers_memory_after_each_class():
         cycle, moves, errors, peak, after, change = [c.strip() for c in row.strip("|").split("|")]
         assert int(moves) >= 2 and int(errors) == 0 and float(after) > 100, row
     assert rows[0].endswith("+0.0% |")
+
+
+def test_the_tracemalloc_report_names_the_line_whose_memory_grew(tmp_path):
+    """--tracemalloc: the server writes a snapshot after each class; the report ranks what grew between the
+    first and the last by the line that allocated it."""
+    import tracemalloc
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from protocol_client import growth_report
+
+    tracemalloc.start(6)
+    try:
+        tracemalloc.take_snapshot().dump(str(tmp_path / "snapshot-01.trace"))
+        kept = [bytearray(64 * 1024) for _ in range(32)]  # what a class would leave behind: 2 MiB
+        tracemalloc.take_snapshot().dump(str(tmp_path / "snapshot-02.trace"))
+    finally:
+        tracemalloc.stop()
+    report = growth_report(tmp_path)
+    top = next(line for line in report.splitlines() if line.startswith("| +"))
+    assert "test_classroom_bench.py" in top and int(top.split("|")[1].strip().lstrip("+")) >= 2000, report
+    assert "snapshot-01.trace to snapshot-02.trace" in report and len(kept) == 32
