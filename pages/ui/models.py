@@ -72,7 +72,7 @@ def _read_only(ckpt: Checkpoint) -> Checkpoint:
     """A model every session shares: eval mode, and no parameter asks for gradients, so no session
     can build an autograd graph on it (or, by mistake, train it). A conv decoder keeps its weights
     channels-last, where oneDNN's CPU kernels are faster and give the same bits: the Traversal grid's
-    72 decodes took 7.3 ms instead of 9.8 on mnist-vae and 15.9 instead of 22.7 on shapes-vae (one
+    72 decodes took 6.2 ms instead of 7.3 on mnist-vae and 15.1 instead of 22.6 on shapes-vae (one
     thread, in-process; the encoders, whose results differ in the 6th decimal, stay as they are)."""
     ckpt.model.eval().requires_grad_(False)
     decoder = getattr(ckpt.model, "decoder_body", None)
