@@ -92,8 +92,7 @@ class Job:
     grid_png: bytes | None = None
     error: str | None = None
     checkpoint_path: Path | None = None
-    created: float = field(default_factory=time.time)
-    created_ns: int = field(default_factory=time.time_ns)  # its place in the machine's line
+    created_ns: int = field(default_factory=time.time_ns)  # also its place in the machine's line
     started: float | None = None
     finished: float | None = None
     training_since: float | None = None  # when the first epoch began (after loading the data)
@@ -279,7 +278,8 @@ class JobQueue:
         if job.epoch and job.training_since is not None and job.last_epoch_end is not None:
             per_epoch = (job.last_epoch_end - job.training_since) / job.epoch
         return JobView(job.id, job.options, job.status, position, job.epoch, total, progress, list(job.history),
-                       per_epoch, job.grid_png, job.error, job.checkpoint_path, job.created, job.started, job.finished)
+                       per_epoch, job.grid_png, job.error, job.checkpoint_path, job.created_ns / 1e9, job.started,
+                       job.finished)
 
     def _line(self, folder: Path) -> MachineLine:
         if folder not in self._lines:
@@ -289,10 +289,10 @@ class JobQueue:
     def _dispatch(self) -> None:
         """Start this process's runs that the machine's line gives the free slots to (machine_line.py:
         first come first served, a sweep's runs one after another, however many slots there are)."""
-        for folder in {self._jobs[job_id].folder for job_id in self._waiting}:
+        for folder in set() if self._closed else {self._jobs[job_id].folder for job_id in self._waiting}:
             line = self._line(folder)
             for job_id in line.next_to_start():
-                if self._closed or job_id not in self._waiting:
+                if job_id not in self._waiting:
                     continue  # another process's run: that process starts it
                 if not line.start(job_id):
                     break  # another process took the slot first

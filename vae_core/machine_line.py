@@ -30,6 +30,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checkpoint import write_atomic
+
 LINE_FOLDER = ".training"
 
 
@@ -53,17 +55,6 @@ def _try_lock(fd: int) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class MachineLine:
@@ -90,7 +81,7 @@ class MachineLine:
         with self._lock:
             self._announce()
             path = self.directory / f"{created_ns:020d}-{self.process}-{job_id}.ticket"
-            _write_atomically(path, json.dumps({"owner": owner_digest(owner), "running": False}))
+            write_atomic(path, json.dumps({"owner": owner_digest(owner), "running": False}).encode())
             self._tickets[job_id] = path
 
     def start(self, job_id: str) -> bool:
@@ -101,7 +92,7 @@ class MachineLine:
                 if _try_lock(fd):
                     self._slot_fds[job_id] = fd
                     ticket = json.loads(self._tickets[job_id].read_text())
-                    _write_atomically(self._tickets[job_id], json.dumps({**ticket, "running": True}))
+                    write_atomic(self._tickets[job_id], json.dumps({**ticket, "running": True}).encode())
                     return True
                 os.close(fd)
             return False
