@@ -152,6 +152,8 @@ def test_students_of_a_dead_worker_go_on_elsewhere_and_nobody_else_notices(two_w
             assert attempt < 2, "the moved student's page never answered on the live worker"
     assert query(moved) == {**view, "to": ["7"]} and pictures(moved) != shown
     fresh = open_page(browser, moved.url, "Interpolation", height=1400)
+    fresh.wait_for_function("n => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img')"
+                            ".length >= n", arg=len(pictures(moved)), timeout=60_000)  # drawn, whatever the timing
     assert pictures(fresh) == pictures(moved), "the view its link names, drawn by the live worker"
     for page in (moved, stayed):
         assert page.locator('[data-testid="stException"]').count() == 0
