@@ -57,6 +57,7 @@ with left:
         curves = [n for n in names.values() if n in table]
         figure = px.line(table, x="epoch", y=curves, labels={"value": "nats per image", "variable": ""})
         figure.update_layout(height=320, margin=dict(l=10, r=10, t=10, b=10))
+        figure.update_traces(connectgaps=True)  # newer runs score the test set on some epochs only
         st.plotly_chart(figure, width="stretch")
     else:
         st.info("This model carries no training history.")

@@ -17,6 +17,7 @@ import streamlit as st
 from pages.ui import frame, session, shared_dataset, store, widget
 from pages.ui.state import TrainForm
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
+from vae_core.config import TrainConfig
 from vae_core.datasets import DatasetError
 from vae_core.datasets import available_datasets
 from vae_core.jobs import DIVERGED, DONE, FAILED, STOPPED, QueueError, shared_queue
@@ -247,7 +248,8 @@ def curves(history: list[dict], units: str):
     training and test sets alike."""
     table = pd.DataFrame([{k: v for k, v in r.items() if not isinstance(v, list)} for r in history])
     last = max(int(table["epoch"].max()), 2)
-    st.caption(f"Per epoch, in nats per image: :blue[training set] and :orange[test set]. {units}")
+    st.caption(f"Per epoch, in nats per image: :blue[training set] and :orange[test set] (scored every few epochs, "
+               f"so that scoring takes at most {TrainConfig.eval_time_share:.0%} of the run). {units}")
     charts = [chart for chart in CHARTS if chart[1] in table]  # an autoencoder has reconstruction alone
     for column, (title, train, test) in zip(st.columns(len(charts)), charts):
         names = {train: "training", test: "test"}
@@ -257,6 +259,7 @@ def curves(history: list[dict], units: str):
                          color_discrete_map={"training": "#4C78A8", "test": "#F58518"})
         figure.update_layout(height=280, margin=dict(l=10, r=10, t=40, b=10), xaxis=dict(range=[0.5, last + 0.5]),
                              showlegend=False)
+        figure.update_traces(connectgaps=True)  # the test set is scored on some epochs only (TrainConfig.eval_time_share)
         column.plotly_chart(figure, width="stretch", key=f"train_chart_{train}")
 
 

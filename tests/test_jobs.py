@@ -127,7 +127,9 @@ def test_history_records_arrive_per_epoch(make_queue):
         view = queue.view(job_id, "ann")
         assert view.status == jobs.RUNNING and view.position == 0
         assert [r["epoch"] for r in view.history] == list(range(1, epoch + 1))
-        assert {"elbo", "recon", "kl", "test_elbo"} <= set(view.history[-1])
+        assert {"elbo", "recon", "kl"} <= set(view.history[-1])
+        if epoch in (1, 3):  # the first and the last epoch are always scored on the test set; others by time
+            assert "test_elbo" in view.history[-1]
         assert view.epoch == epoch and view.progress == pytest.approx(epoch / 3)
         assert view.seconds_per_epoch > 0
         grids.append(view.grid_png)

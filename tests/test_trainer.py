@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import math
 import threading
+import time
 
 import pytest
 import torch
@@ -30,7 +31,10 @@ def small_vae(seed: int = 0, **overrides) -> VAE:
 
 
 def config(**overrides) -> TrainConfig:
-    return TrainConfig(**{"epochs": 2, "batch_size": 128, "lr": 3e-3, "device": "cpu", **overrides})
+    # Every epoch evaluated and saved, so records and checkpoints compare one to one; the time share
+    # that spaces them out in real runs has tests of its own below.
+    return TrainConfig(**{"epochs": 2, "batch_size": 128, "lr": 3e-3, "device": "cpu", "eval_time_share": 1e9,
+                          **overrides})
 
 
 def weights(model: VAE) -> dict[str, torch.Tensor]:
@@ -253,3 +257,154 @@ def test_conditional_model_trains_with_labels(digits):
     history = Trainer(model, digits, config(epochs=2)).fit()
     assert all(math.isfinite(r["test_elbo"]) for r in history)
     assert history[-1]["test_elbo"] > history[0]["test_elbo"]
+
+
+class SlowTestMetrics(Trainer):
+    """Evaluation that takes 40 ms: far longer than a digits epoch, as a big test split would be."""
+
+    def _test_metrics(self) -> dict:
+        time.sleep(0.04)
+        return super()._test_metrics()
+
+
+def test_evaluation_and_saves_take_at_most_their_share_of_the_run(digits, tmp_path):
+    path = tmp_path / "run.safetensors"
+    saves = []
+
+    class Saves(Callback):
+        def on_epoch_end(self, trainer, record):
+            saves.append(load_checkpoint(path).train_state["epoch"] if path.exists() else None)
+
+    trainer = SlowTestMetrics(small_vae(), digits, config(epochs=30, eval_time_share=0.1), callbacks=[Saves()],
+                              checkpoint_path=path)
+    history = trainer.fit()
+    evaluated = [r["epoch"] for r in history if "test_elbo" in r]
+    assert evaluated[0] == 1 and evaluated[-1] == 30 and len(evaluated) < 10
+    assert all("loss" in r and "seconds" in r for r in history)  # every epoch still reaches the curves
+    # The checkpoint on disk is always the last evaluated epoch's, with its scores.
+    assert saves == [max(e for e in evaluated if e <= epoch) for epoch in range(1, 31)]
+    saved = load_checkpoint(path)
+    assert saved.train_state["epoch"] == 30 and len(saved.history) == 30
+    assert saved.metrics["test_elbo"] == history[-1]["test_elbo"]
+
+
+def test_a_run_stopped_after_an_unsaved_epoch_evaluates_and_saves_it(digits, tmp_path):
+    path = tmp_path / "run.safetensors"
+
+    class StopAfterThree(Callback):
+        def on_epoch_end(self, trainer, record):
+            if record["epoch"] == 3:
+                trainer.stop_event.set()  # after the epoch was (not) evaluated: the decision came first
+
+    trainer = SlowTestMetrics(small_vae(), digits, config(epochs=10, eval_time_share=1e-9),
+                              callbacks=[StopAfterThree()], checkpoint_path=path)
+    history = trainer.fit()
+    assert trainer.stopped and [("test_elbo" in r) for r in history] == [True, False, True]
+    assert load_checkpoint(path).train_state["epoch"] == 3
+
+
+def test_a_stop_mid_epoch_saves_the_last_whole_epoch_and_resumes_as_if_never_stopped(digits, tmp_path):
+    path = tmp_path / "run.safetensors"
+    straight = Trainer(small_vae(), digits, config(epochs=4, batch_size=64)).fit()
+    stop = threading.Event()
+
+    class StopInEpochThree(Callback):
+        def on_step(self, trainer, step, loss):
+            if len(trainer.history) == 2 and step == 5:
+                stop.set()
+
+    # Epoch 2 is neither evaluated nor saved when it ends; the stop inside epoch 3 rolls the weights and
+    # Adam's moments back to the end of epoch 2 and saves them.
+    Trainer(small_vae(), digits, config(epochs=4, batch_size=64, eval_time_share=1e-9),
+            callbacks=[StopInEpochThree()], stop_event=stop, checkpoint_path=path).fit()
+    saved = load_checkpoint(path)
+    assert saved.train_state["epoch"] == 2 and "test_elbo" in saved.history[-1]
+    history = Trainer(saved.model, digits, config(epochs=4, batch_size=64), resume=saved).fit()
+    assert [r["loss"] for r in history] == pytest.approx([r["loss"] for r in straight], rel=1e-4)
+
+
+def test_one_cycle_follows_torchs_one_cycle_lr_step_for_step(digits):
+    cfg = config(lr=3e-3, lr_schedule="one-cycle")
+    for total in (7, 40, 1000):
+        parameter = torch.nn.Parameter(torch.zeros(1))
+        optimizer = torch.optim.Adam([parameter], lr=cfg.lr)
+        torch_schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=total,
+                                                             cycle_momentum=False)
+        for step in range(total):
+            assert cfg.lr_at(step, total) == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-9)
+            optimizer.step()
+            torch_schedule.step()
+    seen = []
+
+    class LearningRates(Callback):
+        def on_step(self, trainer, step, loss):
+            seen.append(trainer.optimizer.param_groups[0]["lr"])
+
+    Trainer(small_vae(), digits, config(epochs=3, batch_size=512, lr_schedule="one-cycle"),
+            callbacks=[LearningRates()]).fit()
+    steps = len(seen)
+    assert seen == pytest.approx([cfg.lr_at(step, steps) for step in range(steps)], rel=1e-9)
+    assert TrainConfig(lr=3e-3).lr_at(5, 10) == 3e-3  # constant
+
+
+def test_bad_schedule_and_evaluation_share_are_refused():
+    with pytest.raises(ValueError, match="lr_schedule must be one of"):
+        TrainConfig(lr_schedule="cosine-ish")
+    for share in (0, -1, math.inf, math.nan):
+        with pytest.raises(ValueError, match="eval_time_share"):
+            TrainConfig(eval_time_share=share)
+
+
+def test_a_compiled_step_gives_the_eager_loss_and_gradients(digits):
+    """Tolerance: 1e-5 relative on the loss and 1e-4 relative (1e-6 absolute) on every gradient: inductor
+    fuses and reorders float32 sums, so the last bits differ."""
+    trainer = Trainer(small_vae(), digits, config(compile=True))
+    assert trainer.notes == []  # this machine has a compiler: the compiled path is the one under test
+    x = digits.x_train[:96]
+    eps = torch.randn(96, LATENT, generator=torch.Generator().manual_seed(1))
+    found = []
+    for forward_loss in (trainer._forward_loss, trainer.forward_loss):
+        trainer.model.zero_grad(set_to_none=True)
+        parts = forward_loss(x, None, eps, torch.tensor(0.5))
+        parts["loss"].backward()
+        found.append((parts["loss"].detach(), {k: p.grad.clone() for k, p in trainer.model.named_parameters()}))
+    (eager_loss, eager_grads), (compiled_loss, compiled_grads) = found
+    torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=0)
+    for name, grad in eager_grads.items():
+        torch.testing.assert_close(compiled_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_compile_that_fails_or_cannot_run_leaves_the_run_eager_with_a_note(digits, monkeypatch):
+    def broken_compile(function, **options):
+        def fails(*args):
+            raise RuntimeError("inductor could not build the kernel\nmore detail")
+        return fails
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    trainer = Trainer(small_vae(), digits, config(compile=True))
+    history = trainer.fit()
+    assert len(history) == 2 and all(math.isfinite(r["loss"]) for r in history)
+    assert trainer.notes == ["torch.compile failed (RuntimeError: inductor could not build the kernel): training eagerly"]
+    assert "compile_seconds" in history[0]
+
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    trainer = Trainer(small_vae(), digits, config(compile=True))
+    assert len(trainer.fit()) == 2
+    assert trainer.notes and "needs a C++ compiler" in trainer.notes[0] and "training eagerly" in trainer.notes[0]
+
+
+def test_conv_models_train_channels_last_on_the_cpu_and_save_plain_tensors(tmp_path):
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(input_shape=(1, 8, 8), latent_dim=LATENT, architecture="conv", hidden_sizes=(8, 16)))
+    path = tmp_path / "conv.safetensors"
+    trainer = Trainer(model, data, config(epochs=2), checkpoint_path=path)
+    conv_weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert conv_weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in conv_weights)
+    trainer.fit()
+    saved = load_checkpoint(path)
+    assert max_difference(weights(saved.model), weights(trainer.model)) == 0
+    # Resuming from it (Adam's moments stored contiguous, the weights channels-last again) trains on.
+    more = Trainer(saved.model, data, config(epochs=3), resume=saved).fit()
+    assert len(more) == 3 and math.isfinite(more[-1]["loss"])

@@ -34,8 +34,11 @@ class SweepPoint:
 
 def _recipe(ckpt: Checkpoint) -> tuple:
     cfg, train = ckpt.config, dict(ckpt.train_state.get("train_config", {}))
-    for setting in ("device", "save_optimizer"):  # where it trained, and whether Adam's moments were kept,
-        train.pop(setting, None)  # do not change the model it made
+    # Where it trained, whether Adam's moments were kept, how often it was scored and whether the step was
+    # compiled do not change the model it made.
+    for setting in ("device", "save_optimizer", "eval_time_share", "compile"):
+        train.pop(setting, None)
+    train.setdefault("lr_schedule", "constant")  # what every run trained with before schedules existed
     return (tuple(getattr(cfg, f) for f in _SAME_CONFIG), ckpt.dataset.get("name"),
             tuple(sorted((k, repr(v)) for k, v in train.items())))
 

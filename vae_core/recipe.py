@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 
 from .catalog import safe_name
-from .config import OBJECTIVES, TrainConfig, VAEConfig
+from .config import LR_SCHEDULES, OBJECTIVES, TrainConfig, VAEConfig
 from .datasets import DATASETS, DatasetError, ImageDataset, load_dataset
 from .model import VAE
 
@@ -39,12 +39,13 @@ class Recipe:
     beta: float = 1.0
     objective: str = "vae"  # "vae" (β weighs the KL) or "beta-tcvae" (β weighs the total correlation)
     conditional: bool = False
-    # optimisation
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 1e-3
-    kl_warmup: int = 0  # epochs over which the KL weight ramps from 0 to β
-    seed: int = 0  # the data split, the initial weights and the batch order
+    # optimisation: the defaults are TrainConfig's (the fastest recipe measured: bench/train_bench.py)
+    epochs: int = TrainConfig.epochs
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    lr_schedule: str = TrainConfig.lr_schedule  # config.LR_SCHEDULES
+    kl_warmup: int = TrainConfig.kl_warmup_epochs  # epochs over which the KL weight ramps from 0 to β
+    seed: int = TrainConfig.seed  # the data split, the initial weights and the batch order
     name: str = ""  # the model's name; "" picks default_name()
 
     def __post_init__(self):
@@ -88,6 +89,8 @@ class Recipe:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         if self.objective == "ae" and self.conditional:
             problems.append("an autoencoder (objective ae) is unconditional here: untick conditional")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.likelihood not in ("bernoulli", "gaussian"):
             problems.append(f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}")
         fix("conditional", bool(self.conditional))
@@ -137,9 +140,10 @@ class Recipe:
         torch.manual_seed(self.seed)
         return VAE(self.model_config(data))
 
-    def train_config(self, device: str = "auto", save_optimizer: bool = True) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           kl_warmup_epochs=self.kl_warmup, device=device, save_optimizer=save_optimizer)
+    def train_config(self, device: str = "auto", save_optimizer: bool = True, compile: bool = False) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, lr_schedule=self.lr_schedule,
+                           seed=self.seed, kl_warmup_epochs=self.kl_warmup, device=device,
+                           save_optimizer=save_optimizer, compile=compile)
 
 
 def default_name(recipe: Recipe) -> str:
