@@ -56,7 +56,7 @@ test: setup chromium nginx
 # The shipped models, rebuilt with the documented commands (see README: Shipped checkpoints). Bernoulli
 # p(x|z) throughout. Shipped files leave Adam's moments out (--no-optimizer-state) to stay under 5 MB.
 SHIP := --no-optimizer-state --quiet --force
-MNIST := --dataset mnist-5k --arch conv --hidden 32 64 128 --kl-warmup 10 --epochs 60 --batch-size 64 $(SHIP)
+MNIST := --dataset mnist-5k --arch conv --hidden 32 64 128 --kl-warmup 10 --epochs 60 --batch-size 64 --lr 1e-3 $(SHIP)
 # Burgess et al. (2018) for 64x64: four stride-2 convs of 32-32-64-64 channels, 256 dense units, latent 10.
 SHAPES := --dataset shapes --arch conv --hidden 32 32 64 64 --dense 256 --latent-dim 10 --batch-size 64 --lr 1e-3 --epochs 14 $(SHIP)
 checkpoints: setup
@@ -72,7 +72,7 @@ checkpoints: setup
 	$(PY) -m vae_core train $(SHAPES) --objective beta-tcvae --beta 6 --epochs 40 --out checkpoints/shapes-tcvae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 6 --out checkpoints/shapes-betavae.safetensors
 	$(PY) -m vae_core train $(SHAPES) --beta 1 --out checkpoints/shapes-vae.safetensors
-	$(PY) -m vae_core train --dataset digits --latent-dim 8 --kl-warmup 30 --epochs 200 --batch-size 32 $(SHIP) \
+	$(PY) -m vae_core train --dataset digits --latent-dim 8 --kl-warmup 30 --epochs 200 --batch-size 32 --lr 1e-3 $(SHIP) \
 	    --out checkpoints/digits-vae.safetensors
 
 # The live pad's frontend, rebuilt from source (needs Node and npm); the build is committed, so

@@ -160,5 +160,6 @@ def default_name(recipe: Recipe) -> str:
     return safe_name("-".join(parts))
 
 
-# The Train page's starting point: the shipped digits recipe, shortened (a good model in well under a minute).
-QUICK = Recipe(epochs=40, batch_size=32, kl_warmup=10)
+# The Train page's starting point: the digits MLP with a KL warm-up. Test −ELBO 24.15 in 1.3 s of training,
+# where the earlier 40 epochs at batch 32 and lr 1e-3 reached 24.20 in 2.7 s (one thread, this machine).
+QUICK = Recipe(kl_warmup=10)
