@@ -21,7 +21,7 @@ from vae_core.config import TrainConfig
 from vae_core.datasets import DatasetError
 from vae_core.datasets import available_datasets
 from vae_core.jobs import DIVERGED, DONE, FAILED, STOPPED, QueueError, shared_queue
-from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, MAX_EPOCHS, Recipe, default_name
+from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_LR, MAX_EPOCHS, Recipe, default_name
 
 POLL_SECONDS = 1.0
 PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
@@ -62,6 +62,7 @@ def apply_preset(preset: dict) -> list[str]:
     if preset.get("architecture") in ARCHITECTURES:
         put("architecture", preset["architecture"], f"{preset['architecture']} architecture")
         form.hidden = hidden_text(preset["architecture"])
+        form.lr = DEFAULT_LR[preset["architecture"]]
     for field, key, low, high, kind in (("latent_dim", "latent_dim", 1, 64, int),
                                         ("beta", "beta", 0.0, 50.0, float),
                                         ("epochs", "epochs", 1, PAGE_MAX_EPOCHS, int)):
@@ -88,6 +89,7 @@ if form.dataset not in datasets:
 
 def _architecture_changed():
     form.hidden = hidden_text(form.architecture)
+    form.lr = DEFAULT_LR[form.architecture]
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:

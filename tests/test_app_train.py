@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from apptest_support import session_of, view_of
 from vae_core import jobs
 from vae_core.checkpoint import load_checkpoint
-from vae_core.recipe import MAX_EPOCHS, Recipe
+from vae_core.recipe import DEFAULT_LR, MAX_EPOCHS, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/train.py"
@@ -100,11 +100,15 @@ def test_the_page_renders_the_form(checkpoints):
     assert not at.get("progress"), "no run, no progress bar"
 
 
-def test_switching_to_conv_proposes_conv_channels(checkpoints):
+def test_switching_to_conv_proposes_conv_channels_and_the_conv_learning_rate(checkpoints):
     at = start()
+    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["mlp"]
     widget(at, "radio", "architecture").set_value("conv").run()
     assert_clean(at)
     assert widget(at, "text_input", "hidden").value == "32, 64"
+    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["conv"] != DEFAULT_LR["mlp"]
+    widget(at, "radio", "architecture").set_value("mlp").run()
+    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["mlp"]
 
 
 def test_bernoulli_is_the_default_likelihood_for_every_dataset_and_gaussian_stays_a_choice(checkpoints):
@@ -267,6 +271,7 @@ def test_a_preset_prefills_the_form(checkpoints):
     assert widget(at, "checkbox", "conditional").value is True
     assert widget(at, "radio", "architecture").value == "conv"
     assert widget(at, "text_input", "hidden").value == "32, 64"
+    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["conv"]
     assert widget(at, "number_input", "latent_dim").value == 6
     assert widget(at, "number_input", "beta").value == 4.0
     assert widget(at, "selectbox", "holdout").value == 1

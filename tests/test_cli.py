@@ -244,7 +244,7 @@ def test_help_in_a_subprocess(runs):
 
 
 @pytest.mark.parametrize("command,expected", [
-    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "(default: 0.003)"]),
+    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "0.003 for mlp"]),
     ("eval", ["--iwae-k", "--limit"]),
     ("sample", ["--n", "--temperature", "--label", "--out"]),
     ("export-onnx", ["--out", "one-hot", "1e-4"]),

@@ -8,7 +8,7 @@ from pathlib import Path
 from .config import LR_SCHEDULES, OBJECTIVES
 from .projection import METHODS, ProjectionParams
 from .external import DECODER_OUTPUTS, INPUT_RANGES
-from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, Recipe
+from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_LR, Recipe
 
 EXAMPLES = """\
 examples:
@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
     t.add_argument("--epochs", type=int, default=Recipe.epochs)
     t.add_argument("--batch-size", type=int, default=Recipe.batch_size)
-    t.add_argument("--lr", type=float, default=Recipe.lr, help="Adam learning rate (one-cycle: peak)")
+    t.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="Adam learning rate (default: "
+                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=Recipe.lr_schedule,
                    help="constant, or one-cycle: up to --lr over the first 30%% of the steps, then down (Smith & "
                         "Topin, 2019)")
@@ -176,8 +177,8 @@ def _train(args) -> int:
         recipe = Recipe(dataset=args.dataset, holdout_class=args.holdout_class, architecture=args.arch,
                         latent_dim=args.latent_dim, hidden_sizes=args.hidden, dense_sizes=tuple(args.dense),
                         likelihood=args.likelihood, obs_sigma=args.obs_sigma, beta=args.beta, objective=args.objective,
-                        conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup, seed=args.seed)
+                        conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=getattr(args, "lr", None), lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)

@@ -88,10 +88,7 @@ class VAEConfig:
 class TrainConfig:
     epochs: int = 50
     batch_size: int = 128
-    # 3e-3 rather than the usual 1e-3: the test ELBO the pytorch/examples recipe ends at comes 3.7x sooner
-    # on digits and 1.6x on mnist-5k's conv net (batch 256: 3.9x and 1.4x; 1e-2 diverges the conv net;
-    # one-cycle ended worse on it), with the same final quality or better (bench/train_bench.py).
-    lr: float = 3e-3
+    lr: float = 1e-3  # the recipes people start from; vae_core.recipe.DEFAULT_LR per architecture
     seed: int = 0
     kl_warmup_epochs: int = 0  # KL weight ramps linearly 0 -> beta over these epochs (Bowman et al., 2016)
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu

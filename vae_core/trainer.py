@@ -43,8 +43,9 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def _adam(parameters, lr: float) -> torch.optim.Adam:
-    """Adam, fused into one kernel where torch has one for the device (CPU and CUDA: 0.09 ms against
-    0.29 ms per step for the digits MLP, one thread), else torch's default implementation."""
+    """Adam fused into one kernel where torch has one for the device (CPU and CUDA), else torch's default
+    implementation. On the digits MLP its update is most of what the Trainer saves per step over the
+    pytorch/examples loop (bench/train_bench.py, samples/s)."""
     parameters = list(parameters)
     try:
         return torch.optim.Adam(parameters, lr=lr, fused=True)
@@ -65,7 +66,7 @@ def distributed_context() -> tuple[int, int]:
 
 class _Snapshot:
     """The weights and Adam's moments at the end of the last whole epoch, copied into tensors kept for
-    the run (deep copies of both state dicts after every epoch took 12% of a digits run)."""
+    the run: deep copies of both state dicts after every epoch were 12% of a digits run in cProfile."""
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
         self.weights = [t.detach().clone() for t in model.state_dict().values()]
@@ -111,8 +112,8 @@ class Trainer:
             self.device = resolve_device(config.device)
         self.model = model.to(self.device)
         if model.config.architecture == "conv" and self.device.type == "cpu":
-            # oneDNN's convolutions run faster on NHWC weights: 1.3-1.4x the samples/s of a 64x64 shapes
-            # model, 1.05-1.1x of a 28x28 MNIST one (one thread). Saved checkpoints are plain contiguous.
+            # oneDNN's convolutions run faster on NHWC weights, most for the 64x64 shapes net
+            # (bench/train_bench.py --sections variants). Saved checkpoints are plain contiguous.
             self.model.to(memory_format=torch.channels_last)
         self.model.train()
         torch.manual_seed(config.seed)
@@ -292,8 +293,8 @@ class Trainer:
 
     def _compiled_forward_loss(self):
         """torch.compile of the forward pass and loss (AOTAutograd compiles their backward too), or the
-        eager function with a note saying why not. On this project's 2-core CPU it did not pay: 22 s of
-        compiling for 1.13x the digits MLP's steps, 14 s for 1.02x a 28x28 conv's (bench/train_bench.py)."""
+        eager function with a note saying why not. Off by default: on this project's 2-core CPU the
+        compile took longer than a default run saves with it (bench/train_bench.py --sections variants)."""
         import shutil
 
         why = None
