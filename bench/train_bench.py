@@ -1,44 +1,55 @@
 #!/usr/bin/env python
-"""Training benchmark: vae_core's Trainer against a plain torch DataLoader loop, side by side.
+"""Training benchmark: vae_core's Trainer against the pytorch/examples loop and pythae's trainer, for
+the digits MLP, the mnist-5k conv net (28x28) and the shapes conv net (64x64), all rows from one run.
 
-Both train the same VAE class from the same initial weights, with the same loss (VAE.loss_terms,
-batch-mean negative ELBO), Adam at the same learning rate and the same batch size.
+Per setup (--setups) and section (--sections), one torch thread by default (--threads), the app's
+setting for a training run:
 
-* "vae_core Trainer": vae_core.trainer.Trainer.fit(), which slices minibatches out of tensors held
-  in memory (plus its own per-step bookkeeping: gradient-norm and NaN checks, loss sums, KL per
-  dimension, a copy of the weights after each epoch).
-* "DataLoader loop": the training loop of pytorch/examples vae/main.py: a TensorDataset wrapped in
-  DataLoader(shuffle=True, batch_size=B) (num_workers=1, pin_memory=True on CUDA, as the example
-  does), then per batch: zero_grad, forward + loss (model.loss), backward, loss.item(), Adam step.
+1. Samples per second ("speed") at the same model, batch (128) and Adam learning rate (1e-3):
+   * "vae_core Trainer": vae_core.trainer.Trainer.fit(), batches sliced from tensors in memory, fused
+     Adam, channels-last conv weights on the CPU; its test-set scoring is left out (NoEvalTrainer).
+   * "DataLoader loop": the training loop of pytorch/examples vae/main.py: a TensorDataset in a
+     DataLoader(shuffle=True, batch_size=B), then per batch zero_grad, forward + loss, backward,
+     loss.item(), Adam step (torch's default Adam).
+   * "pythae BaseTrainer": pythae's own trainer (pythae.trainers.BaseTrainer, its defaults but batch
+     and learning rate) on a pythae VAE whose encoder and decoder are the same networks; it runs whole
+     epochs, so its rate is epochs x N over the wall time of train() (its checkpoint writes included).
+   --repeat-seconds of training from fresh weights per repeat, the trainers interleaved, median of
+   --repeats. The roofline columns: FLOPs of one training step (forward + backward, counted by
+   torch.utils.flop_counter) over the measured step time, against this machine's float32 matrix
+   multiply on the same threads (1024x1024 sgemm): how close to the machine's limit each one runs.
+2. The step's variants ("variants"): one fused-Adam step of the plain model, of its channels-last
+   weights (conv nets) and of torch.compile(model.loss): the first two steps' time (the compile) and the
+   time per step after them.
+3. A β sweep in one step ("sweep"): M models stacked with torch.func.stack_module_state, one β each,
+   their loss vmap'd over the same batch, against one plain model's step.
+4. Time to quality ("race"): the pytorch/examples recipe (the loop above, batch 128, Adam 1e-3 constant, its
+   test() on the first EVAL_LIMIT test images after every epoch, as the example does) trains for the
+   setup's epochs; its final test ELBO is the level to reach. Then the project's default recipe
+   (vae_core.recipe.Recipe's batch size, learning rate and schedule, the same epochs, the Trainer as the
+   CLI runs it: its own evaluation cadence included) trains from the same initial weights. After every
+   epoch the bench scores both with one scorer, outside their clocks: vae_core.metrics.evaluate on the
+   first EVAL_LIMIT test images, averaged over 3 seeds. Reported: when each first reaches the peer's
+   final level, how many times sooner ours gets there, and each one's final score.
 
-Two measurements, in one run so the numbers sit side by side:
+shapes trains on a seeded subset of --shapes-train images (the whole split is 58,982 and an epoch of
+the 64x64 net takes minutes on one thread).
 
-1. Training samples per second: --repeat-seconds of training from fresh weights (stopped at the
-   first step boundary past it; samples actually trained / elapsed seconds), no evaluation,
-   repeated --repeats times with the two interleaved (the order alternates), median reported.
-   A short warm-up run of each comes first and is not reported.
-2. Test ELBO reached in the same wall-clock budget (--seconds each, from the same initial weights).
-   By default the per-epoch test-set evaluation that Trainer runs is excluded from BOTH (Trainer is
-   subclassed with a no-op _test_metrics); with --eval-each-epoch it is included in BOTH (the stock
-   Trainer, and the baseline calls the same vae_core.metrics.evaluate on the same first EVAL_LIMIT
-   test samples after each full epoch, as the example's test() does). Either way the budget starts
-   at the first training step (setup excluded for both) and ends at the first step boundary past
-   it; the reported test ELBO is then computed outside the budget with vae_core.metrics.evaluate
-   on the whole test split (seed 0, one posterior sample per image), the same call for both.
-
-Usage (from the repository root):
-    .venv/bin/python bench/train_bench.py                               # digits, mlp, latent 8
-    .venv/bin/python bench/train_bench.py --dataset shapes --arch conv
+Usage (from the repository root; about 25 minutes on this 2-core machine):
+    .venv/bin/python bench/train_bench.py
+    .venv/bin/python bench/train_bench.py --setups digits --repeats 3
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
 import sys
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -50,7 +61,8 @@ from vae_core.config import TrainConfig, VAEConfig  # noqa: E402
 from vae_core.datasets import load_dataset  # noqa: E402
 from vae_core.metrics import evaluate  # noqa: E402
 from vae_core.model import VAE  # noqa: E402
-from vae_core.trainer import EVAL_LIMIT, Callback, Trainer, resolve_device  # noqa: E402
+from vae_core.recipe import Recipe  # noqa: E402
+from vae_core.trainer import EVAL_LIMIT, Callback, Trainer  # noqa: E402
 
 OURS = "vae_core Trainer (in-memory slicing)"
 BASELINE = "DataLoader loop (pytorch/examples style)"
@@ -58,11 +70,6 @@ BASELINE = "DataLoader loop (pytorch/examples style)"
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class NoEvalTrainer(Trainer):
@@ -92,40 +99,30 @@ class Budget(Callback):
             trainer.stop_event.set()  # checked by fit() right after this hook
 
 
-def run_trainer(make_model, data, args, device, *, seconds, with_eval=False):
+def run_trainer(make_model, data, args, device, *, seconds):
     """Trainer.fit() until `seconds` have passed; returns (model, elapsed seconds, steps, samples)."""
     config = TrainConfig(epochs=10**9, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          device=str(device))
     budget = Budget(seconds)
-    trainer = (Trainer if with_eval else NoEvalTrainer)(make_model(), data, config, callbacks=[budget],
-                                                        stop_event=threading.Event())
-    sync(device)
+    trainer = NoEvalTrainer(make_model(), data, config, callbacks=[budget], stop_event=threading.Event())
     budget.start = started = time.perf_counter()
     trainer.fit()
-    sync(device)
     return trainer.model, time.perf_counter() - started, budget.steps, budget.samples
 
 
-def run_dataloader(make_model, data, args, device, *, seconds, with_eval=False):
+def run_dataloader(make_model, data, args, device, *, seconds):
     """The pytorch/examples vae/main.py loop; same stopping rules as run_trainer."""
     model = make_model().to(device)
     torch.manual_seed(args.seed)  # the DataLoader's shuffle and randn_like draw from the global RNG
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
-    if args.workers is not None:
-        kwargs = {"num_workers": args.workers, "pin_memory": device.type == "cuda"}
-    train_loader = DataLoader(TensorDataset(data.x_train), batch_size=args.batch_size, shuffle=True, **kwargs)
-    x_eval, y_eval = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
+    train_loader = DataLoader(TensorDataset(data.x_train), batch_size=args.batch_size, shuffle=True)
     budget = Budget(seconds)
     steps = samples = 0
-    stop = False
-    sync(device)
     budget.start = started = time.perf_counter()
-    while not stop:
+    while not budget.over():
         model.train()
         train_loss = 0.0  # the example's running loss: one .item() per step, as Trainer also does
-        for batch_idx, (x,) in enumerate(train_loader):
-            x = x.to(device)
+        for x, in train_loader:
             optimizer.zero_grad()
             loss = model.loss(x)["loss"]
             loss.backward()
@@ -133,16 +130,8 @@ def run_dataloader(make_model, data, args, device, *, seconds, with_eval=False):
             optimizer.step()
             steps += 1
             samples += len(x)
-            stop = budget.over()
-            if stop and batch_idx + 1 < len(train_loader):
-                break  # mid-epoch: no evaluation, as Trainer
-        else:  # a full epoch: the example's test() runs here
-            if with_eval and len(x_eval):
-                model.eval()
-                evaluate(model, x_eval, y_eval, seed=0)
-                model.train()
-            stop = stop or budget.over()
-    sync(device)
+            if budget.over():
+                break
     return model, time.perf_counter() - started, steps, samples
 
 
@@ -169,108 +158,382 @@ def machine_line(device: torch.device, loads: tuple) -> str:
             f"torch threads {torch.get_num_threads()}, {where}, Python {platform.python_version()}{load}")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", default="digits", help="any vae_core dataset name (digits, shapes, ...)")
-    p.add_argument("--arch", choices=["mlp", "conv"], default="mlp")
-    p.add_argument("--hidden", type=int, nargs="+", help="default: 256 128 (mlp), 32 64 (conv), as the CLI")
-    p.add_argument("--latent-dim", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=10.0, help="wall-clock training budget for each, for the ELBO")
-    p.add_argument("--repeats", type=int, default=5, help="throughput repeats per trainer (median reported)")
-    p.add_argument("--repeat-seconds", type=float, default=1.5, help="length of one throughput repeat")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps (both trainers use it)")
-    p.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
-    p.add_argument("--workers", type=int, help="DataLoader num_workers (default: as the example, 1 on CUDA else 0)")
-    p.add_argument("--eval-each-epoch", action="store_true",
-                   help="include the per-epoch test evaluation in both budgets (default: exclude it from both)")
-    args = p.parse_args(argv)
-    if args.repeats < 1 or args.seconds <= 0 or args.batch_size < 1:
-        p.error("--repeats, --seconds and --batch-size must be positive")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    load_at_start = load_average()
 
-    log(f"loading {args.dataset} ...")
-    data = load_dataset(args.dataset, seed=args.seed)
-    hidden = args.hidden or ([256, 128] if args.arch == "mlp" else [32, 64])
-    vae_config = VAEConfig(input_shape=data.image_shape, latent_dim=args.latent_dim, architecture=args.arch,
-                           hidden_sizes=hidden)
+PYTHAE = "pythae BaseTrainer"
+SECTIONS = ("speed", "variants", "sweep", "race")
+
+
+@dataclass(frozen=True)
+class Setup:
+    dataset: str
+    architecture: str
+    hidden: tuple[int, ...]
+    dense: tuple[int, ...]
+    latent: int
+    epochs: int  # the peer's run, and ours in the time-to-quality race
+    train_limit: int | None = None  # a seeded subset of the training split
+
+    def describe(self) -> str:
+        body = "-".join(map(str, self.hidden)) + ("".join(f" + dense {d}" for d in self.dense))
+        return f"{self.dataset}, {self.architecture} {body}, latent {self.latent}"
+
+
+SETUPS = {
+    # The issue's digits setup: the pytorch/examples MLP scaled to 8x8 (64-128-8).
+    "digits": Setup("digits", "mlp", (128,), (), 8, epochs=100),
+    "mnist-5k": Setup("mnist-5k", "conv", (32, 64, 128), (), 16, epochs=50),
+    "shapes": Setup("shapes", "conv", (32, 32, 64, 64), (256,), 10, epochs=12, train_limit=5000),
+}
+
+
+def load_setup(setup: Setup, args):
+    data = load_dataset(setup.dataset, seed=args.seed)
+    if setup.train_limit and len(data.x_train) > setup.train_limit:
+        keep = torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(args.seed))[:setup.train_limit]
+        data = replace(data, x_train=data.x_train[keep], y_train=data.y_train[keep])
+    config = VAEConfig(input_shape=data.image_shape, latent_dim=setup.latent, architecture=setup.architecture,
+                       hidden_sizes=setup.hidden, dense_sizes=setup.dense)
 
     def make_model() -> VAE:
         torch.manual_seed(args.seed)  # the same initial weights for every run
-        return VAE(vae_config)
+        return VAE(config)
 
-    n_train = len(data.x_train)
+    return data, make_model
 
-    log("warm-up ...")
-    for run in RUNNERS.values():
-        run(make_model, data, args, device, seconds=min(0.5, args.repeat_seconds))
-    log(f"throughput: {args.repeats} repeats x {args.repeat_seconds:g} s each ...")
-    rates = {name: [] for name in RUNNERS}
-    for r in range(args.repeats):
-        order = list(RUNNERS) if r % 2 == 0 else list(reversed(RUNNERS))
-        for name in order:
-            _, seconds, _, samples = RUNNERS[name](make_model, data, args, device, seconds=args.repeat_seconds)
-            rates[name].append(samples / seconds)
-    medians = {name: statistics.median(v) for name, v in rates.items()}
-    # Speedup: the median of the per-repeat ratios (each pair ran back to back, so load that drifts
-    # over the run cancels out better than in a ratio of the two medians).
-    speedups = {name: statistics.median(a / b for a, b in zip(v, rates[BASELINE])) for name, v in rates.items()}
 
-    results = {}
-    for name, run in RUNNERS.items():
-        log(f"budget: {name}, {args.seconds:g} s ...")
-        model, seconds, steps, samples = run(make_model, data, args, device, seconds=args.seconds,
-                                    with_eval=args.eval_each_epoch)
+# -- pythae's trainer on the same networks ------------------------------------------------------------
+def run_pythae(make_model, data, args, device, *, seconds):
+    """pythae's BaseTrainer for whole epochs, about `seconds` long; (None, seconds, None, samples)."""
+    import logging
+    import tempfile
+
+    from pythae.data.datasets import BaseDataset
+    from pythae.models import VAE as PythaeVAE, VAEConfig as PythaeConfig
+    from pythae.models.base.base_utils import ModelOutput
+    from pythae.models.nn import BaseDecoder, BaseEncoder
+    from pythae.trainers import BaseTrainer, BaseTrainerConfig
+
+    logging.getLogger("pythae").setLevel(logging.ERROR)
+    ours = make_model()
+
+    class Encoder(BaseEncoder):
+        def __init__(self):
+            super().__init__()
+            self.vae = ours
+
+        def forward(self, x):
+            mu, logvar = self.vae.encode(x)
+            return ModelOutput(embedding=mu, log_covariance=logvar)
+
+    class Decoder(BaseDecoder):
+        def __init__(self):
+            super().__init__()
+            self.vae = ours
+
+        def forward(self, z):
+            return ModelOutput(reconstruction=torch.sigmoid(self.vae.decoder_output(z)))
+
+    model = PythaeVAE(PythaeConfig(input_dim=tuple(data.image_shape), latent_dim=ours.config.latent_dim,
+                                   reconstruction_loss="bce"), encoder=Encoder(), decoder=Decoder())
+    n = len(data.x_train)
+    epochs = max(1, round(seconds * args.pythae_rate_guess / n))
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = BaseTrainer(model, train_dataset=BaseDataset(data.x_train, data.y_train), training_config=BaseTrainerConfig(
+            output_dir=folder, num_epochs=epochs, learning_rate=args.lr, per_device_train_batch_size=args.batch_size,
+            no_cuda=device.type != "cuda"))
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines, away from the tables
+            trainer.train()
+        elapsed = time.perf_counter() - started
+    return None, elapsed, None, epochs * n
+
+
+# -- the roofline --------------------------------------------------------------------------------------
+def step_flops(make_model, data, batch_size: int) -> int:
+    """FLOPs of one training step's forward and backward (Adam's elementwise update is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = make_model()
+    with FlopCounterMode(display=False) as counter:
+        model.loss(data.x_train[:batch_size])["loss"].backward()
+    return counter.get_total_flops()
+
+
+def sgemm_flops_per_second(size: int = 1024, seconds: float = 1.0) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        a @ b
+        count += 1
+    return 2 * size ** 3 * count / (time.perf_counter() - started)
+
+
+# -- the step's variants: memory format and torch.compile ----------------------------------------------
+def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str, tuple[float, float]]:
+    """{variant: (seconds of its first two steps, seconds per step after them)} for one fused-Adam step
+    of the plain model, of its channels-last weights (conv nets) and of torch.compile(model.loss)."""
+    x = data.x_train[:batch_size]
+    eps = torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    variants = {"eager": (False, False), "torch.compile": (False, True)}
+    if make_model().config.architecture == "conv":
+        variants["eager, channels-last"] = (True, False)
+    found = {}
+    for name, (channels_last, compiled) in variants.items():
+        model = make_model()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        loss = (lambda: model.loss(x, eps=eps)["loss"])
+        if compiled:
+            torch._dynamo.reset()  # every setup pays its own compile
+            loss = torch.compile(loss)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            loss().backward()
+            optimizer.step()
+
+        started = time.perf_counter()
+        step()
+        step()
+        first = time.perf_counter() - started
+        count, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            step()
+            count += 1
+        found[name] = (first, (time.perf_counter() - started) / count)
+    return found
+
+
+# -- a β sweep in one batched step ------------------------------------------------------------------
+def sweep_step_seconds(make_model, data, batch_size: int, members: int, seconds: float) -> float:
+    """Seconds per training step of `members` models stacked and vmap'd (torch.func.functional_call over
+    stack_module_state, one β each, the same batch), or of one plain model when members == 0."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    x = data.x_train[:batch_size]
+    eps = torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    if members == 0:
+        model = make_model()
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+        loss = lambda: model.loss(x, eps=eps)["loss"]  # noqa: E731
+    else:
+        models = [make_model() for _ in range(members)]
+        params, buffers = stack_module_state(models)
+        template = copy.deepcopy(models[0]).to("meta")
+        betas = torch.tensor([2.0 ** i for i in range(members)])
+
+        def member_loss(p, b, beta):
+            return template.loss_terms(x, *functional_call(template, (p, b), (x, None, eps)), beta=beta, eps=eps)["loss"]
+
+        batched = vmap(member_loss, in_dims=(0, 0, 0))
+        optimizer = torch.optim.Adam(params.values(), lr=1e-3, fused=True)
+        loss = lambda: batched(params, buffers, betas).sum()  # noqa: E731
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+
+    for _ in range(3):
+        step()
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        step()
+        count += 1
+    return (time.perf_counter() - started) / count
+
+
+# -- time to quality ---------------------------------------------------------------------------------
+class Scorer:
+    """One scorer for every run, outside their clocks: −ELBO on the first EVAL_LIMIT test images, 3 seeds."""
+
+    def __init__(self, data):
+        self.x, self.y = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
+
+    def __call__(self, model) -> float:
+        was_training = model.training
         model.eval()
-        elbo = evaluate(model, data.x_test, data.y_test, seed=0)["elbo"]
-        results[name] = (elbo, samples / n_train, seconds, steps, samples)
+        with torch.inference_mode():
+            value = -statistics.fmean(evaluate(model, self.x, self.y, seed=seed)["elbo"] for seed in range(3))
+        model.train(was_training)
+        return value
 
-    eval_note = ("per-epoch test evaluation INCLUDED in both budgets (Trainer's own; the baseline runs the "
-                 f"same metrics.evaluate on the first {EVAL_LIMIT} test samples after each epoch)"
-                 if args.eval_each_epoch else
-                 "per-epoch test evaluation EXCLUDED from both budgets (Trainer's _test_metrics is a no-op)")
+
+def race_peer(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
+    """The pytorch/examples recipe for setup.epochs: [(seconds on its clock, score)] after every epoch."""
+    model = make_model()
+    torch.manual_seed(args.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loader = DataLoader(TensorDataset(data.x_train), batch_size=128, shuffle=True)
+    x_eval, y_eval = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
+    clock, curve = 0.0, []
+    for epoch in range(setup.epochs):
+        started = time.perf_counter()
+        model.train()
+        for (x,) in loader:
+            optimizer.zero_grad()
+            loss = model.loss(x)["loss"]
+            loss.backward()
+            loss.item()
+            optimizer.step()
+        model.eval()  # the example's test() after every epoch, on its clock
+        with torch.inference_mode():
+            evaluate(model, x_eval, y_eval, seed=0)
+        clock += time.perf_counter() - started
+        curve.append((clock, scorer(model)))
+        log(f"  peer epoch {epoch + 1}: {curve[-1][1]:.2f} at {clock:.1f} s")
+    return curve
+
+
+class Stopwatch(Callback):
+    """Scores the Trainer's model after every epoch with the clock paused."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer, self.curve, self.clock, self.started = scorer, [], 0.0, time.perf_counter()
+
+    def on_epoch_end(self, trainer, record):
+        self.clock += time.perf_counter() - self.started
+        self.curve.append((self.clock, self.scorer(trainer.model)))
+        log(f"  ours epoch {record['epoch']}: {self.curve[-1][1]:.2f} at {self.clock:.1f} s")
+        self.started = time.perf_counter()
+
+
+def race_ours(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
+    """The project's default recipe (Recipe's batch, learning rate and schedule) for setup.epochs."""
+    recipe = Recipe(architecture=setup.architecture, epochs=setup.epochs)
+    watch = Stopwatch(scorer)
+    trainer = Trainer(make_model(), data, recipe.train_config(device="cpu"), callbacks=[watch])
+    watch.started = time.perf_counter()
+    trainer.fit()
+    return watch.curve
+
+
+def reached(curve: list[tuple[float, float]], level: float) -> float | None:
+    return next((seconds for seconds, score in curve if score <= level), None)
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--setups", default=",".join(SETUPS), help=f"comma-separated, of {', '.join(SETUPS)}")
+    p.add_argument("--repeats", type=int, default=5, help="throughput repeats per trainer (median reported)")
+    p.add_argument("--repeat-seconds", type=float, default=2.0, help="length of one throughput repeat")
+    p.add_argument("--batch-size", type=int, default=128, help="the throughput comparison's batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="the throughput comparison's learning rate")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
+    args = p.parse_args(argv)
+    args.workers = None
+    setups = [name.strip() for name in args.setups.split(",") if name.strip()]
+    sections = [name.strip() for name in args.sections.split(",") if name.strip()]
+    unknown = [name for name in setups if name not in SETUPS] + [name for name in sections if name not in SECTIONS]
+    if unknown or args.repeats < 1:
+        p.error(f"unknown setups or sections {unknown}; --repeats must be positive")
+    torch.set_num_threads(args.threads)
+    device = torch.device("cpu")
+    load_at_start = load_average()
+    try:
+        import pythae  # noqa: F401 (only whether it imports)
+        runners = {**RUNNERS, PYTHAE: run_pythae}
+    except Exception as error:  # noqa: BLE001 - any import failure leaves the row out
+        log(f"pythae does not import ({type(error).__name__}: {error}): its rows are left out")
+        runners = dict(RUNNERS)
+    peak = sgemm_flops_per_second()
+    speed_rows, variant_rows, sweep_rows, race_rows = [], [], [], []
+    for name in setups:
+        setup = SETUPS[name]
+        data, make_model = load_setup(setup, args)
+        if "speed" in sections:
+            log(f"{setup.describe()}: samples/s ...")
+            args.pythae_rate_guess = 1.0
+            for runner in RUNNERS.values():  # warm-up
+                runner(make_model, data, args, device, seconds=0.5)
+            flops = step_flops(make_model, data, args.batch_size)
+            rates = {runner: [] for runner in runners}
+            for r in range(args.repeats):
+                for runner in (list(runners) if r % 2 == 0 else list(reversed(runners))):
+                    args.pythae_rate_guess = statistics.fmean(rates[BASELINE]) if rates[BASELINE] else 1000.0
+                    _, seconds, _, samples = runners[runner](make_model, data, args, device, seconds=args.repeat_seconds)
+                    rates[runner].append(samples / seconds)
+            for runner, values in rates.items():
+                rate = statistics.median(values)
+                ratio = statistics.median(a / b for a, b in zip(values, rates[BASELINE]))
+                achieved = flops * rate / args.batch_size
+                speed_rows.append((setup.describe(), runner, rate, ratio, flops, achieved, achieved / peak))
+        if "variants" in sections:
+            log(f"{setup.describe()}: the step's variants ...")
+            variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
+        if "sweep" in sections:
+            log(f"{setup.describe()}: vmap'd sweep steps ...")
+            one = sweep_step_seconds(make_model, data, args.batch_size, 0, args.repeat_seconds)
+            sweep_rows.append((setup.describe(), one, {m: sweep_step_seconds(make_model, data, args.batch_size, m,
+                                                                             args.repeat_seconds) for m in (1, 4)}))
+        if "race" in sections:
+            scorer = Scorer(data)
+            log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
+            peer = race_peer(make_model, data, args, setup, scorer)
+            log(f"{setup.describe()}: the default recipe, {setup.epochs} epochs ...")
+            ours = race_ours(make_model, data, args, setup, scorer)
+            level = peer[-1][1]
+            race_rows.append((setup, len(data.x_train), peer, ours, level, reached(peer, level), reached(ours, level)))
+
     loads = (load_at_start, load_average())
     print(machine_line(device, loads))
-    # Other work on the machine: the load before we started, or at the end less our own torch threads.
-    others = None if None in loads else max(loads[0], loads[1] - torch.get_num_threads())
-    if others is not None and others > 1.0 and device.type == "cpu":
-        hint = " or try `--threads 1`" if torch.get_num_threads() > 1 else ""
+    print()
+    if speed_rows:
+        print(f"### Samples per second, batch {args.batch_size}, Adam {args.lr:g}, {args.threads} thread(s)")
         print()
-        print(f"> **Warning:** about {others:.0f} other runnable processes shared the CPUs during this run, so these "
-              "numbers are noisy (torch's intra-op threads slow down badly when the cores are oversubscribed). "
-              f"Rerun on a quiet machine{hint}.")
-    print()
-    print(f"Dataset `{args.dataset}` ({n_train} train / {len(data.x_test)} test, {tuple(data.image_shape)}), "
-          f"{args.arch} {tuple(hidden)}, latent {args.latent_dim}, batch {args.batch_size}, Adam lr {args.lr:g}")
-    print()
-    print(f"| trainer | samples/s (median of {args.repeats}) | speedup × | test ELBO after {args.seconds:g} s "
-          "| epochs done |")
-    print("|---|---:|---:|---:|---:|")
-    for name in RUNNERS:
-        elbo, done, *_ = results[name]
-        print(f"| {name} | {medians[name]:,.0f} | {speedups[name]:.2f} | {elbo:.2f} "
-              f"| {done:.1f} |")
-    print()
-    print(f"- samples/s: training only, no evaluation; {args.repeat_seconds:g} s from fresh weights per repeat, "
-          "the two trainers interleaved; speedup is the median of the per-repeat ratios to the DataLoader loop. "
-          "Per repeat:")
-    for name in RUNNERS:
-        print(f"  - {name}: " + ", ".join(f"{v:,.0f}" for v in rates[name]))
-    print(f"- test ELBO (nats per image, higher is better): whole test split, metrics.evaluate(seed=0), computed "
-          f"after the budget; {eval_note}.")
-    print("  Each budget is a single run, so load on the machine shows up here first: compare its rate with the "
-          "median above.")
-    for name in RUNNERS:
-        _, _, seconds, steps, samples = results[name]
-        rate = samples / seconds
-        print(f"  - {name}: {steps} steps in {seconds:.2f} s, {rate:,.0f} samples/s "
-              f"({rate / medians[name]:.0%} of its median)")
+        print(f"This machine's float32 matrix multiply (1024², same threads): {peak / 1e9:.0f} GFLOP/s.")
+        print()
+        print(f"| setup | trainer | samples/s (median of {args.repeats}) | × the loop | FLOPs per step | GFLOP/s "
+              "| of the sgemm peak |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for describe, runner, rate, ratio, flops, achieved, share in speed_rows:
+            print(f"| {describe} | {runner} | {rate:,.0f} | {ratio:.2f} | {flops / 1e6:,.1f} M | {achieved / 1e9:.1f} "
+                  f"| {share:.0%} |")
+        print()
+    if variant_rows:
+        print(f"### One fused-Adam step, batch {args.batch_size}: memory format and torch.compile")
+        print()
+        print("| setup | variant | first two steps | per step after them | × eager |")
+        print("|---|---|---:|---:|---:|")
+        for describe, found in variant_rows:
+            for variant, (first, per_step) in found.items():
+                print(f"| {describe} | {variant} | {first:.2f} s | {per_step * 1e3:.2f} ms | "
+                      f"{found['eager'][1] / per_step:.2f} |")
+        print()
+    if sweep_rows:
+        print(f"### A β sweep batched with torch.func.vmap: one step of M stacked models, batch {args.batch_size}")
+        print()
+        print("| setup | one model | vmap of 1 | vmap of 4 | 4 βs against one model |")
+        print("|---|---:|---:|---:|---:|")
+        for describe, one, batched in sweep_rows:
+            print(f"| {describe} | {one * 1e3:.2f} ms | {batched[1] * 1e3:.2f} ms | {batched[4] * 1e3:.2f} ms "
+                  f"| {batched[4] / one:.2f}x |")
+        print()
+    if race_rows:
+        print("### Time to quality: the pytorch/examples recipe (batch 128, Adam 1e-3) against the default recipe, "
+              "the same epochs")
+        print()
+        print("| setup | train images | epochs | peer: final test −ELBO, first reached at | the default recipe | "
+              "reaches it at | × sooner | its final test −ELBO, at |")
+        print("|---|---:|---:|---:|---|---:|---:|---:|")
+        for setup, n, peer, ours, level, peer_at, ours_at in race_rows:
+            recipe = Recipe(architecture=setup.architecture)
+            sooner = f"{peer_at / ours_at:.2f}" if ours_at else "not reached"
+            at = f"{ours_at:.1f} s" if ours_at else "–"
+            print(f"| {setup.describe()} | {n:,} | {setup.epochs} | {level:.2f} nats, {peer_at:.1f} s "
+                  f"| batch {recipe.batch_size}, Adam {recipe.lr:g}, {recipe.lr_schedule} | {at} | {sooner} "
+                  f"| {ours[-1][1]:.2f} nats, {ours[-1][0]:.1f} s |")
+        print()
+    print(f"**Command:** `{' '.join(sys.argv)}`")
     return 0
 
 
