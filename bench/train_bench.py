@@ -404,8 +404,9 @@ class Stopwatch(Callback):
 
 
 def race_ours(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
-    """The project's default recipe (Recipe's batch, learning rate and schedule) for setup.epochs."""
-    recipe = Recipe(architecture=setup.architecture, epochs=setup.epochs)
+    """The project's default recipe (Recipe's batch, learning rate and schedule; --race-lr sets another
+    rate) for setup.epochs."""
+    recipe = Recipe(architecture=setup.architecture, epochs=setup.epochs, lr=args.race_lr)
     watch = Stopwatch(scorer)
     trainer = Trainer(make_model(), data, recipe.train_config(device="cpu"), callbacks=[watch])
     watch.started = time.perf_counter()
@@ -428,6 +429,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="the throughput comparison's learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--race-lr", type=float, help="the race's learning rate instead of the default recipe's")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     args = p.parse_args(argv)
     args.workers = None
@@ -526,7 +528,7 @@ def main(argv=None) -> int:
               "reaches it at | × sooner | its final test −ELBO, at |")
         print("|---|---:|---:|---:|---|---:|---:|---:|")
         for setup, n, peer, ours, level, peer_at, ours_at in race_rows:
-            recipe = Recipe(architecture=setup.architecture)
+            recipe = Recipe(architecture=setup.architecture, lr=args.race_lr)
             sooner = f"{peer_at / ours_at:.2f}" if ours_at else "not reached"
             at = f"{ours_at:.1f} s" if ours_at else "–"
             print(f"| {setup.describe()} | {n:,} | {setup.epochs} | {level:.2f} nats, {peer_at:.1f} s "
