@@ -3,6 +3,7 @@ atomic per-epoch checkpoints, resume, and DistributedDataParallel under torchrun
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import threading
@@ -70,9 +71,7 @@ class _Snapshot:
 
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer):
         self.weights = [t.detach().clone() for t in model.state_dict().values()]
-        self.moments = self._moments(optimizer)
-        self.saved_moments = [t.clone() for t in self.moments]
-        self.empty = not self.moments  # taken before the first step: Adam has no moments yet
+        self.moments = [t.clone() for t in self._moments(optimizer)]  # none before Adam's first step
 
     @staticmethod
     def _moments(optimizer) -> list[torch.Tensor]:
@@ -81,19 +80,18 @@ class _Snapshot:
     def take(self, model, optimizer) -> None:
         torch._foreach_copy_(self.weights, list(model.state_dict().values()))
         moments = self._moments(optimizer)
-        if len(moments) != len(self.saved_moments):
-            self.saved_moments = [t.clone() for t in moments]
+        if len(moments) != len(self.moments):
+            self.moments = [t.clone() for t in moments]
         else:
-            torch._foreach_copy_(self.saved_moments, moments)
-        self.moments, self.empty = moments, False
+            torch._foreach_copy_(self.moments, moments)
 
     def restore(self, model, optimizer=None) -> None:
         torch._foreach_copy_(list(model.state_dict().values()), self.weights)
         if optimizer is not None:
-            if self.empty:
-                optimizer.state.clear()
+            if self.moments:
+                torch._foreach_copy_(self._moments(optimizer), self.moments)
             else:
-                torch._foreach_copy_(self._moments(optimizer), self.saved_moments)
+                optimizer.state.clear()
 
 
 class Trainer:
@@ -135,10 +133,10 @@ class Trainer:
         self.x = data.x_train.to(self.device)
         self.y = data.y_train.to(self.device) if model.config.conditional else None
         self.notes: list[str] = []  # one line each, for the person who started the run
-        self.forward_loss = self._forward_loss
-        if config.compile:
-            self.forward_loss = self._compiled_forward_loss()
         self.compile_seconds: float | None = None  # the first compiled step's time, once measured
+        self.forward_loss = self._forward_loss
+        if config.compile and (compiled := self._compiled_forward_loss()) is not None:
+            self.forward_loss = functools.partial(self._first_step, compiled)
         self.stopped = False
 
     @property
@@ -232,8 +230,7 @@ class Trainer:
             kl_weight = self.warmup_fraction(epoch, step / n_batches)
             if cfg.compile:  # a tensor: a float changing with every step would recompile every step
                 kl_weight = torch.tensor(kl_weight, device=self.device)
-            parts = self._first_step(x, y, eps, kl_weight) if self.compile_seconds is None and self.config.compile \
-                else self.forward_loss(x, y, eps, kl_weight)
+            parts = self.forward_loss(x, y, eps, kl_weight)
             self.optimizer.zero_grad(set_to_none=True)
             (parts["loss"] * share if share != 1.0 else parts["loss"]).backward()
             if self._diverged(parts["loss"]):
@@ -269,8 +266,8 @@ class Trainer:
             record |= {"elbo": -(record["recon"] + record["kl"]), "kl_per_dim": (kl_per_dim / count).tolist(),
                        "kl_weight": self.kl_weight(epoch, 1.0)}
         record |= {"seconds": seconds, "samples_per_second": count / seconds}
-        if self.compile_seconds is not None and not any("compile_seconds" in r for r in self.history):
-            record["compile_seconds"] = self.compile_seconds  # inside "seconds": the first epoch paid it
+        if epoch == self.start_epoch and self.compile_seconds is not None:
+            record["compile_seconds"] = self.compile_seconds  # inside "seconds": this epoch paid it
         return record
 
     @torch.inference_mode()
@@ -292,8 +289,8 @@ class Trainer:
                                      kl_weight=kl_weight)
 
     def _compiled_forward_loss(self):
-        """torch.compile of the forward pass and loss (AOTAutograd compiles their backward too), or the
-        eager function with a note saying why not. Off by default: on this project's 2-core CPU the
+        """torch.compile of the forward pass and loss (AOTAutograd compiles their backward too), or None
+        with a note saying why not. Off by default: on this project's 2-core CPU the
         compile took longer than a default run saves with it (bench/train_bench.py --sections variants)."""
         import shutil
 
@@ -306,15 +303,16 @@ class Trainer:
             why = f"torch {torch.__version__} has no torch.compile"
         if why:
             self.notes.append(f"{why}: training eagerly")
-            return self._forward_loss
+            return None
         return torch.compile(self._forward_loss)
 
-    def _first_step(self, x, y, eps, kl_weight) -> dict[str, torch.Tensor]:
-        """The first compiled step: its time is the compile's, measured and shown as such; a compile that
-        fails leaves the run eager with a note, not broken."""
+    def _first_step(self, compiled, x, y, eps, kl_weight) -> dict[str, torch.Tensor]:
+        """The first compiled step, after which `compiled` is the forward_loss: its time is the compile's,
+        measured and shown as such; a compile that fails leaves the run eager with a note, not broken."""
         started = time.perf_counter()
         try:
-            parts = self.forward_loss(x, y, eps, kl_weight)
+            parts = compiled(x, y, eps, kl_weight)
+            self.forward_loss = compiled
         except Exception as exc:  # inductor's errors have no common base class beyond this
             self.notes.append(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
                               "training eagerly")
