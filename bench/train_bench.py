@@ -259,23 +259,45 @@ def step_flops(make_model, data, batch_size: int) -> int:
     return counter.get_total_flops()
 
 
+def seconds_per_call(call, seconds: float) -> float:
+    """Calls `call` for about `seconds` (already warm); the mean seconds per call."""
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        call()
+        count += 1
+    return (time.perf_counter() - started) / count
+
+
 def sgemm_flops_per_second(size: int = 1024, seconds: float = 1.0) -> float:
     a, b = torch.randn(size, size), torch.randn(size, size)
     for _ in range(3):
         a @ b
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        a @ b
-        count += 1
-    return 2 * size ** 3 * count / (time.perf_counter() - started)
+    return 2 * size ** 3 / seconds_per_call(lambda: a @ b, seconds)
+
+
+def fixed_batch(make_model, data, batch_size: int):
+    """(x, eps): one training batch and its posterior noise, the same for every variant timed."""
+    x = data.x_train[:batch_size]
+    return x, torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+
+
+def adam_step(parameters, loss):
+    """One training step of `loss()` with fused Adam at 1e-3, as a function."""
+    optimizer = torch.optim.Adam(parameters, lr=1e-3, fused=True)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss().backward()
+        optimizer.step()
+
+    return step
 
 
 # -- the step's variants: memory format and torch.compile ----------------------------------------------
 def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str, tuple[float, float]]:
     """{variant: (seconds of its first two steps, seconds per step after them)} for one fused-Adam step
     of the plain model, of its channels-last weights (conv nets) and of torch.compile(model.loss)."""
-    x = data.x_train[:batch_size]
-    eps = torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    x, eps = fixed_batch(make_model, data, batch_size)
     variants = {"eager": (False, False), "torch.compile": (False, True)}
     if make_model().config.architecture == "conv":
         variants["eager, channels-last"] = (True, False)
@@ -284,26 +306,15 @@ def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str
         model = make_model()
         if channels_last:
             model.to(memory_format=torch.channels_last)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
         loss = (lambda: model.loss(x, eps=eps)["loss"])
         if compiled:
             torch._dynamo.reset()  # every setup pays its own compile
             loss = torch.compile(loss)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            loss().backward()
-            optimizer.step()
-
+        step = adam_step(model.parameters(), loss)
         started = time.perf_counter()
         step()
         step()
-        first = time.perf_counter() - started
-        count, started = 0, time.perf_counter()
-        while time.perf_counter() - started < seconds:
-            step()
-            count += 1
-        found[name] = (first, (time.perf_counter() - started) / count)
+        found[name] = (time.perf_counter() - started, seconds_per_call(step, seconds))
     return found
 
 
@@ -315,12 +326,10 @@ def sweep_step_seconds(make_model, data, batch_size: int, members: int, seconds:
 
     from torch.func import functional_call, stack_module_state, vmap
 
-    x = data.x_train[:batch_size]
-    eps = torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    x, eps = fixed_batch(make_model, data, batch_size)
     if members == 0:
         model = make_model()
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-        loss = lambda: model.loss(x, eps=eps)["loss"]  # noqa: E731
+        step = adam_step(model.parameters(), lambda: model.loss(x, eps=eps)["loss"])
     else:
         models = [make_model() for _ in range(members)]
         params, buffers = stack_module_state(models)
@@ -331,21 +340,10 @@ def sweep_step_seconds(make_model, data, batch_size: int, members: int, seconds:
             return template.loss_terms(x, *functional_call(template, (p, b), (x, None, eps)), beta=beta, eps=eps)["loss"]
 
         batched = vmap(member_loss, in_dims=(0, 0, 0))
-        optimizer = torch.optim.Adam(params.values(), lr=1e-3, fused=True)
-        loss = lambda: batched(params, buffers, betas).sum()  # noqa: E731
-
-    def step():
-        optimizer.zero_grad(set_to_none=True)
-        loss().backward()
-        optimizer.step()
-
+        step = adam_step(params.values(), lambda: batched(params, buffers, betas).sum())
     for _ in range(3):
         step()
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        step()
-        count += 1
-    return (time.perf_counter() - started) / count
+    return seconds_per_call(step, seconds)
 
 
 # -- time to quality ---------------------------------------------------------------------------------
