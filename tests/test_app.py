@@ -233,6 +233,15 @@ def test_a_link_to_a_model_this_server_lacks_says_so_and_names_what_is_shown(che
     assert view_of(at).sample == 3, "the rest of the link still applies"
 
 
+def test_a_hand_typed_link_may_name_a_checkpoint_without_its_prefix(checkpoints):
+    """`?model=mnist-ae` means the checkpoint the picker lists as file:mnist-ae; it once opened the
+    default with a notice that the server had no such model."""
+    at = open_link("pages/overview.py", model="mnist-ae", sample=3)
+    assert not at.exception and not at.error and not at.warning
+    assert view_of(at).model == "file:mnist-ae" and view_of(at).sample == 3
+    assert query(at, "model") == "file:mnist-ae", "the URL names the model as links spell it"
+
+
 def test_bad_values_in_a_link_are_corrected_with_a_notice(checkpoints):
     at = open_link("pages/traversal.py", sample="99999", seed="x", z="1,2", base="nowhere", span="nan", rows="0,99",
                columns="100", utm_source="mail")
@@ -452,7 +461,7 @@ def test_a_map_that_fails_says_why_and_is_not_started_again(checkpoints, monkeyp
 
     tries = []
 
-    def failing(z, params, progress=None):
+    def failing(z, params, progress=None, threads=None):
         tries.append(params.method)
         raise MemoryError("no room for the neighbour graph")
 

@@ -67,6 +67,9 @@ def _choose_model(choices: dict[str, str]) -> None:
     if not wanted:  # the link's other fields are meant for whatever opens by default
         view().model = fallback
         return
+    if f"file:{wanted}" in choices:  # a hand-typed link names a checkpoint as the models folder lists it
+        view().model = f"file:{wanted}"
+        return
     shown = choices.get(fallback, "no model")
     if wanted == "upload":
         notice(f"This link was made with an uploaded model, which a link cannot carry: it opens {shown} instead. "
