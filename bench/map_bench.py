@@ -6,11 +6,12 @@ sizes (--tsne-sizes, and UMAP's 10,000) are seeded random subsets of it. Every t
 (`--worker`), so imports, numba's compiler and its on-disk cache are as a new server meets them.
 
 1. t-SNE engines, side by side: scikit-learn's Barnes-Hut (the app's engine before issue 13),
-   openTSNE's Barnes-Hut and openTSNE's FFT-interpolated gradients throughout, and the app's recipe
-   (openTSNE, FFT while the exaggerated map is compact, then Barnes-Hut below 20,000 points), one
-   thread each (the app's setting), same perplexity (30) and iteration counts (sklearn: its default
-   1,000; openTSNE: 250 exaggerated + 500). KL divergence at the end says whether the fastest is as
-   good. A run over --tsne-cap seconds is killed and says so.
+   openTSNE's Barnes-Hut and openTSNE's FFT-interpolated gradients throughout, each with its defaults
+   on one thread (perplexity 30; sklearn: 1,000 iterations; openTSNE: 250 exaggerated + 500), and the
+   app's recipe (vae_core.projection: openTSNE, 125 + 250 iterations, FFT while the exaggerated map is
+   compact, then Barnes-Hut below 20,000 points) as a server runs it (the cores but one) and as the
+   `map` CLI does (every core). The exact KL divergence of each map, under one affinity matrix, says
+   whether the fastest is as good. A run over --tsne-cap seconds is killed and says so.
 2. UMAP's first map of 10,000 points: with an empty numba cache (a first server on a machine);
    with the on-disk cache the first run left (every later server); after the app's warm-up
    (vae_core.projection.warm_up_umap, what a server does once its first page is drawn: "server up
@@ -52,7 +53,7 @@ from browser import CHROMIUM, CHROMIUM_ARGS, MAP_FRAME, map_frame, running_strea
 
 CHECKPOINT = ROOT / "checkpoints" / "shapes-vae.safetensors"
 SECTIONS = ("tsne", "umap", "caches", "server")
-TSNE_ENGINES = ("sklearn-bh", "opentsne-bh", "opentsne-fft", "app")
+TSNE_ENGINES = ("sklearn-bh", "opentsne-bh", "opentsne-fft", "app", "cli")
 N_UMAP = 10_000
 TARGETS = {  # issue 13, on this 2-core machine
     "first UMAP map of 10k points, server up for 2 minutes": "≤ 10 s",
@@ -90,40 +91,50 @@ def subset(data, n: int):
 
 
 def tsne_worker(engine: str, n: int, data) -> dict:
+    """One t-SNE engine on n points: seconds to fit, and the exact KL of its map under one affinity
+    matrix (openTSNE's, perplexity 30) whoever fitted it. For openTSNE's maps, the transform of one
+    point as a slider places it, with openTSNE's default iterations and the app's."""
     import numpy as np
+    from openTSNE import TSNE, affinity
     from threadpoolctl import threadpool_limits
 
+    from vae_core.projection import (TSNE_EXACT_NEIGHBOURS_BELOW, TSNE_TRANSFORM_ITERATIONS, ProjectionParams,
+                                     project_fitted, tsne_kl_divergence)
+    from vae_core.threads import compute_threads
+
     z, _ = subset(data, n)
+    neighbors = "exact" if n < TSNE_EXACT_NEIGHBOURS_BELOW else "annoy"
     with threadpool_limits(limits=1):
         start = time.perf_counter()
         if engine == "sklearn-bh":
-            from sklearn.manifold import TSNE
+            from sklearn.manifold import TSNE as SklearnTSNE
 
-            tsne = TSNE(n_components=2, perplexity=30, init="pca", random_state=0)
-            tsne.fit(z)
-            kl = float(tsne.kl_divergence_)
-        else:
-            from openTSNE import TSNE
-
-            from vae_core.projection import TSNE_TRANSFORM_ITERATIONS, ProjectionParams, project_fitted
-
-            if engine == "app":  # the app's own recipe: FFT while the map is compact, then its choice
-                embedding = project_fitted(z, ProjectionParams("tsne", 2))[1]
-            else:
-                embedding = TSNE(n_components=2, perplexity=30, random_state=0, n_jobs=1,
-                                 negative_gradient_method=engine.split("-")[1],
-                                 neighbors="exact" if n < 20_000 else "annoy").fit(z)
-            seconds, kl = time.perf_counter() - start, float(embedding.kl_divergence)
-            embedding -= (embedding.max(0) + embedding.min(0)) / 2  # as the app does: transform re-centres
-            out = {"seconds": seconds, "kl": kl, "n": len(z), "span": float(np.ptp(embedding, axis=0).max())}
-            for name, iterations in (("default", 250), ("app", TSNE_TRANSFORM_ITERATIONS)):
-                start = time.perf_counter()  # one point, as a slider places it; then 200 for the error
-                embedding.transform(z[:1], n_iter=iterations)
-                out[f"transform_{name}_s"] = time.perf_counter() - start
-                placed = np.asarray(embedding.transform(z[:200], n_iter=iterations))
-                out[f"transform_{name}_error"] = float(np.median(np.linalg.norm(placed - embedding[:200], axis=1)))
-            return out
-        return {"seconds": time.perf_counter() - start, "kl": kl, "n": len(z)}
+            coords = SklearnTSNE(n_components=2, perplexity=30, init="pca", random_state=0).fit_transform(z)
+            seconds = time.perf_counter() - start
+            p = affinity.PerplexityBasedNN(z, perplexity=30, method=neighbors, random_state=0).P
+            return {"seconds": seconds, "kl": tsne_kl_divergence(coords, p), "n": len(z), "threads": 1}
+        if engine in ("app", "cli"):  # the app's recipe as a server runs it, and as the `map` CLI does
+            threads = compute_threads(spare_core=engine == "app")
+            embedding = project_fitted(z, ProjectionParams("tsne", 2), threads=threads)[1]
+        else:  # openTSNE's defaults
+            threads = 1
+            embedding = TSNE(n_components=2, perplexity=30, random_state=0, n_jobs=1,
+                             negative_gradient_method=engine.split("-")[1], neighbors=neighbors).fit(z)
+        seconds = time.perf_counter() - start
+    out = {"seconds": seconds, "kl": tsne_kl_divergence(embedding, embedding.affinities.P), "n": len(z),
+           "threads": threads}
+    if engine == "cli":  # the app's map again, on more threads: its transforms are the app's
+        return out
+    embedding -= (embedding.max(0) + embedding.min(0)) / 2  # as the app does: transform re-centres
+    out["span"] = float(np.ptp(embedding, axis=0).max())
+    with threadpool_limits(limits=1):
+        for name, iterations in (("default", 250), ("app", TSNE_TRANSFORM_ITERATIONS)):
+            start = time.perf_counter()  # one point, as a slider places it; then 200 for the error
+            embedding.transform(z[:1], n_iter=iterations)
+            out[f"transform_{name}_s"] = time.perf_counter() - start
+            placed = np.asarray(embedding.transform(z[:200], n_iter=iterations))
+            out[f"transform_{name}_error"] = float(np.median(np.linalg.norm(placed - embedding[:200], axis=1)))
+    return out
 
 
 def umap_worker(mode: str, data) -> dict:
@@ -230,25 +241,31 @@ def s(value, digits: int = 1) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def bench_tsne(work: Path, sizes: list[int], cap: float) -> tuple[str, dict]:
+def bench_tsne(work: Path, sizes: list[int], cap: float, engines: list[str]) -> tuple[str, dict]:
     from vae_core.projection import TSNE_FFT_FROM
 
     rows, found = [], {}
     for n in sizes:
         # OMP_NUM_THREADS: scikit-learn's Barnes-Hut took both cores under threadpool_limits(1) alone
+        # (openTSNE's threads are its n_jobs, which the app and CLI engines set)
         results = found[n] = {engine: run_worker(["tsne", engine, str(n), str(work / "z.npz")],
                                                  {"OMP_NUM_THREADS": "1"}, cap)
-                              for engine in TSNE_ENGINES}
-        cells = [f"{r['seconds']:.1f} s (KL {r['kl']:.3f})" if r else f"over {cap:.0f} s" for r in results.values()]
-        app, sk = results["app"], results["sklearn-bh"]
-        ratio = f"{sk['seconds'] / app['seconds']:.1f}x" if sk and app else (f"> {cap / app['seconds']:.1f}x" if app else "–")
+                              for engine in engines}
+        cells = [f"{r['seconds']:.1f} s (KL {r['kl']:.3f}, {r['threads']} thr.)" if r else
+                 (f"over {cap:.0f} s" if engine in results else "–") for engine in TSNE_ENGINES
+                 for r in [results.get(engine)]]
+        app, sk = results.get("app"), results.get("sklearn-bh")
+        ratio = f"{sk['seconds'] / app['seconds']:.1f}x" if sk and app else (
+            f"> {cap / app['seconds']:.1f}x" if app and "sklearn-bh" in results else "–")
         n_done = next((r["n"] for r in results.values() if r), n)
         recipe = "FFT throughout" if n_done >= TSNE_FFT_FROM else "FFT, then BH"
         rows.append([f"{n_done:,}", *cells, ratio, recipe])
     placements = [[f"{r['n']:,}", engine, *(f"{r[f'transform_{k}_s']:.2f} s, {r[f'transform_{k}_error']:.2f}"
                                             for k in ("default", "app")), f"{r['span']:.0f}"]
                   for n, results in found.items() for engine, r in results.items() if r and "transform_app_s" in r]
-    return ("### t-SNE, one thread each (seconds to fit, KL divergence at the end)\n\n"
+    return ("### t-SNE (seconds to fit, exact KL divergence at the end, threads)\n\n"
+            "openTSNE's and scikit-learn's defaults on one thread; `app`: the app's recipe as a server runs "
+            "it (the cores but one); `cli`: the same as `python -m vae_core map` runs it (every core).\n\n"
             + table(["points", *TSNE_ENGINES, "sklearn / app", "the app's gradients"], rows)
             + "\n\nopenTSNE's transform of one point (a slider's), and the median distance of 200 training "
               "points placed by it to their own map positions:\n\n"
@@ -462,7 +479,7 @@ def summary(found: dict, up: float) -> str:
 
     umap = {mode: r for name, r in (found.get("umap") or {}).items() if isinstance(r, dict)
             for mode in [name.split(" (")[0]]}
-    app_10k = get("tsne", 10_000, "app")
+    app_10k, cli_10k = get("tsne", 10_000, "app"), get("tsne", 10_000, "cli")
     sk_10k = get("tsne", 10_000, "sklearn-bh")
     measured = {
         "first UMAP map of 10k points, server up for 2 minutes":
@@ -478,8 +495,9 @@ def summary(found: dict, up: float) -> str:
             f"{s(get('caches', 'load', 'revisit') and get('caches', 'load', 'revisit') * 1e3, 2)} ms in memory; "
             f"{s(get('server', 'revisit'))} s for the link in a new browser context",
         "t-SNE of 10k points":
-            f"{s(app_10k and app_10k['seconds'])} s (openTSNE as the app runs it, one thread; scikit-learn "
-            f"{s(sk_10k and sk_10k['seconds'])} s)",
+            f"{s(cli_10k and cli_10k['seconds'])} s with the `map` CLI ({s(cli_10k and cli_10k['threads'], 0)} "
+            f"threads); {s(app_10k and app_10k['seconds'])} s in a server, which keeps a core for its pages "
+            f"({s(app_10k and app_10k['threads'], 0)} thread); scikit-learn {s(sk_10k and sk_10k['seconds'])} s",
     }
     rows = [[what, target, measured[what]] for what, target in TARGETS.items()]
     rows.append(["60k-point map, end to end", "report it",
@@ -499,6 +517,7 @@ def main(argv=None) -> int:
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {', '.join(SECTIONS)}")
     p.add_argument("--tsne-sizes", default="5000,10000,58982", help="t-SNE sizes (default 5000,10000,58982)")
     p.add_argument("--tsne-cap", type=float, default=600.0, help="seconds before a t-SNE run is killed")
+    p.add_argument("--tsne-engines", default=",".join(TSNE_ENGINES), help=f"some of {', '.join(TSNE_ENGINES)}")
     p.add_argument("--up", type=float, default=120.0, help="seconds a server is up before the map is asked for")
     p.add_argument("--cold-starts", type=int, default=2, help="Overview cold starts per warm-up setting")
     p.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -514,6 +533,8 @@ def main(argv=None) -> int:
                   "caches": lambda: caches_worker(rest[0], data)}[kind]()
         print(json.dumps(result), flush=True)
         return 0
+    if unknown := set(args.tsne_engines.split(",")) - set(TSNE_ENGINES):
+        p.error(f"unknown t-SNE engines {sorted(unknown)}")
     sections = [part for part in args.only.split(",") if part]
     if unknown := set(sections) - set(SECTIONS):
         p.error(f"unknown sections {sorted(unknown)}")
@@ -529,7 +550,8 @@ def main(argv=None) -> int:
         encode(work / "z.npz")
         found = {}
         if "tsne" in sections:
-            text, found["tsne"] = bench_tsne(work, [int(n) for n in args.tsne_sizes.split(",")], args.tsne_cap)
+            text, found["tsne"] = bench_tsne(work, [int(n) for n in args.tsne_sizes.split(",")], args.tsne_cap,
+                                             [e for e in TSNE_ENGINES if e in args.tsne_engines.split(",")])
             emit(text)
         if "umap" in sections or "caches" in sections or "server" in sections:
             text, found["umap"] = bench_umap(work)  # also fills the numba cache the later sections start from

@@ -426,15 +426,24 @@ def test_map_precomputes_into_the_apps_cache_and_an_npz(work, trained, tmp_path,
 
 
 def test_map_prints_the_projections_progress(work, trained, tmp_path, monkeypatch, capsys):
-    """A long map says how far it got and how long is left, in the words of the app's progress bar."""
+    """A long map says how far it got and how long is left, in the words of the app's progress bar.
+    The CLI serves no pages, so its t-SNE takes every core (the app keeps one free)."""
     import re
 
     import vae_core.cli
+    import vae_core.map_cache
+    import vae_core.threads
 
     monkeypatch.setenv("LATENT_EXPLORER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(vae_core.cli, "PROGRESS_EVERY_S", 0.05)
+    monkeypatch.setattr(vae_core.threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    threads_asked, project_fitted = [], vae_core.map_cache.project_fitted
+    monkeypatch.setattr(vae_core.map_cache, "project_fitted",
+                        lambda z, params, progress, threads: threads_asked.append(threads)
+                        or project_fitted(z, params, progress, threads))
     result = cli(capsys, "map", trained, "--method", "tsne", "--perplexity", "10")
     assert_ok(result)
+    assert threads_asked == [2]
     from vae_core.projection import TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS
 
     total = f"{TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS:,}"

@@ -467,6 +467,7 @@ def test_default_thread_count_leaves_a_core_for_serving(monkeypatch):
     assert threads.compute_threads(1) == 8 and threads.compute_threads(3) == 5
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     assert threads.compute_threads(1) == 1
+    assert threads.compute_threads(1, spare_core=False) == 2, "a process that serves no pages takes every core"
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0}, raising=False)
     assert threads.compute_threads(1) == 1
 

@@ -441,6 +441,26 @@ def test_3d_tsne_converges_as_far_as_2d(blobs):
     assert kl[3] <= 1.1 * kl[2] and kl[2] < 0.4, kl
 
 
+def test_tsne_schedule_ends_as_converged_as_opentsnes_default():
+    """The app's t-SNE schedule (half of openTSNE's iterations, momentum 0.95, learning rate 2N) ends at
+    an exact KL no worse than openTSNE's defaults on scikit-learn's digits (measured: 0.745 against
+    0.756); openTSNE's own step for as many iterations ends short of it."""
+    from openTSNE import TSNE
+    from sklearn.datasets import load_digits
+
+    from vae_core.projection import TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS, tsne_kl_divergence
+
+    z = load_digits().data.astype(np.float32)
+    _, embedding = project_fitted(z, ProjectionParams("tsne", 2), threads=1)
+    default = TSNE(n_jobs=1, random_state=0, neighbors="exact", negative_gradient_method="bh")
+    short = default.prepare_initial(z)
+    short.optimize(TSNE_EARLY_ITERATIONS, exaggeration=12, momentum=0.8, inplace=True)
+    short.optimize(TSNE_ITERATIONS, momentum=0.8, inplace=True)
+    kl = {name: tsne_kl_divergence(map_, map_.affinities.P) for name, map_ in
+          (("app", embedding), ("default", default.fit(z)), ("default's step, app's iterations", short))}
+    assert kl["app"] <= kl["default"] < kl["default's step, app's iterations"], kl
+
+
 def test_tsne_placements_share_the_frame_of_the_drawn_map(blobs):
     """openTSNE's transform re-centres its embedding in place: the map drawn must already be centred,
     so that a point placed after any number of transforms lands in the same frame as the points."""

@@ -337,6 +337,7 @@ def _map(args) -> int:
     from .checkpoint import write_atomic
     from .map_cache import MapJob, MapKey, map_bytes
     from .metrics import encode_all
+    from .threads import compute_threads
 
     if args.out and not args.out.endswith(".npz"):
         raise UsageError(f"--out must end in .npz, got {args.out}")
@@ -348,7 +349,7 @@ def _map(args) -> int:
     print(f"encoding {len(x):,} {args.split} images of {dataset} with {name} …", flush=True)
     mu, _ = encode_all(ckpt.model, x, y if ckpt.config.conditional else None)
     key = MapKey(ckpt.model.weights_digest(), dataset, args.split, params)
-    job = MapJob(key, mu.numpy(), y.numpy())
+    job = MapJob(key, mu.numpy(), y.numpy(), threads=compute_threads(spare_core=False))  # it serves no pages
     while not job.wait(PROGRESS_EVERY_S):  # the same words as the app's progress bar
         print(job.status(), flush=True)
     coords, _ = job.result()

@@ -116,11 +116,13 @@ def evict(folder: Path, cap_bytes: int, keep: Path | None = None) -> None:
 
 
 def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None,
-                      report: Callable[[str], None] = lambda line: None, progress: Progress | None = None):
+                      report: Callable[[str], None] = lambda line: None, progress: Progress | None = None,
+                      threads: int | None = None):
     """(coords, the fitted reducer or None; see projection.project_fitted) of the map for `key`:
     from the disk cache, else projected now and stored for next time. A map read from disk keeps
     no fitted UMAP (it would take a pickle); a PCA is refitted, which is instant and exact.
-    `report` hears what happens, a line at a time; `progress` the optimisation's steps."""
+    `report` hears what happens, a line at a time; `progress` the optimisation's steps; `threads` as
+    project_fitted takes them."""
     coords = load_map(key, folder, labels)
     if coords is not None and len(coords) == len(z):
         report(f"found in the cache: {map_file(key, folder)}")
@@ -129,7 +131,7 @@ def cached_projection(key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Pa
         return coords, fit_pca(z, key.params)[1] if pca else None
     report(f"projecting {len(z):,} points with {key.params.method} ({key.params.dims}-D) …")
     start = time.perf_counter()
-    coords, reducer = project_fitted(z, key.params, progress)
+    coords, reducer = project_fitted(z, key.params, progress, threads)
     coords.setflags(write=False)
     path = store_map(key, coords, labels, folder)
     report(f"projected in {time.perf_counter() - start:.1f} s; "
@@ -145,7 +147,8 @@ class MapJob:
     """One map computed in a background thread, so that a page can draw its progress while it waits.
     Every session that asks for the same map watches the same job (the app keeps one per key)."""
 
-    def __init__(self, key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None):
+    def __init__(self, key: MapKey, z: np.ndarray, labels: np.ndarray, folder: Path | None = None,
+                 threads: int | None = None):
         self.key = key
         self.lines: list[str] = []  # what cached_projection reported
         self.steps_done = self.steps_total = 0
@@ -157,13 +160,13 @@ class MapJob:
         self._inverses: dict[tuple, tuple | None] = {}  # unproject()'s answers, by spot
         self._inverses_lock = threading.Lock()
         self._finished = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(z, labels, folder), daemon=True,
+        self._thread = threading.Thread(target=self._run, args=(z, labels, folder, threads), daemon=True,
                                         name=f"map-{key.params.method}-{key.split}")
         self._thread.start()
 
-    def _run(self, z, labels, folder) -> None:
+    def _run(self, z, labels, folder, threads) -> None:
         try:
-            self._result = cached_projection(self.key, z, labels, folder, self.lines.append, self._progress)
+            self._result = cached_projection(self.key, z, labels, folder, self.lines.append, self._progress, threads)
         except Exception as exc:  # handed to whoever waits for the result
             self.error = exc
         finally:

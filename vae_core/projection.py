@@ -54,10 +54,13 @@ def project(z: np.ndarray, params: ProjectionParams) -> np.ndarray:
     return project_fitted(z, params)[0]
 
 
-def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress | None = None):
+def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress | None = None,
+                   threads: int | None = None):
     """(coords (N, dims), the fitted reducer) — the reducer places new points with the method's own
     transform (PCA, UMAP, openTSNE's embedding); None for a latent that is its own map. `progress`
-    hears the optimisation's epochs (UMAP) or iterations (t-SNE) as they pass."""
+    hears the optimisation's epochs (UMAP) or iterations (t-SNE) as they pass. `threads`: t-SNE's
+    threads, by default compute_threads() (a core stays free for serving pages); a process that serves
+    nobody (the `map` CLI) gives it every core."""
     z = np.asarray(z, dtype=np.float32)
     if z.shape[1] <= params.dims:
         return np.pad(z, ((0, 0), (0, params.dims - z.shape[1]))), None
@@ -69,7 +72,7 @@ def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress |
         if params.method == "pca":
             return fit_pca(z, params)
         if params.method == "tsne":
-            return _tsne(z, params, progress)
+            return _tsne(z, params, progress, threads)
         return _umap(z, params, progress)
 
 
@@ -153,11 +156,13 @@ class _EpochCounter:
         pass
 
 
-# openTSNE's defaults are 250 exaggerated iterations, then 500 at momentum 0.8. At momentum 0.9 the
-# second phase gets as far in 450: exact KL on 10k shapes latents 1.712 in 32.7 s, against 1.711 in
-# 36.0 s (one thread; 400 iterations: 1.722 in 30.7 s). On the 59k FFT map, 400 at 0.9 reached 1.941
-# against 1.995 for 500 at 0.8.
-TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS, TSNE_MOMENTUM = 250, 450, 0.9
+# openTSNE's defaults: 250 exaggerated iterations, then 500 at momentum 0.8 and learning rate N (its
+# "auto", N / exaggeration). Half the exaggerated iterations end where all of them do, and the rest at
+# momentum 0.95 and learning rate 2N reaches in 250 iterations the exact KL that openTSNE's 500 reach,
+# in half the time (bench/map_bench.py's t-SNE table; in a one-off script also on the mnist-5k latents,
+# 1.510 against 1.515, and on scikit-learn's digits in 2-D and 3-D). A learning rate of 4N was faster
+# on 10k shapes latents and slower on mnist-5k.
+TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS, TSNE_MOMENTUM, TSNE_LEARNING_RATE_PER_POINT = 125, 250, 0.95, 2.0
 TSNE_REPORT_EVERY = 10
 TSNE_FFT_FROM = 20_000
 TSNE_EXACT_NEIGHBOURS_BELOW = 20_000
@@ -170,43 +175,61 @@ TSNE_TRANSFORM_ITERATIONS = 50
 UMAP_INVERSE_MAX_POINTS = 20_000
 
 
-def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None):
-    """openTSNE, in its two phases (early exaggeration, then the rest).
+def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None, threads: int | None = None):
+    """openTSNE, in its two phases (early exaggeration, then the rest; schedule: the constants above).
 
     Gradients: openTSNE's FFT interpolation (Linderman et al., 2019) costs with the map's extent rather
     than its points, so it pays while the exaggerated map is compact, and above TSNE_FFT_FROM points
-    throughout. Below that, the second phase (the map has spread out) is Barnes-Hut's. On 10k shapes
-    latents, FFT then Barnes-Hut took 36.5 s against 47.1 s for Barnes-Hut throughout (exact KL 1.725
-    and 1.736); FFT throughout 50.5 s (FFT is 2-D only: a 3-D map is Barnes-Hut's throughout).
+    throughout. Below that, the second phase (the map has spread out) is Barnes-Hut's: on 10k shapes
+    latents FFT's gradients also left the map further from converged after as many iterations (exact
+    KL 1.765 against 1.731 after 450, a one-off script). FFT is 2-D only: a 3-D map is Barnes-Hut's throughout.
     Neighbours are exact (scikit-learn's tree search) below TSNE_EXACT_NEIGHBOURS_BELOW points (at
-    10k, quicker than building Annoy's index); Annoy above. Threads: compute_threads(), the cores
-    but one (one thread on 2 cores; both gave 19.2 s against 30.7 s for 10k points)."""
+    10k, quicker than building Annoy's index); Annoy above. Threads: compute_threads() unless told,
+    the cores but one: beside a process busy on one of this machine's 2 cores, a 10k map took 21.2 s
+    on 2 threads against 18.1 s on one (a one-off script; bench/map_bench.py times it alone)."""
     from openTSNE import TSNE
 
     from .threads import compute_threads
 
     total = TSNE_EARLY_ITERATIONS + TSNE_ITERATIONS
-    done = [0]
+    phase_start = [0]  # iterations before the phase that runs: openTSNE counts each optimize() from 0
 
     def iterations_done(iteration, error, embedding) -> None:
-        done[0] += TSNE_REPORT_EVERY
-        progress(min(done[0], total), total)
+        progress(phase_start[0] + iteration, total)
 
     perplexity = min(params.perplexity, max(2.0, (len(z) - 1) / 3))
     fft_throughout = params.dims == 2 and len(z) >= TSNE_FFT_FROM
-    tsne = TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed, n_jobs=compute_threads(),
-                negative_gradient_method="fft" if fft_throughout else "bh",
+    tsne = TSNE(n_components=params.dims, perplexity=perplexity, random_state=params.seed,
+                n_jobs=threads or compute_threads(), negative_gradient_method="fft" if fft_throughout else "bh",
                 neighbors="exact" if len(z) < TSNE_EXACT_NEIGHBOURS_BELOW else "annoy",
                 callbacks=None if progress is None else iterations_done, callbacks_every_iters=TSNE_REPORT_EVERY)
     embedding = tsne.prepare_initial(z)
     embedding.optimize(TSNE_EARLY_ITERATIONS, exaggeration=tsne.early_exaggeration, momentum=tsne.initial_momentum,
                        negative_gradient_method="fft" if params.dims == 2 else "bh", inplace=True)
-    embedding.optimize(TSNE_ITERATIONS, exaggeration=tsne.exaggeration, momentum=TSNE_MOMENTUM, inplace=True)
+    phase_start[0] = TSNE_EARLY_ITERATIONS
+    embedding.optimize(TSNE_ITERATIONS, exaggeration=tsne.exaggeration, momentum=TSNE_MOMENTUM,
+                       learning_rate=TSNE_LEARNING_RATE_PER_POINT * len(z), inplace=True)
     # transform() centres the map on its midrange, in place, before placing points: centre it now, or
     # every later point would land shifted from the coordinates drawn.
     embedding -= (embedding.max(0) + embedding.min(0)) / 2
     embedding.gradient_descent_params["callbacks"] = None  # transforms report to no progress bar
     return np.array(embedding, dtype=np.float32), embedding
+
+
+def tsne_kl_divergence(coords: np.ndarray, p, block: int = 1024) -> float:
+    """KL(P || Q) of a t-SNE map, computed exactly: the objective t-SNE minimises, the map's quality on
+    one scale. `p` is the sparse affinity matrix (openTSNE's `embedding.affinities.P`). openTSNE's own
+    `kl_divergence` estimates Q's normaliser with the gradient's approximation, so it reads Barnes-Hut
+    and FFT maps differently. O(N^2) time, O(block * N) memory."""
+    y = np.asarray(coords, dtype=np.float64)
+    normaliser = 0.0  # sum over i != j of (1 + |y_i - y_j|^2)^-1
+    for start in range(0, len(y), block):
+        part = y[start:start + block]
+        squared = (part ** 2).sum(1)[:, None] + (y ** 2).sum(1)[None] - 2 * part @ y.T
+        normaliser += (1 / (1 + np.maximum(squared, 0))).sum() - len(part)
+    p = p.tocoo()
+    q = 1 / (1 + ((y[p.row] - y[p.col]) ** 2).sum(1)) / normaliser
+    return float((p.data * np.log(p.data / q)).sum())
 
 
 def fit_pca(z: np.ndarray, params: ProjectionParams):

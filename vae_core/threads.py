@@ -9,7 +9,8 @@ and (3) at once has a short-lived helper thread put the process default back, so
 later (Streamlit runs every script run in a new thread) still start with 1. Only a thread whose
 very first parallel op falls in the microseconds between (2) and (3) would copy n instead; a lock
 keeps workers from interleaving. n = compute_threads() = min(8, (usable cores - 1) // max_concurrent), at least 1:
-one core stays free for serving pages, and small VAEs gain little beyond 8 threads.
+one core stays free for serving pages, and small VAEs gain little beyond 8 threads. A process that serves
+nobody (the `map` CLI) asks for every core: compute_threads(spare_core=False).
 """
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ import threading
 import torch
 
 
-def compute_threads(max_concurrent: int = 1) -> int:
+def compute_threads(max_concurrent: int = 1, spare_core: bool = True) -> int:
     """Threads a long computation may take (a training run, a t-SNE map): module doc."""
     try:
         cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cores = os.cpu_count() or 1
-    return max(1, min(8, (cores - 1) // max(1, max_concurrent)))
+    return max(1, min(8, (cores - int(spare_core)) // max(1, max_concurrent)))
 
 
 _threads_lock = threading.Lock()
