@@ -10,7 +10,7 @@ sizes (--tsne-sizes, and UMAP's 10,000) are seeded random subsets of it. Every t
    on one thread (perplexity 30; sklearn: 1,000 iterations; openTSNE: 250 exaggerated + 500), and the
    app's recipe (vae_core.projection: openTSNE, 125 + 250 iterations, FFT while the exaggerated map is
    compact, then Barnes-Hut below 20,000 points) as a server runs it (the cores but one) and as the
-   `map` CLI does (every core). The exact KL divergence of each map, under one affinity matrix, says
+   `map` CLI does (every core, up to 8). The exact KL divergence of each map, under openTSNE's affinities, says
    whether the fastest is as good. A run over --tsne-cap seconds is killed and says so.
 2. UMAP's first map of 10,000 points: with an empty numba cache (a first server on a machine);
    with the on-disk cache the first run left (every later server); after the app's warm-up
@@ -91,8 +91,8 @@ def subset(data, n: int):
 
 
 def tsne_worker(engine: str, n: int, data) -> dict:
-    """One t-SNE engine on n points: seconds to fit, and the exact KL of its map under one affinity
-    matrix (openTSNE's, perplexity 30) whoever fitted it. For openTSNE's maps, the transform of one
+    """One t-SNE engine on n points: seconds to fit, and the exact KL of its map under openTSNE's
+    affinities (perplexity 30) whoever fitted it. For openTSNE's maps, the transform of one
     point as a slider places it, with openTSNE's default iterations and the app's."""
     import numpy as np
     from openTSNE import TSNE, affinity
@@ -265,7 +265,7 @@ def bench_tsne(work: Path, sizes: list[int], cap: float, engines: list[str]) -> 
                   for n, results in found.items() for engine, r in results.items() if r and "transform_app_s" in r]
     return ("### t-SNE (seconds to fit, exact KL divergence at the end, threads)\n\n"
             "openTSNE's and scikit-learn's defaults on one thread; `app`: the app's recipe as a server runs "
-            "it (the cores but one); `cli`: the same as `python -m vae_core map` runs it (every core).\n\n"
+            "it (the cores but one); `cli`: the same as `python -m vae_core map` runs it (every core, up to 8).\n\n"
             + table(["points", *TSNE_ENGINES, "sklearn / app", "the app's gradients"], rows)
             + "\n\nopenTSNE's transform of one point (a slider's), and the median distance of 200 training "
               "points placed by it to their own map positions:\n\n"
@@ -497,7 +497,7 @@ def summary(found: dict, up: float) -> str:
         "t-SNE of 10k points":
             f"{s(cli_10k and cli_10k['seconds'])} s with the `map` CLI ({s(cli_10k and cli_10k['threads'], 0)} "
             f"threads); {s(app_10k and app_10k['seconds'])} s in a server, which keeps a core for its pages "
-            f"({s(app_10k and app_10k['threads'], 0)} thread); scikit-learn {s(sk_10k and sk_10k['seconds'])} s",
+            f"({s(app_10k and app_10k['threads'], 0)} thread(s)); scikit-learn {s(sk_10k and sk_10k['seconds'])} s",
     }
     rows = [[what, target, measured[what]] for what, target in TARGETS.items()]
     rows.append(["60k-point map, end to end", "report it",

@@ -60,7 +60,7 @@ def project_fitted(z: np.ndarray, params: ProjectionParams, progress: Progress |
     transform (PCA, UMAP, openTSNE's embedding); None for a latent that is its own map. `progress`
     hears the optimisation's epochs (UMAP) or iterations (t-SNE) as they pass. `threads`: t-SNE's
     threads, by default compute_threads() (a core stays free for serving pages); a process that serves
-    nobody (the `map` CLI) gives it every core."""
+    nobody (the `map` CLI) gives it every core, up to 8."""
     z = np.asarray(z, dtype=np.float32)
     if z.shape[1] <= params.dims:
         return np.pad(z, ((0, 0), (0, params.dims - z.shape[1]))), None
@@ -158,16 +158,17 @@ class _EpochCounter:
 
 # openTSNE's defaults: 250 exaggerated iterations, then 500 at momentum 0.8 and learning rate N (its
 # "auto", N / exaggeration). Half the exaggerated iterations end where all of them do, and the rest at
-# momentum 0.95 and learning rate 2N reaches in 250 iterations the exact KL that openTSNE's 500 reach,
-# in half the time (bench/map_bench.py's t-SNE table; in a one-off script also on the mnist-5k latents,
-# 1.510 against 1.515, and on scikit-learn's digits in 2-D and 3-D). A learning rate of 4N was faster
-# on 10k shapes latents and slower on mnist-5k.
+# momentum 0.95 and learning rate 2N, in 250 iterations, reaches the exact KL of openTSNE's defaults at
+# 10k points in 0.39x their time, ends 0.020 short of it at 5k in 0.44x, and far past openTSNE's FFT
+# defaults at 59k in 1.2x (bench/map_bench.py's t-SNE table); in a one-off script also on the mnist-5k
+# latents (1.510 against 1.515) and scikit-learn's digits, 2-D and 3-D. A learning rate of 4N was
+# faster on 10k shapes latents and slower on mnist-5k.
 TSNE_EARLY_ITERATIONS, TSNE_ITERATIONS, TSNE_MOMENTUM, TSNE_LEARNING_RATE_PER_POINT = 125, 250, 0.95, 2.0
 TSNE_REPORT_EVERY = 10
 TSNE_FFT_FROM = 20_000
 TSNE_EXACT_NEIGHBOURS_BELOW = 20_000
 # openTSNE's transform optimises new points against the fixed map for 250 iterations by default:
-# 1.4 s for one point on a 10k map, where 50 took 0.29 s and landed as close (bench/map_bench.py
+# 1.31 s for one point on a 10k map, where 50 took 0.28 s and landed about as close (bench/map_bench.py
 # times both) - a slider's point must not wait seconds.
 TSNE_TRANSFORM_ITERATIONS = 50
 # umap-learn's inverse_transform triangulates the whole map and walks it in Python: 4.1 s for one spot
@@ -209,6 +210,8 @@ def _tsne(z: np.ndarray, params: ProjectionParams, progress: Progress | None, th
     phase_start[0] = TSNE_EARLY_ITERATIONS
     embedding.optimize(TSNE_ITERATIONS, exaggeration=tsne.exaggeration, momentum=TSNE_MOMENTUM,
                        learning_rate=TSNE_LEARNING_RATE_PER_POINT * len(z), inplace=True)
+    if progress is not None:  # done, whether or not TSNE_REPORT_EVERY divides the phases
+        progress(total, total)
     # transform() centres the map on its midrange, in place, before placing points: centre it now, or
     # every later point would land shifted from the coordinates drawn.
     embedding -= (embedding.max(0) + embedding.min(0)) / 2

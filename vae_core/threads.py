@@ -10,7 +10,7 @@ later (Streamlit runs every script run in a new thread) still start with 1. Only
 very first parallel op falls in the microseconds between (2) and (3) would copy n instead; a lock
 keeps workers from interleaving. n = compute_threads() = min(8, (usable cores - 1) // max_concurrent), at least 1:
 one core stays free for serving pages, and small VAEs gain little beyond 8 threads. A process that serves
-nobody (the `map` CLI) asks for every core: compute_threads(spare_core=False).
+nobody (the `map` CLI) asks for every core, up to 8: compute_threads(spare_core=False).
 """
 from __future__ import annotations
 

@@ -58,8 +58,9 @@ def _open_own_model() -> None:
 
 
 def _choose_model(choices: dict[str, str]) -> None:
-    """Make view.model one the picker offers: the default when the link names none; for a link that
-    names a model this server lacks, the default with a notice saying so."""
+    """Make view.model one the picker offers: the default when the link names none; a checkpoint named
+    without its "file:" prefix as that checkpoint; for a link that names a model this server lacks,
+    the default with a notice saying so."""
     wanted = view().model
     if wanted in choices:
         return
@@ -67,7 +68,7 @@ def _choose_model(choices: dict[str, str]) -> None:
     if not wanted:  # the link's other fields are meant for whatever opens by default
         view().model = fallback
         return
-    if f"file:{wanted}" in choices:  # a hand-typed link names a checkpoint as the models folder lists it
+    if wanted != "upload" and f"file:{wanted}" in choices:  # a hand-typed link names a checkpoint as the models folder lists it
         view().model = f"file:{wanted}"
         return
     shown = choices.get(fallback, "no model")
