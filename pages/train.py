@@ -46,6 +46,12 @@ def hidden_text(architecture: str) -> str:
     return ", ".join(map(str, DEFAULT_HIDDEN[architecture]))
 
 
+def _architecture_changed():
+    """The architecture's own defaults (hidden sizes, learning rate), when the radio or a preset sets it."""
+    form.hidden = hidden_text(form.architecture)
+    form.lr = DEFAULT_LR[form.architecture]
+
+
 def apply_preset(preset: dict) -> list[str]:
     """Copy a preset's usable entries into the form's state; returns what was set, for the notice."""
     applied = []
@@ -61,8 +67,7 @@ def apply_preset(preset: dict) -> list[str]:
         put("conditional", conditional, "conditional" if conditional else "unconditional")
     if preset.get("architecture") in ARCHITECTURES:
         put("architecture", preset["architecture"], f"{preset['architecture']} architecture")
-        form.hidden = hidden_text(preset["architecture"])
-        form.lr = DEFAULT_LR[preset["architecture"]]
+        _architecture_changed()
     for field, key, low, high, kind in (("latent_dim", "latent_dim", 1, 64, int),
                                         ("beta", "beta", 0.0, 50.0, float),
                                         ("epochs", "epochs", 1, PAGE_MAX_EPOCHS, int)):
@@ -85,11 +90,6 @@ if isinstance(preset, dict):
     train.preset_applied = apply_preset(preset)
 if form.dataset not in datasets:
     form.dataset = TrainForm.dataset
-
-
-def _architecture_changed():
-    form.hidden = hidden_text(form.architecture)
-    form.lr = DEFAULT_LR[form.architecture]
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
