@@ -17,6 +17,7 @@ examples:
   python -m vae_core train --dataset mnist-5k --arch conv --latent-dim 4 --conditional --out checkpoints/my-cvae.safetensors
   python -m vae_core train --dataset shapes --arch conv --hidden 32 32 64 64 --dense 256 --latent-dim 10 --beta 6 --out my-betavae.safetensors
   python -m vae_core train --dataset shapes --arch conv --objective beta-tcvae --beta 6 --out my-tcvae.safetensors
+  python -m vae_core train --dataset mnist-5k --arch conv --beta 0.5 1 2 4 --out checkpoints/sweep/mnist.safetensors
   torchrun --nproc-per-node=2 -m vae_core train --dataset digits --out checkpoints/x.safetensors
   python -m vae_core eval checkpoints/mnist-vae.safetensors --iwae-k 100
   python -m vae_core eval my_pythae_run/final_model --dataset mnist-5k
@@ -82,8 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian"], default=Recipe.likelihood, help="p(x|z)")
     t.add_argument("--obs-sigma", type=float, default=Recipe.obs_sigma, help="std of the gaussian likelihood "
                    "(smaller: sharper, more information in z)")
-    t.add_argument("--beta", type=float, default=Recipe.beta, help="KL weight (vae) or total-correlation weight "
-                   "(beta-tcvae); > 1 trades reconstruction for disentanglement")
+    t.add_argument("--beta", type=float, nargs="+", default=[Recipe.beta], help="KL weight (vae) or total-"
+                   "correlation weight (beta-tcvae); > 1 trades reconstruction for disentanglement. Several values "
+                   "train a β sweep in one run, one checkpoint each: --out NAME.safetensors writes NAME-beta-B.safetensors")
     t.add_argument("--objective", choices=OBJECTIVES, default=Recipe.objective,
                    help="vae: recon + beta KL; beta-tcvae: recon + KL + (beta - 1) total correlation (Chen et al. 2018); "
                         "ae: a plain autoencoder to compare with (reconstruction only, no KL, no posterior)")
@@ -171,16 +173,12 @@ def _train(args) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise UsageError(f"--out must end in .safetensors, got {out.name}")
+    betas = sorted(set(args.beta))
+    if len(betas) > 1:
+        return _train_sweep(args, out, betas)
     if out.exists() and not (args.resume or args.force):
         raise UsageError(f"{out} exists: pass --resume to continue it or --force to overwrite")
-    try:
-        recipe = Recipe(dataset=args.dataset, holdout_class=args.holdout_class, architecture=args.arch,
-                        latent_dim=args.latent_dim, hidden_sizes=args.hidden, dense_sizes=tuple(args.dense),
-                        likelihood=args.likelihood, obs_sigma=args.obs_sigma, beta=args.beta, objective=args.objective,
-                        conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=getattr(args, "lr", None), lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup, seed=args.seed)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    recipe = _recipe(args, betas[0])
     data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)
     train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state,
                                        compile=args.compile)
@@ -221,6 +219,67 @@ def _train(args) -> int:
                   else f"an autoencoder: test reconstruction {last.get('test_recon', float('nan')):.2f} nats, no ELBO")
         print(f"saved {out}: {scores}, active units {last.get('active_units', '?')}/{model.config.latent_dim}")
     return 0
+
+
+def _recipe(args, beta: float) -> Recipe:
+    try:
+        return Recipe(dataset=args.dataset, holdout_class=args.holdout_class, architecture=args.arch,
+                      latent_dim=args.latent_dim, hidden_sizes=args.hidden, dense_sizes=tuple(args.dense),
+                      likelihood=args.likelihood, obs_sigma=args.obs_sigma, beta=beta, objective=args.objective,
+                      conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size,
+                      lr=getattr(args, "lr", None), lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _train_sweep(args, out: Path, betas: list[float]) -> int:
+    """One run trains every β of one recipe (sweep_trainer.SweepTrainer): NAME-beta-B.safetensors each."""
+    import os
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from .sweep_trainer import SweepCallback, SweepTrainer
+
+    if args.resume:
+        raise UsageError("--resume continues one run: pass one --beta and that β's checkpoint as --out")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UsageError("a β sweep trains in one process: run it without torchrun")
+    recipe = _recipe(args, betas[0])
+    if recipe.objective == "ae":
+        raise UsageError("an autoencoder (--objective ae) has no KL term, so no β to sweep: pass one --beta")
+    outs = [out.with_name(f"{out.stem}-beta-{beta:g}{out.suffix}") for beta in betas]
+    existing = [str(path) for path in outs if path.exists()]
+    if existing and not args.force:
+        raise UsageError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}: pass --force to overwrite")
+    if args.compile:
+        print("note: torch.compile is not used for a β sweep: training eagerly", file=sys.stderr)
+    data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)
+    models = [replace(recipe, beta=beta).build_model(data) for beta in betas]
+    train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state)
+
+    class Progress(SweepCallback):
+        def __init__(self, bar):
+            self.bar, self.scores = bar, {}
+
+        def on_epoch_end(self, sweep, records):
+            self.bar.update(1)
+            self.scores |= {beta: r["test_elbo"] for beta, r in records.items() if "test_elbo" in r}
+            self.bar.set_postfix_str("test ELBO " + ", ".join(f"β={b:g}: {v:.2f}" for b, v in self.scores.items()))
+
+    sweep = SweepTrainer(models, data, train_config, checkpoint_paths=outs)
+    with tqdm(total=args.epochs, desc=f"training {len(betas)} βs on {data.name} ({sweep.engine_name})", unit="epoch",
+              disable=args.quiet) as bar:
+        sweep.callbacks.append(Progress(bar))
+        members = sweep.fit()
+    for member in members:
+        last = member.history[-1] if member.history else {}
+        if member.error:
+            print(f"error: {member.error}", file=sys.stderr)
+        elif "test_elbo" in last:
+            print(f"saved {member.checkpoint_path}: β = {member.beta:g}, test ELBO {last['test_elbo']:.2f} nats, "
+                  f"KL {last['kl']:.2f}, active units {last.get('active_units', '?')}/{recipe.latent_dim}")
+    return 1 if any(member.error for member in members) else 0
 
 
 def _open_model(args):

@@ -54,6 +54,82 @@ def _adam(parameters, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr)
 
 
+def epoch_batches(config: TrainConfig, epoch: int, n: int, latent_dim: int):
+    """The epoch's minibatches as (indices, posterior noise), drawn from one generator seeded from
+    (seed, epoch): every DDP process draws the same order and noise, a resumed run draws exactly what the
+    uninterrupted one would have, and each member of a β sweep what its own run would."""
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=generator)
+    for start in range(0, n, config.batch_size):
+        batch = order[start:start + config.batch_size]
+        yield batch, torch.randn(len(batch), latent_dim, generator=generator)
+
+
+def warmup_fraction(config: TrainConfig, epoch: int, step_fraction: float) -> float:
+    """How much of the regulariser is on: 0 -> 1 linearly over the KL warm-up epochs."""
+    warmup = config.kl_warmup_epochs
+    return 1.0 if warmup <= 0 else min(1.0, (epoch + step_fraction) / warmup)
+
+
+def kl_weight(model_config, config: TrainConfig, epoch: int, step_fraction: float) -> float:
+    """The weight on KL(q(z|x) || p(z)) at this point of training (beta for a beta-VAE, 1 for beta-TCVAE)."""
+    beta = model_config.beta if model_config.objective == "vae" else 1.0
+    return beta * warmup_fraction(config, epoch, step_fraction)
+
+
+def scores_due(config: TrainConfig, epoch: int, start_epoch: int, stopping: bool, eval_seconds: float,
+               train_seconds: float) -> bool:
+    """Is the test set scored (and the checkpoint saved) after this epoch? After the first, the last (also
+    where the run is stopped) and in between while scoring has taken at most eval_time_share of the run."""
+    return (epoch == start_epoch or epoch + 1 == config.epochs or stopping
+            or eval_seconds <= config.eval_time_share * train_seconds)
+
+
+def epoch_record(epoch: int, means: dict[str, float], kl_per_dim: list[float] | None, kl_weight: float,
+                 count: float, seconds: float) -> dict:
+    """One epoch's training record, as the history, the curves and the checkpoints hold it."""
+    record = {"epoch": epoch + 1, **means}
+    if "kl" in record:
+        record |= {"elbo": -(record["recon"] + record["kl"]), "kl_per_dim": kl_per_dim, "kl_weight": kl_weight}
+    return record | {"seconds": seconds, "samples_per_second": count / seconds}
+
+
+@torch.inference_mode()
+def test_metrics(model: VAE, data: ImageDataset) -> dict:
+    """Test ELBO, reconstruction and KL on the first EVAL_LIMIT test images, and the active units."""
+    from .metrics import evaluate
+
+    x, y = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
+    if len(x) == 0:
+        return {}
+    model.eval()
+    result = evaluate(model, x, y, seed=0)
+    model.train()
+    return {f"test_{k}": result[k] for k in ("elbo", "recon", "kl") if k in result} | \
+        {"active_units": result["active_units"]}
+
+
+def save_run(path: Path, model: VAE, data: ImageDataset, history: list[dict], config: TrainConfig, epoch: int,
+             optimizer: torch.optim.Optimizer | None, world: int = 1) -> Path:
+    """The run's checkpoint: weights, data names, history, last test scores, and what resumes it."""
+    last = history[-1] if history else {}
+    return save_checkpoint(
+        path, model,
+        dataset={"name": data.name, "label_names": data.label_names, "factor_names": data.factor_names},
+        history=history,
+        metrics={k: last[k] for k in ("test_elbo", "test_recon", "test_kl", "active_units") if k in last},
+        train_state={"epoch": epoch, "train_config": vars(config), "world_size": world},
+        optimizer=optimizer if config.save_optimizer else None,
+    )
+
+
+def prefer_channels_last(model: VAE, device: torch.device) -> None:
+    """A conv net on the CPU trains on NHWC weights: oneDNN's convolutions run faster on them, most for the
+    64x64 shapes net (bench/train_bench.py --sections variants). Saved checkpoints are plain contiguous."""
+    if model.config.architecture == "conv" and device.type == "cpu":
+        model.to(memory_format=torch.channels_last)
+
+
 def distributed_context() -> tuple[int, int]:
     """(rank, world size); starts the process group when launched by torchrun with several processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -109,10 +185,7 @@ class Trainer:
         else:
             self.device = resolve_device(config.device)
         self.model = model.to(self.device)
-        if model.config.architecture == "conv" and self.device.type == "cpu":
-            # oneDNN's convolutions run faster on NHWC weights, most for the 64x64 shapes net
-            # (bench/train_bench.py --sections variants). Saved checkpoints are plain contiguous.
-            self.model.to(memory_format=torch.channels_last)
+        prefer_channels_last(self.model, self.device)
         self.model.train()
         torch.manual_seed(config.seed)
         self.network = self.model
@@ -143,22 +216,11 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def warmup_fraction(self, epoch: int, step_fraction: float) -> float:
-        """How much of the regulariser is on: 0 -> 1 linearly over the KL warm-up epochs."""
-        warmup = self.config.kl_warmup_epochs
-        return 1.0 if warmup <= 0 else min(1.0, (epoch + step_fraction) / warmup)
-
-    def kl_weight(self, epoch: int, step_fraction: float) -> float:
-        """The weight on KL(q(z|x) || p(z)) at this point of training (beta for a beta-VAE, 1 for beta-TCVAE)."""
-        beta = self.model.config.beta if self.model.config.objective == "vae" else 1.0
-        return beta * self.warmup_fraction(epoch, step_fraction)
-
     def fit(self) -> list[dict]:
         """Train from start_epoch to config.epochs; returns the full history (earlier runs included).
 
         Every epoch's training record reaches the callbacks; the test-set evaluation and the checkpoint
-        save come after the first epoch, the last one (also where the run is stopped) and in between
-        while they have taken at most config.eval_time_share of the run's time."""
+        save come after the epochs scores_due() names."""
         last_good = _Snapshot(self.model, self.optimizer)
         self._saved_epoch = self.start_epoch
         train_seconds = eval_seconds = 0.0
@@ -171,8 +233,7 @@ class Trainer:
             last_good.take(self.model, self.optimizer)
             self.history.append(record)
             train_seconds += record["seconds"]
-            if (epoch == self.start_epoch or epoch + 1 == self.config.epochs or self.stop_event.is_set()
-                    or eval_seconds <= self.config.eval_time_share * train_seconds):
+            if scores_due(self.config, epoch, self.start_epoch, self.stop_event.is_set(), eval_seconds, train_seconds):
                 started = time.perf_counter()
                 self._evaluate_and_save(epoch + 1)
                 eval_seconds += time.perf_counter() - started
@@ -195,10 +256,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, last_good: "_Snapshot") -> dict | None:
         cfg, n = self.config, len(self.x)
-        # One generator per epoch, seeded from (seed, epoch): every process draws the same order and
-        # the same noise, and a resumed run draws exactly what the uninterrupted one would have.
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(n, generator=generator)
         latent = self.model.config.latent_dim
         # Running sums stay on the device (loss, recon[, kl]; KL per dimension): no sync per step.
         terms = ("loss", "recon", "kl") if self.model.config.probabilistic else ("loss", "recon")
@@ -210,11 +267,9 @@ class Trainer:
         started = time.perf_counter()
         n_batches = math.ceil(n / cfg.batch_size)
         scheduled = cfg.lr_schedule != "constant"
-        for step in range(n_batches):
+        for step, (batch, eps) in enumerate(epoch_batches(cfg, epoch, n, latent)):
             if self.stop_event.is_set():
                 return None
-            batch = order[step * cfg.batch_size:(step + 1) * cfg.batch_size]
-            eps = torch.randn(len(batch), latent, generator=generator)
             if len(batch) < self.world:
                 continue
             if self.world > 1:
@@ -227,10 +282,10 @@ class Trainer:
                 mine, share = batch, 1.0
             mine, eps = mine.to(self.device), eps.to(self.device)
             x, y = self.x[mine], None if self.y is None else self.y[mine]
-            kl_weight = self.warmup_fraction(epoch, step / n_batches)
+            warmup = warmup_fraction(cfg, epoch, step / n_batches)
             if cfg.compile:  # a tensor: a float changing with every step would recompile every step
-                kl_weight = torch.tensor(kl_weight, device=self.device)
-            parts = self.forward_loss(x, y, eps, kl_weight)
+                warmup = torch.tensor(warmup, device=self.device)
+            parts = self.forward_loss(x, y, eps, warmup)
             self.optimizer.zero_grad(set_to_none=True)
             (parts["loss"] * share if share != 1.0 else parts["loss"]).backward()
             if self._diverged(parts["loss"]):
@@ -259,29 +314,16 @@ class Trainer:
         if self.world > 1:
             for t in (sums, kl_per_dim):
                 dist.all_reduce(t)
-        seconds = time.perf_counter() - started
         count = sums[-1].item()
-        record = {"epoch": epoch + 1, **{t: sums[i].item() / count for i, t in enumerate(terms)}}
-        if "kl" in record:
-            record |= {"elbo": -(record["recon"] + record["kl"]), "kl_per_dim": (kl_per_dim / count).tolist(),
-                       "kl_weight": self.kl_weight(epoch, 1.0)}
-        record |= {"seconds": seconds, "samples_per_second": count / seconds}
+        record = epoch_record(epoch, {t: sums[i].item() / count for i, t in enumerate(terms)},
+                              (kl_per_dim / count).tolist(), kl_weight(self.model.config, cfg, epoch, 1.0), count,
+                              time.perf_counter() - started)
         if epoch == self.start_epoch and self.compile_seconds is not None:
             record["compile_seconds"] = self.compile_seconds  # inside "seconds": this epoch paid it
         return record
 
-    @torch.inference_mode()
     def _test_metrics(self) -> dict:
-        from .metrics import evaluate
-
-        x, y = self.data.x_test[:EVAL_LIMIT], self.data.y_test[:EVAL_LIMIT]
-        if len(x) == 0:
-            return {}
-        self.model.eval()
-        result = evaluate(self.model, x, y, seed=0)
-        self.model.train()
-        return {f"test_{k}": result[k] for k in ("elbo", "recon", "kl") if k in result} | \
-            {"active_units": result["active_units"]}
+        return test_metrics(self.model, self.data)
 
     def _forward_loss(self, x, y, eps, kl_weight) -> dict[str, torch.Tensor]:
         # Through self.network (the DDP wrapper when distributed): its forward arms the all-reduce.
@@ -332,13 +374,5 @@ class Trainer:
         return not math.isfinite(loss.item())
 
     def save(self, epoch: int) -> Path:
-        last = self.history[-1] if self.history else {}
-        return save_checkpoint(
-            self.checkpoint_path, self.model,
-            dataset={"name": self.data.name, "label_names": self.data.label_names,
-                     "factor_names": self.data.factor_names},
-            history=self.history,
-            metrics={k: last[k] for k in ("test_elbo", "test_recon", "test_kl", "active_units") if k in last},
-            train_state={"epoch": epoch, "train_config": vars(self.config), "world_size": self.world},
-            optimizer=self.optimizer if self.config.save_optimizer else None,
-        )
+        return save_run(self.checkpoint_path, self.model, self.data, self.history, self.config, epoch, self.optimizer,
+                        self.world)

@@ -1,0 +1,286 @@
+"""A β sweep in one run: copies of one recipe that differ only in β, trained in lockstep.
+
+Every member starts from the same initial weights and sees the same minibatches and the same posterior
+noise (trainer.epoch_batches), so member i follows the run a plain Trainer would train at β_i, and its
+checkpoint is one that run could have written: the Choosing β page finds the sweep, `--resume` continues
+a member alone. A member whose loss becomes NaN/inf stops with its reason, at its last whole epoch; the
+others go on.
+
+Two engines take a step of every member:
+* "stacked": the members' weights stacked along a leading axis (torch.func.stack_module_state), their
+  loss vmap'd over the stacks (functional_call) and one fused Adam over the stacks, which is Adam per
+  member, as Adam is elementwise. One kernel per op for all members: it pays where per-op overhead
+  dominates, a small MLP or a GPU.
+* "looped": each member its own module and Adam, stepped one after another on the batch. On a CPU a
+  conv net is compute-bound and vmap's batching rules (grouped convolutions) cost more than the loop.
+"auto" picks by that measurement (bench/train_bench.py --sections sweep).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+from .datasets import ImageDataset
+from .model import VAE
+from .trainer import (_adam, _Snapshot, epoch_batches, epoch_record, kl_weight, prefer_channels_last, resolve_device,
+                      save_run, scores_due, test_metrics, warmup_fraction)
+
+ENGINES = ("auto", "stacked", "looped")
+TERMS = ("loss", "recon", "kl")
+
+
+@dataclass
+class SweepMember:
+    """One β of the sweep: its model (the weights of its last whole epoch between epochs), its history
+    and checkpoint, and why it stopped early, if it did."""
+    model: VAE
+    checkpoint_path: Path | None = None
+    history: list[dict] = field(default_factory=list)
+    error: str | None = None
+    saved_epoch: int = 0
+
+    @property
+    def beta(self) -> float:
+        return self.model.config.beta
+
+
+class SweepCallback:
+    """What the CLI's progress bar attaches to a sweep."""
+
+    def on_epoch_end(self, sweep: "SweepTrainer", records: dict[float, dict]) -> None:
+        """records: each training member's record of this epoch, by β."""
+
+
+def choose_engine(engine: str, architecture: str, device: torch.device) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "auto":
+        return engine
+    return "stacked" if device.type == "cuda" or architecture == "mlp" else "looped"
+
+
+class _Stacked:
+    """The members' weights as stacks, their loss vmap'd over the stacks, one fused Adam over them."""
+
+    def __init__(self, models: list[VAE], lr: float, dataset_size: int):
+        from torch.func import functional_call, stack_module_state, vmap
+
+        params, self.buffers = stack_module_state(models)
+        self.names, self.params = list(params), list(params.values())
+        self.betas = torch.tensor([m.config.beta for m in models], device=self.params[0].device)
+        self.optimizer = _adam(self.params, lr)
+        template = copy.deepcopy(models[0]).to("meta")  # the code of the model, without weights of its own
+
+        def member_loss(params, buffers, beta, x, y, eps, warmup):
+            out = functional_call(template, (dict(zip(self.names, params)), buffers), (x, y, eps))
+            parts = template.loss_terms(x, *out, beta=beta, eps=eps, dataset_size=dataset_size, kl_weight=warmup)
+            return {t: parts[t] for t in (*TERMS, "kl_per_dim")}
+
+        self._loss = vmap(member_loss, in_dims=(0, 0, 0, None, None, None, None))
+
+    def forward_loss(self, x, y, eps, warmup: float) -> dict[str, torch.Tensor]:
+        return self._loss(self.params, self.buffers, self.betas, x, y, eps, warmup)
+
+    def step(self, losses: torch.Tensor, lr: float) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # member i's weights get the gradient of member i's loss alone
+        self.optimizer.param_groups[0]["lr"] = lr
+        self.optimizer.step()
+
+    def keep(self, keep: list[int]) -> None:
+        """Go on with these members only (indices into the current stacks)."""
+        index = torch.tensor(keep, device=self.params[0].device)
+        state = self.optimizer.state_dict()
+        self.params = [p.detach()[index].clone().requires_grad_() for p in self.params]
+        self.buffers = {name: b[index] for name, b in self.buffers.items()}
+        self.betas = self.betas[index]
+        self.optimizer = _adam(self.params, self.optimizer.param_groups[0]["lr"])
+        if state["state"]:  # Adam's moments, member by member; its step count is the same for all
+            state["state"] = {k: {name: v[index] if name != "step" else v for name, v in s.items()}
+                              for k, s in state["state"].items()}
+            self.optimizer.load_state_dict(state)
+
+    @torch.no_grad()
+    def write_to(self, members: list[SweepMember], optimizers: list[torch.optim.Optimizer]) -> None:
+        """Member i's module and Adam hold slice i of the stacks: what it saves, scores and resumes from."""
+        moments = self.optimizer.state
+        for i, (member, optimizer) in enumerate(zip(members, optimizers)):
+            for param, stack in zip(member.model.parameters(), self.params):
+                param.copy_(stack[i])
+                if stack in moments:
+                    optimizer.state[param] = {name: (v if name == "step" else v[i]).clone()
+                                              for name, v in moments[stack].items()}
+
+
+class _Looped:
+    """Each member its own module and Adam, stepped one after another."""
+
+    def __init__(self, models: list[VAE], optimizers: list[torch.optim.Optimizer], dataset_size: int):
+        self.models, self.optimizers, self.dataset_size = models, optimizers, dataset_size
+
+    def forward_loss(self, x, y, eps, warmup: float) -> dict[str, torch.Tensor]:
+        parts = [m.loss_terms(x, *m(x, y, eps), eps=eps, dataset_size=self.dataset_size, kl_weight=warmup)
+                 for m in self.models]
+        return {t: torch.stack([p[t] for p in parts]) for t in (*TERMS, "kl_per_dim")}
+
+    def step(self, losses: torch.Tensor, lr: float) -> None:
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        for optimizer in self.optimizers:
+            optimizer.param_groups[0]["lr"] = lr
+            optimizer.step()
+
+    def keep(self, keep: list[int]) -> None:
+        self.models = [self.models[i] for i in keep]
+        self.optimizers = [self.optimizers[i] for i in keep]
+
+    def write_to(self, members, optimizers) -> None:
+        """The members' own modules and Adams are the ones trained."""
+
+
+class SweepTrainer:
+    def __init__(self, models: list[VAE], data: ImageDataset, config: TrainConfig, *,
+                 checkpoint_paths: list[str | Path] | None = None, callbacks=(), engine: str = "auto",
+                 stop_event: threading.Event | None = None):
+        first = models[0].config if models else None
+        if not models or any(dataclasses.replace(m.config, beta=first.beta) != first for m in models):
+            raise ValueError("a β sweep trains one recipe: its models may differ in β alone")
+        if not first.probabilistic:
+            raise ValueError("an autoencoder has no β to sweep: it has no KL term")
+        if len({m.config.beta for m in models}) != len(models):
+            raise ValueError("a β sweep trains each β once")
+        if config.grad_clip > 0 or config.compile:
+            raise ValueError("a β sweep neither clips gradients nor compiles its step")
+        paths = checkpoint_paths or [None] * len(models)
+        if len(paths) != len(models):
+            raise ValueError("one checkpoint path per model")
+        self.config, self.data = config, data
+        self.callbacks = list(callbacks)
+        self.stop_event = stop_event or threading.Event()
+        self.device = resolve_device(config.device)
+        self.engine_name = choose_engine(engine, first.architecture, self.device)
+        torch.manual_seed(config.seed)
+        for model in models:
+            model.to(self.device).train()
+            if self.engine_name == "looped":
+                prefer_channels_last(model, self.device)
+        self.members = [SweepMember(m, Path(p) if p else None) for m, p in zip(models, paths)]
+        self.optimizers = [_adam(m.parameters(), config.lr) for m in models]
+        self.x = data.x_train.to(self.device)
+        self.y = data.y_train.to(self.device) if first.conditional else None
+        self.engine: _Stacked | _Looped | None = None  # made by fit()
+        self.stopped = False
+
+    @property
+    def training(self) -> list[int]:
+        """Indices of the members still training."""
+        return [i for i, m in enumerate(self.members) if m.error is None]
+
+    def fit(self) -> list[SweepMember]:
+        """Train every member for config.epochs (fewer where stopped); returns the members, each with its
+        history, its checkpoint saved as a plain Trainer's run would save it, and its error if it diverged."""
+        models = [m.model for m in self.members]
+        if self.engine_name == "stacked":
+            self.engine = engine = _Stacked(models, self.config.lr, len(self.x))
+        else:
+            self.engine = engine = _Looped(models, self.optimizers, len(self.x))
+        last_good = [_Snapshot(m.model, opt) for m, opt in zip(self.members, self.optimizers)]
+        train_seconds = eval_seconds = 0.0
+        for epoch in range(self.config.epochs):
+            live = self.training
+            if not live:
+                break
+            means = self._train_epoch(epoch, engine, live, last_good)
+            if means is None:  # stopped mid-epoch: every member back to its last whole epoch
+                self.stopped = True
+                for i in self.training:
+                    last_good[i].restore(self.members[i].model, self.optimizers[i])
+                break
+            live = self.training
+            engine.write_to([self.members[i] for i in live], [self.optimizers[i] for i in live])
+            records = {}
+            for i in live:
+                last_good[i].take(self.members[i].model, self.optimizers[i])
+                self.members[i].history.append(means[i])
+                records[self.members[i].beta] = means[i]
+            train_seconds += next(iter(records.values()))["seconds"] if records else 0.0
+            if scores_due(self.config, epoch, 0, self.stop_event.is_set(), eval_seconds, train_seconds):
+                started = time.perf_counter()
+                for i in live:
+                    self._score_and_save(self.members[i], self.optimizers[i], epoch + 1)
+                eval_seconds += time.perf_counter() - started
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, records)
+            if self.stop_event.is_set():
+                self.stopped = True
+                break
+        for member, optimizer in zip(self.members, self.optimizers):
+            # Stopped, or diverged (back at its last whole epoch), after an unsaved epoch.
+            if member.history and member.history[-1]["epoch"] > member.saved_epoch:
+                self._score_and_save(member, optimizer, member.history[-1]["epoch"])
+            if member.error:
+                member.error += (f"; its last whole epoch ({member.saved_epoch}) was saved" if member.checkpoint_path
+                                 and member.saved_epoch else "; no epoch had finished, so nothing was saved"
+                                 if member.checkpoint_path else "")
+            member.model.eval()
+        return self.members
+
+    def _score_and_save(self, member: SweepMember, optimizer, epoch: int) -> None:
+        member.history[-1].update(test_metrics(member.model, self.data))
+        if member.checkpoint_path:
+            save_run(member.checkpoint_path, member.model, self.data, member.history, self.config, epoch, optimizer)
+        member.saved_epoch = epoch
+
+    def _train_epoch(self, epoch: int, engine, live: list[int], last_good: list[_Snapshot]) -> dict[int, dict] | None:
+        """{member index: its training record} of the members that trained the whole epoch; None if stopped."""
+        cfg, n = self.config, len(self.x)
+        latent = self.members[0].model.config.latent_dim
+        sums = torch.zeros(len(live), len(TERMS), dtype=torch.float64, device=self.device)
+        kl_per_dim = torch.zeros(len(live), latent, dtype=torch.float64, device=self.device)
+        count = 0
+        n_batches = math.ceil(n / cfg.batch_size)
+        started = time.perf_counter()
+        for step, (batch, eps) in enumerate(epoch_batches(cfg, epoch, n, latent)):
+            if self.stop_event.is_set():
+                return None
+            batch, eps = batch.to(self.device), eps.to(self.device)
+            x, y = self.x[batch], None if self.y is None else self.y[batch]
+            parts = engine.forward_loss(x, y, eps, warmup_fraction(cfg, epoch, step / n_batches))
+            finite = torch.isfinite(parts["loss"]).tolist()  # the one host sync of the step, as in Trainer
+            if not all(finite):
+                keep = [k for k, ok in enumerate(finite) if ok]
+                for k, ok in enumerate(finite):
+                    if not ok:
+                        self._diverged(live[k], epoch, step, parts["loss"][k].item(), last_good[live[k]])
+                live = [live[k] for k in keep]
+                if not live:
+                    return {}
+                engine.keep(keep)
+                sums, kl_per_dim = sums[keep], kl_per_dim[keep]
+                # The step again without them: the stacks were rebuilt, and no NaN may reach a gradient.
+                parts = engine.forward_loss(x, y, eps, warmup_fraction(cfg, epoch, step / n_batches))
+            engine.step(parts["loss"], cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches))
+            b = len(batch)
+            count += b
+            sums.add_(torch.stack([parts[t] for t in TERMS], 1).detach(), alpha=b)
+            kl_per_dim.add_(parts["kl_per_dim"], alpha=b)
+        seconds = time.perf_counter() - started
+        sums, kl_per_dim = (sums / count).cpu(), (kl_per_dim / count).cpu()
+        return {i: epoch_record(epoch, dict(zip(TERMS, sums[k].tolist())), kl_per_dim[k].tolist(),
+                                kl_weight(self.members[i].model.config, cfg, epoch, 1.0), count, seconds)
+                for k, i in enumerate(live)}
+
+    def _diverged(self, i: int, epoch: int, step: int, loss: float, last_good: _Snapshot) -> None:
+        member = self.members[i]
+        last_good.restore(member.model, self.optimizers[i])
+        member.error = (f"β = {member.beta:g}: training diverged at epoch {epoch + 1}, step {step + 1}: the loss "
+                        f"became {loss} (learning rate {self.config.lr:g} too high? try {self.config.lr / 10:g})")
