@@ -21,8 +21,9 @@ setting for a training run:
 2. The step's variants ("variants"): one fused-Adam step of the plain model, of its channels-last
    weights (conv nets) and of torch.compile(model.loss): the first two steps' time (the compile) and the
    time per step after them.
-3. A β sweep in one step ("sweep"): M models stacked with torch.func.stack_module_state, one β each,
-   their loss vmap'd over the same batch, against one plain model's step.
+3. A β sweep in one run ("sweep"): vae_core.sweep_trainer.SweepTrainer training 4 βs of the default
+   recipe with each engine (stacked and vmap'd; looped per member), against the plain Trainer training
+   one, the whole run timed (test scoring included), --sweep-repeats runs each, interleaved.
 4. Time to quality ("race"): the pytorch/examples recipe (the loop above, batch 128, Adam 1e-3 constant, its
    test() on the first EVAL_LIMIT test images after every epoch, as the example does) trains for the
    setup's epochs; its final test ELBO is the level to reach. Then the project's default recipe
@@ -62,6 +63,7 @@ from vae_core.datasets import load_dataset  # noqa: E402
 from vae_core.metrics import evaluate  # noqa: E402
 from vae_core.model import VAE  # noqa: E402
 from vae_core.recipe import Recipe  # noqa: E402
+from vae_core.sweep_trainer import SweepTrainer, choose_engine  # noqa: E402
 from vae_core.trainer import EVAL_LIMIT, Callback, Trainer  # noqa: E402
 
 OURS = "vae_core Trainer (in-memory slicing)"
@@ -171,6 +173,7 @@ class Setup:
     dense: tuple[int, ...]
     latent: int
     epochs: int  # the peer's run, and ours in the time-to-quality race
+    sweep_epochs: int  # the sweep section's runs: about 2 s for one model
     train_limit: int | None = None  # a seeded subset of the training split
 
     def describe(self) -> str:
@@ -180,9 +183,9 @@ class Setup:
 
 SETUPS = {
     # The issue's digits setup: the pytorch/examples MLP scaled to 8x8 (64-128-8).
-    "digits": Setup("digits", "mlp", (128,), (), 8, epochs=100),
-    "mnist-5k": Setup("mnist-5k", "conv", (32, 64, 128), (), 16, epochs=50),
-    "shapes": Setup("shapes", "conv", (32, 32, 64, 64), (256,), 10, epochs=12, train_limit=5000),
+    "digits": Setup("digits", "mlp", (128,), (), 8, epochs=100, sweep_epochs=100),
+    "mnist-5k": Setup("mnist-5k", "conv", (32, 64, 128), (), 16, epochs=50, sweep_epochs=1),
+    "shapes": Setup("shapes", "conv", (32, 32, 64, 64), (256,), 10, epochs=12, sweep_epochs=1, train_limit=5000),
 }
 
 
@@ -318,32 +321,26 @@ def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str
     return found
 
 
-# -- a β sweep in one batched step ------------------------------------------------------------------
-def sweep_step_seconds(make_model, data, batch_size: int, members: int, seconds: float) -> float:
-    """Seconds per training step of `members` models stacked and vmap'd (torch.func.functional_call over
-    stack_module_state, one β each, the same batch), or of one plain model when members == 0."""
-    import copy
+# -- a β sweep in one run ------------------------------------------------------------------------------
+SWEEP_BETAS = (1.0, 2.0, 4.0, 8.0)
 
-    from torch.func import functional_call, stack_module_state, vmap
 
-    x, eps = fixed_batch(make_model, data, batch_size)
-    if members == 0:
-        model = make_model()
-        step = adam_step(model.parameters(), lambda: model.loss(x, eps=eps)["loss"])
+def sweep_seconds(make_model, data, setup: Setup, engine: str | None) -> float:
+    """Wall seconds of one run of the default recipe for setup.sweep_epochs: the plain Trainer at β = 1
+    (engine None), or vae_core's SweepTrainer training SWEEP_BETAS with that engine. Both score the test
+    set and keep their checkpoints' state as they do for a user (no files are written)."""
+    config = Recipe(architecture=setup.architecture, epochs=setup.sweep_epochs).train_config(device="cpu")
+    template = make_model().config
+    models = []
+    for beta in (SWEEP_BETAS if engine else (1.0,)):
+        torch.manual_seed(0)
+        models.append(VAE(replace(template, beta=beta)))
+    started = time.perf_counter()
+    if engine is None:
+        Trainer(models[0], data, config).fit()
     else:
-        models = [make_model() for _ in range(members)]
-        params, buffers = stack_module_state(models)
-        template = copy.deepcopy(models[0]).to("meta")
-        betas = torch.tensor([2.0 ** i for i in range(members)])
-
-        def member_loss(p, b, beta):
-            return template.loss_terms(x, *functional_call(template, (p, b), (x, None, eps)), beta=beta, eps=eps)["loss"]
-
-        batched = vmap(member_loss, in_dims=(0, 0, 0))
-        step = adam_step(params.values(), lambda: batched(params, buffers, betas).sum())
-    for _ in range(3):
-        step()
-    return seconds_per_call(step, seconds)
+        SweepTrainer(models, data, config, engine=engine).fit()
+    return time.perf_counter() - started
 
 
 # -- time to quality ---------------------------------------------------------------------------------
@@ -427,6 +424,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="the throughput comparison's learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--sweep-repeats", type=int, default=3, help="runs per engine in the sweep section (median)")
     p.add_argument("--race-lr", type=float, help="the race's learning rate instead of the default recipe's")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
     args = p.parse_args(argv)
@@ -471,10 +469,13 @@ def main(argv=None) -> int:
             log(f"{setup.describe()}: the step's variants ...")
             variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
         if "sweep" in sections:
-            log(f"{setup.describe()}: vmap'd sweep steps ...")
-            one = sweep_step_seconds(make_model, data, args.batch_size, 0, args.repeat_seconds)
-            sweep_rows.append((setup.describe(), one, {m: sweep_step_seconds(make_model, data, args.batch_size, m,
-                                                                             args.repeat_seconds) for m in (1, 4)}))
+            log(f"{setup.describe()}: a sweep of {len(SWEEP_BETAS)} βs, {setup.sweep_epochs} epoch(s) ...")
+            engines = (None, "stacked", "looped")
+            times = {engine: [] for engine in engines}
+            for r in range(args.sweep_repeats):
+                for engine in (engines if r % 2 == 0 else engines[::-1]):
+                    times[engine].append(sweep_seconds(make_model, data, setup, engine))
+            sweep_rows.append((setup, {engine: statistics.median(t) for engine, t in times.items()}))
         if "race" in sections:
             scorer = Scorer(data)
             log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
@@ -510,13 +511,17 @@ def main(argv=None) -> int:
                       f"{found['eager'][1] / per_step:.2f} |")
         print()
     if sweep_rows:
-        print(f"### A β sweep batched with torch.func.vmap: one step of M stacked models, batch {args.batch_size}")
+        print(f"### A sweep of {len(SWEEP_BETAS)} βs in one run (vae_core.sweep_trainer), against one run at β = 1")
         print()
-        print("| setup | one model | vmap of 1 | vmap of 4 | 4 βs against one model |")
-        print("|---|---:|---:|---:|---:|")
-        for describe, one, batched in sweep_rows:
-            print(f"| {describe} | {one * 1e3:.2f} ms | {batched[1] * 1e3:.2f} ms | {batched[4] * 1e3:.2f} ms "
-                  f"| {batched[4] / one:.2f}x |")
+        print(f"The default recipe, the whole run (test scoring included), median of {args.sweep_repeats}.")
+        print()
+        print("| setup | epochs | one run | stacked (vmap) | × one | looped | × one | auto picks |")
+        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        for setup, median in sweep_rows:
+            one = median[None]
+            print(f"| {setup.describe()} | {setup.sweep_epochs} | {one:.2f} s | {median['stacked']:.2f} s "
+                  f"| {median['stacked'] / one:.2f} | {median['looped']:.2f} s | {median['looped'] / one:.2f} "
+                  f"| {choose_engine('auto', setup.architecture, torch.device('cpu'))} |")
         print()
     if race_rows:
         print("### Time to quality: the pytorch/examples recipe (batch 128, Adam 1e-3) against the default recipe, "

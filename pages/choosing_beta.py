@@ -24,7 +24,7 @@ if len(points) < 3:
     st.info("This model has no β sweep beside it: the models folder needs the same recipe (data, architecture, "
             "latent size, epochs, seed) trained at other β. The shipped **mnist-vae** has one (beta-sweep/"
             "mnist-beta-0.1 … mnist-beta-8). For your own, train the same settings again with other values of β "
-            "(the Train page, or `python -m vae_core train … --beta B`).")
+            "(the Train page's β sweep, or all in one run: `python -m vae_core train … --beta 0.5 1 2 4 --out NAME.safetensors`).")
     st.stop()
 betas = [p.beta for p in points]
 if v.sweep_beta is not None and v.sweep_beta not in betas:

@@ -143,10 +143,8 @@ def my_runs() -> list:
 
 
 def _stop():
-    """Stop: the rest of the sweep leaves the queue first (stopping a run would start the next), then the run
-    that trains now."""
-    for view in sorted(my_runs(), key=lambda v: v.status != "queued"):
-        queue.stop(view.id, train.owner)
+    """Stop the run, or every β of the sweep: they train, and stop, together."""
+    queue.stop(train.job, train.owner)
 
 
 def _open(name: str):
@@ -196,7 +194,8 @@ form.sweep = tuple(b for b in form.sweep if b != form.beta)  # the form's own β
 st.multiselect("β sweep: also train at", [b for b in SWEEP_BETAS if b != form.beta], **widget("train.form.sweep"),
                format_func=lambda b: f"β = {b:g}", disabled=form.objective == "ae",
                placeholder="no other β" if form.objective != "ae" else "an autoencoder has no β",
-               help="The same recipe at each β, one run after another, to compare on the Choosing β page")
+               help="The same recipe at each β, trained together in one run (one model each), to compare on the "
+                    "Choosing β page")
 if form.objective == "ae":
     form.conditional = False  # an autoencoder is unconditional here
 c2.checkbox("Conditional (CVAE)", **widget("train.form.conditional"), disabled=form.objective == "ae",
@@ -233,7 +232,7 @@ s1.button("Start training", type="primary", on_click=_start, disabled=busy or pl
 if planned is not None:
     names = [unique_path(run.model_name, checkpoint_dir()).stem for run in planned_runs]
     s2.caption(f"Will be saved as **{'**, **'.join(names)}** in the models folder (a number is added if a name is "
-               "taken then)." + (f" {len(names)} runs, one after another." if len(names) > 1 else ""))
+               "taken then)." + (f" {len(names)} βs, trained together." if len(names) > 1 else ""))
 if train.error:
     st.error(f"Could not start: {train.error}")
 
@@ -314,7 +313,7 @@ def job_panel():
     if view.active:
         st.button("Stop" if view.status == "running" else "Leave the queue", key="train_stop", on_click=_stop,
                   help="Stops after the current batch; finished epochs are kept and saved"
-                       + ("; the sweep's later runs leave the queue" if len(views) > 1 else ""))
+                       + (", for every β of the sweep" if len(views) > 1 else ""))
     elif view.status == DONE:
         saved_line(view)
     elif view.status == STOPPED:

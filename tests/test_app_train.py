@@ -150,12 +150,12 @@ def test_an_autoencoder_trains_from_the_page_with_its_reconstruction_curve_alone
     assert ckpt.config.objective == "ae" and not ckpt.config.probabilistic
 
 
-def test_a_beta_sweep_trains_each_beta_in_turn_and_the_choosing_beta_page_draws_it(checkpoints):
+def test_a_beta_sweep_trains_its_betas_together_and_the_choosing_beta_page_draws_it(checkpoints):
     at = start()
     configure_tiny(at, epochs=2, name="")
     widget(at, "multiselect", "sweep").set_value([0.5, 2.0]).run()
     assert any("Will be saved as **digits-betavae-mlp-z2-b0.5**, **digits-vae-mlp-z2**, **digits-betavae-mlp-z2-b2**"
-               in c.value and "3 runs, one after another" in c.value for c in at.caption)
+               in c.value and "3 βs, trained together" in c.value for c in at.caption)
     at.button(key="train_start").click().run()
     seen = progress_texts(at)
     assert any(c.value.startswith("β sweep: β = 0.5") for c in at.caption)
@@ -180,7 +180,7 @@ def test_the_form_beta_leaves_the_sweep_and_an_autoencoder_has_none(checkpoints)
     widget(at, "selectbox", "objective").set_value("ae").run()
     assert_clean(at)
     assert widget(at, "multiselect", "sweep").disabled
-    assert not any("runs, one after another" in c.value for c in at.caption)
+    assert not any("trained together" in c.value for c in at.caption)
 
 
 def test_bad_hidden_sizes_disable_start_with_a_message(checkpoints):

@@ -17,6 +17,7 @@ from vae_core import datasets, jobs, publish, recipe, threads
 from vae_core.checkpoint import load_checkpoint
 from vae_core.jobs import JobQueue, QueueError
 from vae_core.recipe import Recipe
+from vae_core.sweep_trainer import SweepCallback, SweepTrainer
 from vae_core.trainer import Callback, Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,32 +54,19 @@ def make_queue(folder):
         queue.shutdown(timeout=30)
 
 
-class Stepper(Callback):
-    """A trainer_factory whose runs pause after every epoch (and, if asked, before their first step)
-    until the test lets them go on: the test decides when epochs end, no sleeping and hoping."""
+class _Gate:
+    """Runs that pause after every epoch (and, if asked, before their first step) until the test lets
+    them go on: the test decides when epochs end, no sleeping and hoping."""
 
     def __init__(self, pause_before_first_step: bool = False):
         self.permits = threading.Semaphore(0)
         self.reached = threading.Semaphore(0)
         self.pause_before_first_step = pause_before_first_step
-        self.trainers: list[Trainer] = []
-
-    def __call__(self, *args, **kwargs) -> Trainer:
-        trainer = Trainer(*args, **kwargs)
-        trainer.callbacks.append(self)  # after the job's own callback, which has recorded the epoch
-        self.trainers.append(trainer)
-        return trainer
+        self.trainers: list = []
 
     def _pause(self):
         self.reached.release()
         assert self.permits.acquire(timeout=TIMEOUT), "the test never let the run go on"
-
-    def on_step(self, trainer, step, loss):
-        if self.pause_before_first_step and step == 0 and not trainer.history:
-            self._pause()
-
-    def on_epoch_end(self, trainer, record):
-        self._pause()
 
     def wait_reached(self):
         assert self.reached.acquire(timeout=TIMEOUT), "the run did not get there in time"
@@ -88,6 +76,36 @@ class Stepper(Callback):
 
     def run_freely(self):
         self.go_on(10_000)
+
+
+class Stepper(_Gate, Callback):
+    """A trainer_factory whose runs pause (see _Gate)."""
+
+    def __call__(self, *args, **kwargs) -> Trainer:
+        trainer = Trainer(*args, **kwargs)
+        trainer.callbacks.append(self)  # after the job's own callback, which has recorded the epoch
+        self.trainers.append(trainer)
+        return trainer
+
+    def on_step(self, trainer, step, loss):
+        if self.pause_before_first_step and step == 0 and not trainer.history:
+            self._pause()
+
+    def on_epoch_end(self, trainer, record):
+        self._pause()
+
+
+class SweepStepper(_Gate, SweepCallback):
+    """A sweep_trainer_factory whose β sweeps pause after every epoch (see _Gate)."""
+
+    def __call__(self, *args, **kwargs) -> SweepTrainer:
+        sweep = SweepTrainer(*args, **kwargs)
+        sweep.callbacks.append(self)
+        self.trainers.append(sweep)
+        return sweep
+
+    def on_epoch_end(self, sweep, records):
+        self._pause()
 
 
 def files(folder: Path) -> set[str]:
@@ -160,48 +178,116 @@ def test_a_second_job_waits_behind_the_first_and_runs_after_it(make_queue):
     assert queue.counts() == (0, 0)
 
 
-def test_a_beta_sweep_is_queued_at_once_and_trains_one_after_another(make_queue, folder):
-    stepper = Stepper()
-    queue = make_queue(trainer_factory=stepper)
-    ids = queue.submit_all([tiny(beta=b) for b in (0.5, 1.0, 2.0)], owner="ann")
-    stepper.wait_reached()
-    assert [queue.view(i, "ann").position for i in ids] == [0, 1, 2]
+def test_a_beta_sweep_trains_its_betas_together_in_one_place_in_the_line(make_queue, folder):
+    sweeps = SweepStepper()
+    queue = make_queue(sweep_trainer_factory=sweeps)
+    ids = queue.submit_all([tiny(beta=b) for b in (2.0, 0.5, 1.0)], owner="ann")
+    sweeps.wait_reached()  # after the sweep's first epoch
+    views = [queue.view(i, "ann") for i in ids]
+    assert [v.options.beta for v in views] == [0.5, 1.0, 2.0], "ids in β order"
+    assert [(v.status, v.position, v.epoch) for v in views] == [(jobs.RUNNING, 0, 1)] * 3, "all three train at once"
+    assert len({v.started for v in views}) == 1 and len(sweeps.trainers) == 1
+    assert len({v.grid_png for v in views}) == 3, "each β's own pictures"
+    assert {v.history[0]["kl_weight"] for v in views} == {0.5, 1.0, 2.0}
     with pytest.raises(jobs.QueueError, match="already have a run"):
-        queue.submit(tiny(), owner="ann")  # the sweep is ann's one turn until its last run ends
+        queue.submit(tiny(), owner="ann")  # the sweep is ann's one turn until it ends
     other = queue.submit(tiny(), owner="bob")
-    assert queue.view(other, "bob").position == 3, "behind the whole sweep"
-    stepper.run_freely()
+    assert queue.view(other, "bob").position == 1, "the sweep stands in the line once"
+    assert queue.counts() == (1, 1)
+    sweeps.run_freely()
     views = [queue.wait(i, TIMEOUT) for i in ids]
     assert [v.status for v in views] == [jobs.DONE] * 3
-    assert views[0].finished <= views[1].started and views[1].finished <= views[2].started
-    assert [load_checkpoint(v.checkpoint_path).config.beta for v in views] == [0.5, 1.0, 2.0]
+    saved = [load_checkpoint(v.checkpoint_path) for v in views]
+    assert [c.config.beta for c in saved] == [0.5, 1.0, 2.0] and all(len(c.history) == 2 for c in saved)
     assert len({v.checkpoint_path for v in views}) == 3
     assert queue.wait(other, TIMEOUT).status == jobs.DONE
+    assert len(files(folder)) == 1 + 3 + 1, "three βs and bob's run, no partial checkpoint left"
 
 
-def test_a_sweeps_runs_take_one_slot_however_many_there_are(make_queue):
-    stepper = Stepper()
-    queue = make_queue(trainer_factory=stepper, max_concurrent=2)
-    ids = queue.submit_all([tiny(beta=b) for b in (0.5, 2.0)], owner="ann")
-    other = queue.submit(tiny(), owner="bob")
+def test_a_sweep_takes_one_slot_however_many_betas_it_has(make_queue):
+    stepper, sweeps = Stepper(), SweepStepper()
+    queue = make_queue(trainer_factory=stepper, sweep_trainer_factory=sweeps, max_concurrent=2)
+    ids = queue.submit_all([tiny(beta=b) for b in (0.5, 2.0, 4.0)], owner="ann")
+    bob = queue.submit(tiny(), owner="bob")
+    cat = queue.submit(tiny(), owner="cat")
+    sweeps.wait_reached()
     stepper.wait_reached()
-    stepper.wait_reached()
-    assert [queue.view(i, "ann").status for i in ids] == [jobs.RUNNING, jobs.QUEUED]
-    assert queue.view(other, "bob").status == jobs.RUNNING, "bob takes the second slot, ahead of ann's next run"
+    assert [queue.view(i, "ann").status for i in ids] == [jobs.RUNNING] * 3
+    assert queue.view(bob, "bob").status == jobs.RUNNING, "bob takes the second slot"
+    assert queue.view(cat, "cat").position == 1
     stepper.run_freely()
-    views = [queue.wait(i, TIMEOUT) for i in ids]
-    assert views[0].finished <= views[1].started
+    sweeps.run_freely()
+    assert {queue.wait(i, TIMEOUT).status for i in (*ids, bob, cat)} == {jobs.DONE}
 
 
-def test_a_sweep_is_queued_whole_or_not_at_all(make_queue):
-    queue = make_queue(max_waiting=2)
-    with pytest.raises(jobs.QueueError, match="queue is full"):
-        queue.submit_all([tiny(beta=b) for b in (0.5, 1.0, 2.0, 4.0)], owner="ann")
+def test_a_sweep_is_one_recipe_queued_whole_or_not_at_all(make_queue):
+    queue = make_queue()
     with pytest.raises(jobs.QueueError, match="at most 8 runs"):
         queue.submit_all([tiny(beta=b) for b in range(1, 10)], owner="ann")
     with pytest.raises(jobs.QueueError, match="epochs must be at most"):
-        queue.submit_all([tiny(), tiny(epochs=10_000)], owner="ann")
+        queue.submit_all([tiny(epochs=10_000), tiny(beta=2.0, epochs=10_000)], owner="ann")
+    with pytest.raises(jobs.QueueError, match="must be one recipe"):
+        queue.submit_all([tiny(), tiny(beta=2.0, latent_dim=3)], owner="ann")
+    with pytest.raises(jobs.QueueError, match="each β once, and an autoencoder has no β"):
+        queue.submit_all([tiny(), tiny(name="again")], owner="ann")
+    with pytest.raises(jobs.QueueError, match="an autoencoder has no β"):
+        queue.submit_all([tiny(objective="ae"), tiny(objective="ae", beta=2.0)], owner="ann")
     assert queue.counts() == (0, 0), "nothing of a refused sweep was queued"
+
+
+def test_stopping_a_sweep_stops_every_beta_and_keeps_their_finished_epochs(make_queue, folder):
+    sweeps = SweepStepper()
+    queue = make_queue(sweep_trainer_factory=sweeps)
+    ids = queue.submit_all([tiny(beta=b, epochs=50) for b in (1.0, 4.0)], owner="ann")
+    sweeps.wait_reached()  # after epoch 1
+    assert queue.stop(ids[1], "ann")
+    sweeps.run_freely()
+    views = [queue.wait(i, TIMEOUT) for i in ids]
+    assert [(v.status, v.epoch) for v in views] == [(jobs.STOPPED, 1)] * 2
+    assert [len(load_checkpoint(v.checkpoint_path).history) for v in views] == [1, 1]
+
+
+def test_a_queued_sweep_leaves_the_queue_whole(make_queue):
+    stepper, sweeps = Stepper(), SweepStepper()
+    queue = make_queue(trainer_factory=stepper, sweep_trainer_factory=sweeps)
+    first = queue.submit(tiny(), owner="bob")
+    stepper.wait_reached()
+    ids = queue.submit_all([tiny(beta=b) for b in (1.0, 4.0)], owner="ann")
+    assert [queue.view(i, "ann").position for i in ids] == [1, 1]
+    assert queue.stop(ids[1], "ann")
+    assert [(queue.view(i, "ann").status, queue.view(i, "ann").started) for i in ids] == [(jobs.STOPPED, None)] * 2
+    assert queue.counts() == (1, 0)
+    stepper.run_freely()
+    assert queue.wait(first, TIMEOUT).status == jobs.DONE and not sweeps.trainers
+
+
+class PoisonBeta(SweepCallback):
+    """Turns a weight of the member at β into NaN after epoch 1, as an exploding step would."""
+
+    def __init__(self, beta: float):
+        self.beta = beta
+
+    def on_epoch_end(self, sweep, records):
+        if next(iter(records.values()))["epoch"] == 1:
+            k = [sweep.members[i].beta for i in sweep.training].index(self.beta)
+            with torch.no_grad():
+                sweep.engine.params[0][k].fill_(math.nan)  # digits MLPs: the stacked engine
+
+
+def test_one_beta_of_a_sweep_diverges_alone(make_queue, folder):
+    def factory(*args, **kwargs):
+        sweep = SweepTrainer(*args, **kwargs)
+        sweep.callbacks.append(PoisonBeta(2.0))
+        return sweep
+
+    queue = make_queue(sweep_trainer_factory=factory)
+    ids = queue.submit_all([tiny(beta=b, epochs=3, name="sweep") for b in (0.5, 2.0)], owner="ann")
+    good, bad = [queue.wait(i, TIMEOUT) for i in ids]
+    assert good.status == jobs.DONE and good.epoch == 3
+    assert bad.status == jobs.DIVERGED and bad.error.startswith("Training diverged at epoch 2, step 1")
+    assert bad.error.endswith("The last good epoch (1) was saved.") and "β" not in bad.error
+    assert len(load_checkpoint(bad.checkpoint_path).history) == 1
+    assert all(torch.isfinite(w).all() for w in load_checkpoint(bad.checkpoint_path).model.state_dict().values())
 
 
 def test_two_at_a_time_when_configured(make_queue):

@@ -2,7 +2,9 @@
 
 No Streamlit here: the Train page (pages/train.py) submits a Recipe (recipe.py), holds the job id in
 its session, and polls JobQueue.view() for a JobView snapshot. A worker sizes its own torch threads
-(threads.py) and, at the end, publishes its checkpoint under a fresh name (publish.py).
+(threads.py) and, at the end, publishes its checkpoint under a fresh name (publish.py). A β sweep (one
+recipe at several β) is one run: its members train together (sweep_trainer.py), take one place in the
+line and one slot, and each publishes its own checkpoint; each member has its own job and view.
 
 Queue. At most `max_concurrent` runs train at once on the machine (default 1, or
 $LATENT_EXPLORER_TRAIN_CONCURRENCY), whichever app process took them: every process's runs stand in
@@ -26,7 +28,7 @@ import secrets
 import threading
 import time
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .catalog import checkpoint_dir
@@ -36,13 +38,14 @@ from .machine_line import MachineLine
 from .publish import PublishError, publish
 from .recipe import Recipe
 from .threads import compute_threads, use_torch_threads_in_this_thread
+from .sweep_trainer import SweepCallback, SweepTrainer
 from .trainer import Callback, Trainer, TrainingDiverged
 
 log = logging.getLogger(__name__)
 
 QUEUED, RUNNING, DONE, STOPPED, DIVERGED, FAILED = "queued", "running", "done", "stopped", "diverged", "failed"
 ACTIVE = (QUEUED, RUNNING)
-MAX_RUNS_PER_SUBMISSION = 8  # a β sweep: the whole class waits behind it
+MAX_RUNS_PER_SUBMISSION = 8  # the βs of a sweep: the whole class waits behind it
 LINE_POLL_SECONDS = 0.5  # how often a process with runs waiting looks whether the machine has a free slot
 FINISHED = (DONE, STOPPED, DIVERGED, FAILED)
 
@@ -97,8 +100,26 @@ class Job:
     finished: float | None = None
     training_since: float | None = None  # when the first epoch began (after loading the data)
     last_epoch_end: float | None = None
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    stop_event: threading.Event = field(default_factory=threading.Event)  # one for a sweep's members
     thread: threading.Thread | None = None
+    sweep: list["Job"] = field(default_factory=list)  # a β sweep's members, in β order, on its first member
+    leader: "Job | None" = None  # a sweep member's first member (the one in the machine's line)
+
+    @property
+    def members(self) -> list["Job"]:
+        """The jobs that train together with this one (itself included)."""
+        return (self.leader or self).sweep or [self]
+
+
+def _record_epoch(queue: "JobQueue", job: Job, record: dict, grid: bytes) -> None:
+    """An epoch's record and picture grid into the job, for the page's next look."""
+    with queue._lock:
+        job.history.append(copy.deepcopy(record))
+        job.epoch = int(record["epoch"])
+        job.step_fraction = 0.0
+        job.grid_png = grid
+        job.last_epoch_end = time.monotonic()
+        queue._changed.notify_all()
 
 
 class _JobCallback(Callback):
@@ -112,28 +133,41 @@ class _JobCallback(Callback):
             self.job.step_fraction = (step + 1) / self.n_batches
 
     def on_epoch_end(self, trainer, record):
-        grid = preview_grid(trainer.model, trainer.data)
+        _record_epoch(self.queue, self.job, record, preview_grid(trainer.model, trainer.data))
+
+
+class _SweepJobCallback(SweepCallback):
+    """_JobCallback for the members of a sweep, each fed its own record and grid."""
+
+    def __init__(self, queue: "JobQueue", jobs: list[Job], n_batches: int):
+        self.queue, self.jobs, self.n_batches = queue, {job.options.beta: job for job in jobs}, max(1, n_batches)
+
+    def on_step(self, sweep, step):
         with self.queue._lock:
-            self.job.history.append(copy.deepcopy(record))
-            self.job.epoch = int(record["epoch"])
-            self.job.step_fraction = 0.0
-            self.job.grid_png = grid
-            self.job.last_epoch_end = time.monotonic()
-            self.queue._changed.notify_all()
+            for i in sweep.training:
+                self.jobs[sweep.members[i].beta].step_fraction = (step + 1) / self.n_batches
+
+    def on_epoch_end(self, sweep, records):
+        models = {member.beta: member.model for member in sweep.members}
+        for beta, record in records.items():
+            _record_epoch(self.queue, self.jobs[beta], record, preview_grid(models[beta], sweep.data))
 
 
 class JobQueue:
     def __init__(self, max_concurrent: int = 1, *, folder: str | os.PathLike | None = None, device: str = "auto",
                  torch_threads: int | None = None, max_waiting: int = 50, max_active_per_owner: int = 1,
-                 max_finished: int = 200, finished_ttl: float = 3600.0, trainer_factory=Trainer):
+                 max_finished: int = 200, finished_ttl: float = 3600.0, trainer_factory=Trainer,
+                 sweep_trainer_factory=SweepTrainer):
         """folder: where models are saved (None: checkpoint_dir() when each job is submitted).
-        trainer_factory: builds the Trainer (tests pass one that pauses between epochs)."""
+        trainer_factory, sweep_trainer_factory: build the Trainer of a run and the SweepTrainer of a β
+        sweep (tests pass ones that pause between epochs)."""
         if max_concurrent < 1:
             raise ValueError("max_concurrent must be at least 1")
         self.max_concurrent, self.folder, self.device = max_concurrent, Path(folder) if folder else None, device
         self.torch_threads = torch_threads or compute_threads(max_concurrent)
         self.max_waiting, self.max_active_per_owner = max_waiting, max_active_per_owner
         self.max_finished, self.finished_ttl, self.trainer_factory = max_finished, finished_ttl, trainer_factory
+        self.sweep_trainer_factory = sweep_trainer_factory
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._jobs: dict[str, Job] = {}  # insertion order = submission order
@@ -149,14 +183,21 @@ class JobQueue:
         return self.submit_all([options], owner)[0]
 
     def submit_all(self, runs, owner: str) -> list[str]:
-        """Queue runs that wait their turn one after another, in this order (a β sweep): one submission,
-        the owner's one active turn until the last has finished; all are queued or none. Their ids.
-        Raises QueueError when the queue will not take them."""
+        """Queue one run, or a β sweep: runs of one recipe that differ in β (and name) alone, trained
+        together in one run, one place in the line, one slot; all are queued or none. Their ids, in β
+        order. Raises QueueError when the queue will not take them."""
         runs = list(runs)
         if not runs or not all(isinstance(options, Recipe) for options in runs):
             raise TypeError("runs must be one or more Recipes")
         if len(runs) > MAX_RUNS_PER_SUBMISSION:
             raise QueueError(f"at most {MAX_RUNS_PER_SUBMISSION} runs at once, got {len(runs)}")
+        runs = sorted(runs, key=lambda options: options.beta)
+        if len(runs) > 1:
+            recipe = replace(runs[0], name="")
+            if any(replace(options, beta=recipe.beta, name="") != recipe for options in runs):
+                raise QueueError("the runs of a β sweep must be one recipe, at different values of β")
+            if len({options.beta for options in runs}) < len(runs) or recipe.objective == "ae":
+                raise QueueError("a β sweep trains each β once, and an autoencoder has no β")
         beyond = sorted({problem for options in runs for problem in options.server_limits()})
         if beyond:
             raise QueueError("; ".join(beyond))
@@ -174,22 +215,25 @@ class JobQueue:
             mine = [j for j in self._jobs.values() if j.owner == owner and j.status in ACTIVE]
             if len(mine) >= self.max_active_per_owner:
                 raise QueueError("you already have a run queued or training: wait for it, or stop it first")
-            if len(self._waiting) + len(runs) > self.max_waiting:
+            if len(self._waiting) + 1 > self.max_waiting:
                 raise QueueError(f"the training queue is full ({len(self._waiting)} runs waiting); try again later")
             start = time.time_ns()
-            jobs = [Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder, created_ns=start + i)
-                    for i, options in enumerate(runs)]
+            jobs = [Job(id=secrets.token_urlsafe(12), owner=owner, options=options, folder=folder, created_ns=start)
+                    for options in runs]
+            leader = jobs[0]
+            if len(jobs) > 1:
+                leader.sweep = jobs
+                for job in jobs[1:]:
+                    job.leader, job.stop_event = leader, leader.stop_event
             line = self._line(folder)
             try:
-                for job in jobs:
-                    line.join(job.id, owner, job.created_ns)
+                line.join(leader.id, owner, leader.created_ns)
             except OSError as exc:
-                for job in jobs:
-                    line.leave(job.id)
+                line.leave(leader.id)
                 raise QueueError(f"cannot write the training line in {line.directory}: {exc.strerror or exc}") from None
             for job in jobs:
                 self._jobs[job.id] = job
-                self._waiting.append(job.id)
+            self._waiting.append(leader.id)
             self._dispatch()
             if self._waiting and (self._poller is None or not self._poller.is_alive()):
                 self._poller = threading.Thread(target=self._poll, name="train-line", daemon=True)
@@ -220,10 +264,11 @@ class JobQueue:
             if job is None or job.owner != owner or job.status not in ACTIVE:
                 return False
             if job.status == QUEUED:
-                self._waiting.remove(job.id)
-                self._finish(job, STOPPED, None)
+                self._waiting.remove(job.members[0].id)
+                for member in job.members:
+                    self._finish(member, STOPPED, None)
             else:
-                job.stop_event.set()
+                job.stop_event.set()  # a sweep's members share it: they train together, and stop together
             return True
 
     def wait(self, job_id: str, timeout: float) -> JobView | None:
@@ -251,7 +296,8 @@ class JobQueue:
             self._closed = True
             for job_id in list(self._waiting):
                 self._waiting.remove(job_id)
-                self._finish(self._jobs[job_id], STOPPED, None)
+                for member in self._jobs[job_id].members:
+                    self._finish(member, STOPPED, None)
             threads = [j.thread for j in self._jobs.values() if j.thread is not None]
             for job in self._jobs.values():
                 job.stop_event.set()
@@ -268,7 +314,8 @@ class JobQueue:
             position = 0
         elif job.status == QUEUED:
             waiting = [t.job_id for t in self._line(job.folder).tickets() if not t.running]
-            position = waiting.index(job.id) + 1 if job.id in waiting else None
+            in_line = job.members[0].id  # a sweep stands in the line once
+            position = waiting.index(in_line) + 1 if in_line in waiting else None
         else:
             position = None
         total = job.options.epochs
@@ -288,7 +335,7 @@ class JobQueue:
 
     def _dispatch(self) -> None:
         """Start this process's runs that the machine's line gives the free slots to (machine_line.py:
-        first come first served, a sweep's runs one after another, however many slots there are)."""
+        first come first served, one run at a time per owner)."""
         for folder in set() if self._closed else {self._jobs[job_id].folder for job_id in self._waiting}:
             line = self._line(folder)
             for job_id in line.next_to_start():
@@ -298,9 +345,11 @@ class JobQueue:
                     break  # another process took the slot first
                 self._waiting.remove(job_id)
                 job = self._jobs[job_id]
-                job.status, job.started = RUNNING, time.time()
-                job.thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:6]}", daemon=True)
-                job.thread.start()
+                thread = threading.Thread(target=self._run, args=(job,), name=f"train-{job.id[:6]}", daemon=True)
+                started = time.time()
+                for member in job.members:
+                    member.status, member.started, member.thread = RUNNING, started, thread
+                thread.start()
         self._changed.notify_all()
 
     def _poll(self) -> None:
@@ -328,49 +377,86 @@ class JobQueue:
 
     # -- the worker thread ---------------------------------------------------------------------
     def _run(self, job: Job) -> None:
-        temporary = self._line(job.folder).partial_path(job.id)
-        status, error, path = FAILED, None, None
+        members = job.members
+        line = self._line(job.folder)
+        temporaries = [line.partial_path(job.id, i) for i in range(len(members))]
+        outcomes = [(FAILED, None, None)] * len(members)
         try:
-            status, error, path = self._train(job, temporary)
+            outcomes = self._train(job, temporaries[0]) if len(members) == 1 else self._train_sweep(members, temporaries)
         except Exception as exc:  # a dataset, disk or device problem: the person sees the message
             log.exception("training job %s failed", job.id)
             error = str(exc) if isinstance(exc, (DatasetError, PublishError, ValueError)) else \
                 f"{type(exc).__name__}: {exc}"
+            outcomes = [(FAILED, error, None)] * len(members)
         finally:
-            temporary.unlink(missing_ok=True)
+            for temporary in temporaries:
+                temporary.unlink(missing_ok=True)
             with self._lock:
-                self._finish(job, status, error, path)
+                for member, (status, error, path) in zip(members, outcomes):
+                    self._finish(member, status, error, path)
 
-    def _train(self, job: Job, temporary: Path) -> tuple[str, str | None, Path | None]:
-        """(status, error, published path). The model, data and trainer are released on return,
+    def _prepare(self, runs: list[Recipe], stop_event: threading.Event):
+        """(data, the runs' untrained models), or None if the run was stopped meanwhile."""
+        use_torch_threads_in_this_thread(self.torch_threads)
+        data = runs[0].load_data(load_shared)
+        with _seed_lock:  # torch's global RNG: the same seed gives the same initial weights
+            models = [options.build_model(data) for options in runs]
+        return None if stop_event.is_set() else (data, models)
+
+    def _started_training(self, jobs: list[Job]) -> None:
+        with self._lock:
+            for job in jobs:
+                job.training_since = time.monotonic()
+
+    def _train(self, job: Job, temporary: Path) -> list[tuple[str, str | None, Path | None]]:
+        """[(status, error, published path)]. The model, data and trainer are released on return,
         before the job is marked finished: nothing heavy is left to free once a waiter sees it."""
         opts = job.options
-        use_torch_threads_in_this_thread(self.torch_threads)
-        data = opts.load_data(load_shared)
-        with _seed_lock:  # torch's global RNG: the same seed gives the same initial weights
-            model = opts.build_model(data)
-        if job.stop_event.is_set():
-            return STOPPED, None, None
+        prepared = self._prepare([opts], job.stop_event)
+        if prepared is None:
+            return [(STOPPED, None, None)]
+        data, (model,) = prepared
         callback = _JobCallback(self, job, math.ceil(len(data.x_train) / opts.batch_size))
         trainer = self.trainer_factory(model, data, opts.train_config(device=self.device), callbacks=[callback],
                                        checkpoint_path=temporary, stop_event=job.stop_event)
-        with self._lock:
-            job.training_since = time.monotonic()
+        self._started_training([job])
         error = None
         try:
-            history = trainer.fit()
+            trainer.fit()
         except TrainingDiverged as exc:
-            status = DIVERGED
-            error = str(exc).split("; the checkpoint")[0].rstrip(".") + "."
-            error = error[:1].upper() + error[1:]
-        else:
-            status = DONE if len(history) >= opts.epochs else STOPPED
-        epochs_saved = len(trainer.history)
-        path = publish(temporary, opts.model_name, job.folder) if epochs_saved and temporary.exists() else None
-        if status == DIVERGED:
-            error += (f" The last good epoch ({epochs_saved}) was saved." if path else
-                      " No epoch had finished, so nothing was saved.")
-        return status, error, path
+            error = str(exc).split("; the checkpoint")[0]
+        return [self._outcome(opts, len(trainer.history), error, temporary, job.folder)]
+
+    def _train_sweep(self, jobs: list[Job], temporaries: list[Path]) -> list[tuple[str, str | None, Path | None]]:
+        """_train for a β sweep's members, trained together: one outcome each, in β order."""
+        runs = [job.options for job in jobs]
+        prepared = self._prepare(runs, jobs[0].stop_event)
+        if prepared is None:
+            return [(STOPPED, None, None)] * len(jobs)
+        data, models = prepared
+        callback = _SweepJobCallback(self, jobs, math.ceil(len(data.x_train) / runs[0].batch_size))
+        sweep = self.sweep_trainer_factory(models, data, runs[0].train_config(device=self.device),
+                                           checkpoint_paths=temporaries, callbacks=[callback],
+                                           stop_event=jobs[0].stop_event)
+        self._started_training(jobs)
+        members = sweep.fit()
+        return [self._outcome(options, len(member.history), member.error and member.error.split(": ", 1)[1].split("; ")[0],
+                              temporary, job.folder)
+                for options, member, temporary, job in zip(runs, members, temporaries, jobs)]
+
+    @staticmethod
+    def _outcome(opts: Recipe, epochs_saved: int, diverged: str | None, temporary: Path,
+                 folder: Path) -> tuple[str, str | None, Path | None]:
+        """(status, error, published path) of a run that saved `epochs_saved` epochs at `temporary`;
+        `diverged`: how it diverged, if it did."""
+        path = publish(temporary, opts.model_name, folder) if epochs_saved and temporary.exists() else None
+        if diverged is None:
+            return (DONE if epochs_saved >= opts.epochs else STOPPED), None, path
+        error = diverged.rstrip(".") + "."
+        error = error[:1].upper() + error[1:]
+        error += (f" The last good epoch ({epochs_saved}) was saved." if path else
+                  " No epoch had finished, so nothing was saved.")
+        return DIVERGED, error, path
 
 
 _seed_lock = threading.Lock()  # building a model seeds torch's global RNG: one run at a time, deterministic

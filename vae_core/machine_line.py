@@ -72,8 +72,9 @@ class MachineLine:
         self._tickets: dict[str, Path] = {}  # job id -> its ticket file
 
     # -- this process's runs --------------------------------------------------------------------
-    def partial_path(self, job_id: str) -> Path:
-        return self.directory / f"{job_id}.partial"
+    def partial_path(self, job_id: str, member: int = 0) -> Path:
+        """Where the run saves its checkpoint until it is published; a β sweep's run, one per member."""
+        return self.directory / (f"{job_id}.partial" if member == 0 else f"{job_id}.{member}.partial")
 
     def join(self, job_id: str, owner: str, created_ns: int) -> None:
         """Put a run at the end of the line (in order of created_ns). Raises OSError if the folder is
@@ -146,7 +147,7 @@ class MachineLine:
 
     def next_to_start(self, line: list[Ticket] | None = None) -> list[str]:
         """The waiting runs that the free slots go to now, in order: first come, first served, but an
-        owner trains one run at a time (a β sweep's runs follow one another)."""
+        owner trains one run at a time."""
         line = self.tickets() if line is None else line
         busy = {t.owner for t in line if t.running}
         free = self.slots - sum(t.running for t in line)
@@ -189,5 +190,6 @@ class MachineLine:
     def _remove_dead_run(self, ticket_name: str, job_id: str) -> None:
         (self.directory / ticket_name).unlink(missing_ok=True)
         self.partial_path(job_id).unlink(missing_ok=True)
-        for leftover in self.directory.glob(f".{job_id}.partial.*.tmp"):  # a save cut short
+        for leftover in [*self.directory.glob(f"{job_id}.*.partial"),  # a sweep's other members
+                         *self.directory.glob(f".{job_id}.*.tmp")]:  # a save cut short
             leftover.unlink(missing_ok=True)

@@ -53,7 +53,9 @@ class SweepMember:
 
 
 class SweepCallback:
-    """What the CLI's progress bar attaches to a sweep."""
+    """What the CLI's progress bar and the server's job queue attach to a sweep."""
+
+    def on_step(self, sweep: "SweepTrainer", step: int) -> None: ...
 
     def on_epoch_end(self, sweep: "SweepTrainer", records: dict[float, dict]) -> None:
         """records: each training member's record of this epoch, by β."""
@@ -248,6 +250,7 @@ class SweepTrainer:
         kl_per_dim = torch.zeros(len(live), latent, dtype=torch.float64, device=self.device)
         count = 0
         n_batches = math.ceil(n / cfg.batch_size)
+        step_callbacks = [cb for cb in self.callbacks if type(cb).on_step is not SweepCallback.on_step]
         started = time.perf_counter()
         for step, (batch, eps) in enumerate(epoch_batches(cfg, epoch, n, latent)):
             if self.stop_event.is_set():
@@ -273,6 +276,8 @@ class SweepTrainer:
             count += b
             sums.add_(torch.stack([parts[t] for t in TERMS], 1).detach(), alpha=b)
             kl_per_dim.add_(parts["kl_per_dim"], alpha=b)
+            for cb in step_callbacks:
+                cb.on_step(self, step)
         seconds = time.perf_counter() - started
         sums, kl_per_dim = (sums / count).cpu(), (kl_per_dim / count).cpu()
         return {i: epoch_record(epoch, dict(zip(TERMS, sums[k].tolist())), kl_per_dim[k].tolist(),
