@@ -282,9 +282,12 @@ def sweep_line(views) -> str:
 @st.fragment(run_every=POLL_SECONDS if busy else None)
 def job_panel():
     views = my_runs()
-    # the sweep's run on show: the one training or next, else the last that ran (after a stop, the one stopped)
-    view = next((v for v in views if v.active), next((v for v in reversed(views) if v.started), None)) \
-        or (views[-1] if views else None)
+    view = views[0] if views else None
+    if len(views) > 1:  # a sweep: its members train together; the person picks the β on show (1 at first)
+        betas = [v.options.beta for v in views]
+        if train.shown_beta not in betas:
+            train.shown_beta = 1.0 if 1.0 in betas else betas[0]
+        view = views[betas.index(train.shown_beta)]
     running, waiting = queue.counts()
     st.caption(f"Training on this machine: {running} run(s) training, {waiting} waiting · "
                f"{queue.max_concurrent} at a time, whichever app process took them")
@@ -297,6 +300,12 @@ def job_panel():
     st.subheader(f"Run: {opts.model_name}")
     if len(views) > 1:
         st.caption(sweep_line(views))
+        st.segmented_control("Curves and pictures of", betas, format_func=lambda b: f"β = {b:g}",
+                             **widget("train.shown_beta"), required=True)
+        if not any(v.active for v in views) and sum(v.checkpoint_path is not None for v in views) >= 3:
+            shown = view.checkpoint_name or next(v.checkpoint_name for v in views if v.checkpoint_name)
+            if st.button("Compare them on Choosing β", key="train_compare", on_click=_open, args=(shown,)):
+                st.switch_page("pages/choosing_beta.py")
     if view.status == "queued":
         st.progress(0.0, text=f"Waiting in the queue: position {view.position} of {waiting} "
                               f"({running} run(s) training now)")

@@ -165,9 +165,16 @@ def test_a_beta_sweep_trains_its_betas_together_and_the_choosing_beta_page_draws
     betas = {load_checkpoint(checkpoints / f"{name}.safetensors").config.beta
              for name in ("digits-betavae-mlp-z2-b0.5", "digits-vae-mlp-z2", "digits-betavae-mlp-z2-b2")}
     assert betas == {0.5, 1.0, 2.0}
-    view_of(at).switch_model("file:digits-vae-mlp-z2")
-    at.switch_page("pages/choosing_beta.py").run()
+    # β = 1's run is on show first; the person may look at any other β's
+    assert at.subheader[0].value == "Run: digits-vae-mlp-z2"
+    picker = at.button_group(key="train.shown_beta")
+    assert list(picker.options) == ["β = 0.5", "β = 1", "β = 2"]
+    picker.set_value(2.0).run()
+    assert at.subheader[0].value == "Run: digits-betavae-mlp-z2-b2" and at.button(key="train_open").label == \
+        "Open digits-betavae-mlp-z2-b2"
+    at.button(key="train_compare").click().run()
     assert_clean(at)
+    assert at.title[0].value == "Choosing β" and view_of(at).model == "file:digits-betavae-mlp-z2-b2"
     assert list(at.select_slider(key="view.sweep_beta").options) == ["0.5", "1", "2"]
 
 

@@ -30,7 +30,7 @@ class TrainForm:
     hidden: str = ", ".join(map(str, QUICK.hidden_sizes))
     objective: str = QUICK.objective
     beta: float = QUICK.beta
-    sweep: tuple[float, ...] = ()  # more β to train the same recipe at, one run after another
+    sweep: tuple[float, ...] = ()  # more β to train the same recipe at, together in one run
     conditional: bool = QUICK.conditional
     holdout: int = -1  # -1: keep every class
     name: str = QUICK.name
@@ -58,6 +58,7 @@ class TrainSession:
     owner: str = ""  # this browser's id in the job queue
     job: str | None = None
     sweep: tuple[str, ...] = ()  # every run of the last submission, when it was a β sweep
+    shown_beta: float | None = None  # the sweep's β whose curves and pictures are on show
     form: TrainForm = field(default_factory=TrainForm)
     preset: dict | None = None  # set by another page ("train a conditional model"), applied once
     preset_applied: list[str] = field(default_factory=list)
