@@ -325,22 +325,22 @@ def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str
 SWEEP_BETAS = (1.0, 2.0, 4.0, 8.0)
 
 
-def sweep_seconds(make_model, data, setup: Setup, engine: str | None) -> float:
-    """Wall seconds of one run of the default recipe for setup.sweep_epochs: the plain Trainer at β = 1
-    (engine None), or vae_core's SweepTrainer training SWEEP_BETAS with that engine. Both score the test
-    set and keep their checkpoints' state as they do for a user (no files are written)."""
-    config = Recipe(architecture=setup.architecture, epochs=setup.sweep_epochs).train_config(device="cpu")
+def sweep_seconds(make_model, data, setup: Setup, engine: str | None, compile: bool = False) -> tuple[float, float]:
+    """(wall seconds, of which compiling) of one run of the default recipe for setup.sweep_epochs: the plain
+    Trainer at β = 1 (engine None), or vae_core's SweepTrainer training SWEEP_BETAS with that engine (and
+    its step through torch.compile). Both score the test set and keep their checkpoints' state as they do
+    for a user (no files are written)."""
+    config = Recipe(architecture=setup.architecture, epochs=setup.sweep_epochs).train_config(device="cpu",
+                                                                                             compile=compile)
     template = make_model().config
     models = []
     for beta in (SWEEP_BETAS if engine else (1.0,)):
         torch.manual_seed(0)
         models.append(VAE(replace(template, beta=beta)))
+    trainer = Trainer(models[0], data, config) if engine is None else SweepTrainer(models, data, config, engine=engine)
     started = time.perf_counter()
-    if engine is None:
-        Trainer(models[0], data, config).fit()
-    else:
-        SweepTrainer(models, data, config, engine=engine).fit()
-    return time.perf_counter() - started
+    trainer.fit()
+    return time.perf_counter() - started, trainer.compile_seconds or 0.0
 
 
 # -- time to quality ---------------------------------------------------------------------------------
@@ -470,12 +470,16 @@ def main(argv=None) -> int:
             variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
         if "sweep" in sections:
             log(f"{setup.describe()}: a sweep of {len(SWEEP_BETAS)} βs, {setup.sweep_epochs} epoch(s) ...")
-            engines = (None, "stacked", "looped")
+            engines = [(None, False), ("stacked", False), ("looped", False)]
+            if setup.architecture == "mlp":  # the stacked engine alone compiles, and conv nets loop on the CPU
+                engines.append(("stacked", True))
             times = {engine: [] for engine in engines}
             for r in range(args.sweep_repeats):
                 for engine in (engines if r % 2 == 0 else engines[::-1]):
-                    times[engine].append(sweep_seconds(make_model, data, setup, engine))
-            sweep_rows.append((setup, {engine: statistics.median(t) for engine, t in times.items()}))
+                    times[engine].append(sweep_seconds(make_model, data, setup, *engine))
+            sweep_rows.append((setup, {engine: (statistics.median(t for t, _ in runs),
+                                                statistics.median(c for _, c in runs))
+                                       for engine, runs in times.items()}))
         if "race" in sections:
             scorer = Scorer(data)
             log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
@@ -513,14 +517,20 @@ def main(argv=None) -> int:
     if sweep_rows:
         print(f"### A sweep of {len(SWEEP_BETAS)} βs in one run (vae_core.sweep_trainer), against one run at β = 1")
         print()
-        print(f"The default recipe, the whole run (test scoring included), median of {args.sweep_repeats}.")
+        print(f"The default recipe, the whole run (test scoring included), median of {args.sweep_repeats}. "
+              "Compiled: the run, then its share after the first step's compile.")
         print()
-        print("| setup | epochs | one run | stacked (vmap) | × one | looped | × one | auto picks |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
+        print("| setup | epochs | one run | stacked (vmap) | × one | looped | × one | stacked, torch.compile "
+              "| × one, after the compile | auto picks |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for setup, median in sweep_rows:
-            one = median[None]
-            print(f"| {setup.describe()} | {setup.sweep_epochs} | {one:.2f} s | {median['stacked']:.2f} s "
-                  f"| {median['stacked'] / one:.2f} | {median['looped']:.2f} s | {median['looped'] / one:.2f} "
+            one = median[None, False][0]
+            stacked, looped = median["stacked", False][0], median["looped", False][0]
+            compiled = median.get(("stacked", True))
+            compiled_cells = (f"{compiled[0]:.2f} s ({compiled[1]:.1f} s compiling) | {(compiled[0] - compiled[1]) / one:.2f}"
+                              if compiled else "– | –")
+            print(f"| {setup.describe()} | {setup.sweep_epochs} | {one:.2f} s | {stacked:.2f} s | {stacked / one:.2f} "
+                  f"| {looped:.2f} s | {looped / one:.2f} | {compiled_cells} "
                   f"| {choose_engine('auto', setup.architecture, torch.device('cpu'))} |")
         print()
     if race_rows:

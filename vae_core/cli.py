@@ -210,15 +210,20 @@ def _train(args) -> int:
         except TrainingDiverged as exc:
             raise UsageError(str(exc)) from None
     if trainer.is_main:
-        for note in trainer.notes:
-            print(f"note: {note}", file=sys.stderr)
-        if trainer.compile_seconds is not None and not trainer.notes:
-            print(f"torch.compile: the first step took {trainer.compile_seconds:.1f} s, compiling", file=sys.stderr)
+        _report_compile(trainer)
         last = history[-1]
         scores = (f"test ELBO {last.get('test_elbo', float('nan')):.2f} nats, KL {last['kl']:.2f}" if "kl" in last
                   else f"an autoencoder: test reconstruction {last.get('test_recon', float('nan')):.2f} nats, no ELBO")
         print(f"saved {out}: {scores}, active units {last.get('active_units', '?')}/{model.config.latent_dim}")
     return 0
+
+
+def _report_compile(trainer) -> None:
+    """A Trainer's or SweepTrainer's notes, and what the compile took."""
+    for note in trainer.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if trainer.compile_seconds is not None and not trainer.notes:
+        print(f"torch.compile: the first step took {trainer.compile_seconds:.1f} s, compiling", file=sys.stderr)
 
 
 def _recipe(args, beta: float) -> Recipe:
@@ -252,11 +257,10 @@ def _train_sweep(args, out: Path, betas: list[float]) -> int:
     existing = [str(path) for path in outs if path.exists()]
     if existing and not args.force:
         raise UsageError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}: pass --force to overwrite")
-    if args.compile:
-        print("note: torch.compile is not used for a β sweep: training eagerly", file=sys.stderr)
     data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)
     models = [replace(recipe, beta=beta).build_model(data) for beta in betas]
-    train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state)
+    train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state,
+                                       compile=args.compile)
 
     class Progress(SweepCallback):
         def __init__(self, bar):
@@ -272,6 +276,7 @@ def _train_sweep(args, out: Path, betas: list[float]) -> int:
               disable=args.quiet) as bar:
         sweep.callbacks.append(Progress(bar))
         members = sweep.fit()
+    _report_compile(sweep)
     for member in members:
         last = member.history[-1] if member.history else {}
         if member.error:

@@ -99,7 +99,7 @@ class TrainConfig:
     # taken at most this share of the run's time so far; always after the first and the last epoch. On
     # digits an epoch trains in ~15 ms, so evaluating and saving after every one doubled the run.
     eval_time_share: float = 0.1
-    compile: bool = False  # torch.compile the forward pass and loss (Trainer._compiled_forward_loss)
+    compile: bool = False  # torch.compile the forward pass and loss (trainer.CompiledStep)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:

@@ -30,8 +30,8 @@ import torch
 from .config import TrainConfig
 from .datasets import ImageDataset
 from .model import VAE
-from .trainer import (_adam, _Snapshot, epoch_batches, epoch_record, kl_weight, prefer_channels_last, resolve_device,
-                      save_run, scores_due, test_metrics, warmup_fraction)
+from .trainer import (_adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record, kl_weight, prefer_channels_last,
+                      resolve_device, save_run, scores_due, test_metrics, warmup_fraction)
 
 ENGINES = ("auto", "stacked", "looped")
 TERMS = ("loss", "recon", "kl")
@@ -72,7 +72,8 @@ def choose_engine(engine: str, architecture: str, device: torch.device) -> str:
 class _Stacked:
     """The members' weights as stacks, their loss vmap'd over the stacks, one fused Adam over them."""
 
-    def __init__(self, models: list[VAE], lr: float, dataset_size: int):
+    def __init__(self, models: list[VAE], lr: float, dataset_size: int, compile_notes: list[str] | None = None):
+        """compile_notes: torch.compile the vmap'd loss, with its notes there (None: eager)."""
         from torch.func import functional_call, stack_module_state, vmap
 
         params, self.buffers = stack_module_state(models)
@@ -87,6 +88,8 @@ class _Stacked:
             return {t: parts[t] for t in (*TERMS, "kl_per_dim")}
 
         self._loss = vmap(member_loss, in_dims=(0, 0, 0, None, None, None, None))
+        if compile_notes is not None:
+            self._loss = compiled_or_eager(self._loss, self.params[0].device, compile_notes)
 
     def forward_loss(self, x, y, eps, warmup: float) -> dict[str, torch.Tensor]:
         return self._loss(self.params, self.buffers, self.betas, x, y, eps, warmup)
@@ -160,8 +163,8 @@ class SweepTrainer:
             raise ValueError("an autoencoder has no β to sweep: it has no KL term")
         if len({m.config.beta for m in models}) != len(models):
             raise ValueError("a β sweep trains each β once")
-        if config.grad_clip > 0 or config.compile:
-            raise ValueError("a β sweep neither clips gradients nor compiles its step")
+        if config.grad_clip > 0:
+            raise ValueError("a β sweep does not clip gradients")
         paths = checkpoint_paths or [None] * len(models)
         if len(paths) != len(models):
             raise ValueError("one checkpoint path per model")
@@ -180,7 +183,16 @@ class SweepTrainer:
         self.x = data.x_train.to(self.device)
         self.y = data.y_train.to(self.device) if first.conditional else None
         self.engine: _Stacked | _Looped | None = None  # made by fit()
+        self.notes: list[str] = []  # one line each, for the person who started the run
+        if config.compile and self.engine_name == "looped":
+            self.notes.append("torch.compile compiles a stacked sweep's step only, and this one loops over its "
+                              "members: training eagerly")
         self.stopped = False
+
+    @property
+    def compile_seconds(self) -> float | None:
+        """The first compiled step's time, once measured."""
+        return getattr(getattr(self.engine, "_loss", None), "seconds", None)
 
     @property
     def training(self) -> list[int]:
@@ -192,7 +204,8 @@ class SweepTrainer:
         history, its checkpoint saved as a plain Trainer's run would save it, and its error if it diverged."""
         models = [m.model for m in self.members]
         if self.engine_name == "stacked":
-            self.engine = engine = _Stacked(models, self.config.lr, len(self.x))
+            self.engine = engine = _Stacked(models, self.config.lr, len(self.x),
+                                            self.notes if self.config.compile else None)
         else:
             self.engine = engine = _Looped(models, self.optimizers, len(self.x))
         last_good = [_Snapshot(m.model, opt) for m, opt in zip(self.members, self.optimizers)]
@@ -257,7 +270,10 @@ class SweepTrainer:
                 return None
             batch, eps = batch.to(self.device), eps.to(self.device)
             x, y = self.x[batch], None if self.y is None else self.y[batch]
-            parts = engine.forward_loss(x, y, eps, warmup_fraction(cfg, epoch, step / n_batches))
+            warmup = warmup_fraction(cfg, epoch, step / n_batches)
+            if cfg.compile:  # a tensor: a float changing with every step would recompile every step
+                warmup = torch.tensor(warmup, device=self.device)
+            parts = engine.forward_loss(x, y, eps, warmup)
             finite = torch.isfinite(parts["loss"]).tolist()  # the one host sync of the step, as in Trainer
             if not all(finite):
                 keep = [k for k, ok in enumerate(finite) if ok]
@@ -270,7 +286,7 @@ class SweepTrainer:
                 engine.keep(keep)
                 sums, kl_per_dim = sums[keep], kl_per_dim[keep]
                 # The step again without them: the stacks were rebuilt, and no NaN may reach a gradient.
-                parts = engine.forward_loss(x, y, eps, warmup_fraction(cfg, epoch, step / n_batches))
+                parts = engine.forward_loss(x, y, eps, warmup)
             engine.step(parts["loss"], cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches))
             b = len(batch)
             count += b
@@ -280,9 +296,13 @@ class SweepTrainer:
                 cb.on_step(self, step)
         seconds = time.perf_counter() - started
         sums, kl_per_dim = (sums / count).cpu(), (kl_per_dim / count).cpu()
-        return {i: epoch_record(epoch, dict(zip(TERMS, sums[k].tolist())), kl_per_dim[k].tolist(),
-                                kl_weight(self.members[i].model.config, cfg, epoch, 1.0), count, seconds)
-                for k, i in enumerate(live)}
+        records = {i: epoch_record(epoch, dict(zip(TERMS, sums[k].tolist())), kl_per_dim[k].tolist(),
+                                   kl_weight(self.members[i].model.config, cfg, epoch, 1.0), count, seconds)
+                   for k, i in enumerate(live)}
+        if epoch == 0 and self.compile_seconds is not None:
+            for record in records.values():
+                record["compile_seconds"] = self.compile_seconds  # inside "seconds": this epoch paid it
+        return records
 
     def _diverged(self, i: int, epoch: int, step: int, loss: float, last_good: _Snapshot) -> None:
         member = self.members[i]

@@ -3,7 +3,6 @@ atomic per-epoch checkpoints, resume, and DistributedDataParallel under torchrun
 """
 from __future__ import annotations
 
-import functools
 import math
 import os
 import threading
@@ -130,6 +129,55 @@ def prefer_channels_last(model: VAE, device: torch.device) -> None:
         model.to(memory_format=torch.channels_last)
 
 
+def compile_unavailable(device: torch.device) -> str | None:
+    """Why torch.compile cannot be used on this machine and device; None where it can."""
+    import shutil
+
+    if device.type == "mps":
+        return "torch.compile is not used on MPS"
+    if device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
+        return "torch.compile needs a C++ compiler on the CPU and none was found (set CXX, or install g++)"
+    if not hasattr(torch, "compile"):
+        return f"torch {torch.__version__} has no torch.compile"
+    return None
+
+
+class CompiledStep:
+    """torch.compile(eager) (AOTAutograd compiles its backward too). The first call pays the compile:
+    it is timed (`seconds`) and shown as such; a compile that fails leaves the run eager with a note in
+    `notes`, not broken."""
+
+    def __init__(self, eager, notes: list[str]):
+        self.eager, self.notes, self.seconds = eager, notes, None
+        self._compiled = torch.compile(eager)
+        self._call = self._first
+
+    def __call__(self, *args):
+        return self._call(*args)
+
+    def _first(self, *args):
+        started = time.perf_counter()
+        try:
+            result = self._compiled(*args)
+            self._call = self._compiled
+        except Exception as exc:  # inductor's errors have no common base class beyond this
+            self.notes.append(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
+                              "training eagerly")
+            self._call = self.eager
+            result = self.eager(*args)
+        self.seconds = time.perf_counter() - started
+        return result
+
+
+def compiled_or_eager(eager, device: torch.device, notes: list[str]):
+    """CompiledStep(eager), or eager itself with a note in `notes` saying why torch.compile cannot run."""
+    why = compile_unavailable(device)
+    if why:
+        notes.append(f"{why}: training eagerly")
+        return eager
+    return CompiledStep(eager, notes)
+
+
 def distributed_context() -> tuple[int, int]:
     """(rank, world size); starts the process group when launched by torchrun with several processes."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -206,11 +254,16 @@ class Trainer:
         self.x = data.x_train.to(self.device)
         self.y = data.y_train.to(self.device) if model.config.conditional else None
         self.notes: list[str] = []  # one line each, for the person who started the run
-        self.compile_seconds: float | None = None  # the first compiled step's time, once measured
-        self.forward_loss = self._forward_loss
-        if config.compile and (compiled := self._compiled_forward_loss()) is not None:
-            self.forward_loss = functools.partial(self._first_step, compiled)
+        # Off by default: on this project's 2-core CPU the compile took longer than a default run saves
+        # with it (bench/train_bench.py --sections variants).
+        self.forward_loss = compiled_or_eager(self._forward_loss, self.device, self.notes) if config.compile \
+            else self._forward_loss
         self.stopped = False
+
+    @property
+    def compile_seconds(self) -> float | None:
+        """The first compiled step's time, once measured."""
+        return getattr(self.forward_loss, "seconds", None)
 
     @property
     def is_main(self) -> bool:
@@ -329,39 +382,6 @@ class Trainer:
         # Through self.network (the DDP wrapper when distributed): its forward arms the all-reduce.
         return self.model.loss_terms(x, *self.network(x, y, eps), eps=eps, dataset_size=len(self.x),
                                      kl_weight=kl_weight)
-
-    def _compiled_forward_loss(self):
-        """torch.compile of the forward pass and loss (AOTAutograd compiles their backward too), or None
-        with a note saying why not. Off by default: on this project's 2-core CPU the
-        compile took longer than a default run saves with it (bench/train_bench.py --sections variants)."""
-        import shutil
-
-        why = None
-        if self.device.type == "mps":
-            why = "torch.compile is not used on MPS"
-        elif self.device.type == "cpu" and not shutil.which(os.environ.get("CXX", "g++")):
-            why = "torch.compile needs a C++ compiler on the CPU and none was found (set CXX, or install g++)"
-        elif not hasattr(torch, "compile"):
-            why = f"torch {torch.__version__} has no torch.compile"
-        if why:
-            self.notes.append(f"{why}: training eagerly")
-            return None
-        return torch.compile(self._forward_loss)
-
-    def _first_step(self, compiled, x, y, eps, kl_weight) -> dict[str, torch.Tensor]:
-        """The first compiled step, after which `compiled` is the forward_loss: its time is the compile's,
-        measured and shown as such; a compile that fails leaves the run eager with a note, not broken."""
-        started = time.perf_counter()
-        try:
-            parts = compiled(x, y, eps, kl_weight)
-            self.forward_loss = compiled
-        except Exception as exc:  # inductor's errors have no common base class beyond this
-            self.notes.append(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
-                              "training eagerly")
-            self.forward_loss = self._forward_loss
-            parts = self.forward_loss(x, y, eps, kl_weight)
-        self.compile_seconds = time.perf_counter() - started
-        return parts
 
     def _diverged(self, loss: torch.Tensor) -> bool:
         """Is this step's loss or gradient NaN/inf? Clips the gradient when grad_clip > 0."""
