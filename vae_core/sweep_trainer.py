@@ -30,8 +30,8 @@ import torch
 from .config import TrainConfig
 from .datasets import ImageDataset
 from .model import VAE
-from .trainer import (_adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record, kl_weight, prefer_channels_last,
-                      resolve_device, save_run, scores_due, test_metrics, warmup_fraction)
+from .trainer import (ScoringCadence, _adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record, kl_weight,
+                      prefer_channels_last, resolve_device, save_run, step_warmup, test_metrics)
 
 ENGINES = ("auto", "stacked", "looped")
 TERMS = ("loss", "recon", "kl")
@@ -209,7 +209,7 @@ class SweepTrainer:
         else:
             self.engine = engine = _Looped(models, self.optimizers, len(self.x))
         last_good = [_Snapshot(m.model, opt) for m, opt in zip(self.members, self.optimizers)]
-        train_seconds = eval_seconds = 0.0
+        cadence = ScoringCadence(self.config, 0)
         for epoch in range(self.config.epochs):
             live = self.training
             if not live:
@@ -227,12 +227,13 @@ class SweepTrainer:
                 last_good[i].take(self.members[i].model, self.optimizers[i])
                 self.members[i].history.append(means[i])
                 records[self.members[i].beta] = means[i]
-            train_seconds += next(iter(records.values()))["seconds"] if records else 0.0
-            if scores_due(self.config, epoch, 0, self.stop_event.is_set(), eval_seconds, train_seconds):
-                started = time.perf_counter()
+
+            def score_and_save(epoch=epoch, live=live):
                 for i in live:
                     self._score_and_save(self.members[i], self.optimizers[i], epoch + 1)
-                eval_seconds += time.perf_counter() - started
+
+            cadence.after_epoch(epoch, next(iter(records.values()))["seconds"] if records else 0.0,
+                                self.stop_event.is_set(), score_and_save)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, records)
             if self.stop_event.is_set():
@@ -270,9 +271,7 @@ class SweepTrainer:
                 return None
             batch, eps = batch.to(self.device), eps.to(self.device)
             x, y = self.x[batch], None if self.y is None else self.y[batch]
-            warmup = warmup_fraction(cfg, epoch, step / n_batches)
-            if cfg.compile:  # a tensor: a float changing with every step would recompile every step
-                warmup = torch.tensor(warmup, device=self.device)
+            warmup = step_warmup(cfg, epoch, step, n_batches, self.device)
             parts = engine.forward_loss(x, y, eps, warmup)
             finite = torch.isfinite(parts["loss"]).tolist()  # the one host sync of the step, as in Trainer
             if not all(finite):

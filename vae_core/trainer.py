@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -70,18 +71,35 @@ def warmup_fraction(config: TrainConfig, epoch: int, step_fraction: float) -> fl
     return 1.0 if warmup <= 0 else min(1.0, (epoch + step_fraction) / warmup)
 
 
+def step_warmup(config: TrainConfig, epoch: int, step: int, n_batches: int, device: torch.device):
+    """warmup_fraction() at this step, as its loss takes it: a tensor when the step is compiled, since a
+    float that changes with every step would recompile every step."""
+    warmup = warmup_fraction(config, epoch, step / n_batches)
+    return torch.tensor(warmup, device=device) if config.compile else warmup
+
+
 def kl_weight(model_config, config: TrainConfig, epoch: int, step_fraction: float) -> float:
     """The weight on KL(q(z|x) || p(z)) at this point of training (beta for a beta-VAE, 1 for beta-TCVAE)."""
     beta = model_config.beta if model_config.objective == "vae" else 1.0
     return beta * warmup_fraction(config, epoch, step_fraction)
 
 
-def scores_due(config: TrainConfig, epoch: int, start_epoch: int, stopping: bool, eval_seconds: float,
-               train_seconds: float) -> bool:
-    """Is the test set scored (and the checkpoint saved) after this epoch? After the first, the last (also
-    where the run is stopped) and in between while scoring has taken at most eval_time_share of the run."""
-    return (epoch == start_epoch or epoch + 1 == config.epochs or stopping
-            or eval_seconds <= config.eval_time_share * train_seconds)
+class ScoringCadence:
+    """When a run scores the test set (and saves the checkpoint): after its first epoch, its last (also
+    where it is stopped) and in between while scoring has taken at most eval_time_share of the run."""
+
+    def __init__(self, config: TrainConfig, start_epoch: int):
+        self.config, self.start_epoch = config, start_epoch
+        self.train_seconds = self.eval_seconds = 0.0
+
+    def after_epoch(self, epoch: int, seconds: float, stopping: bool, score: Callable[[], None]) -> None:
+        """Epoch `epoch` (0-based) trained in `seconds`: call score() if it is due, timing it."""
+        self.train_seconds += seconds
+        if (epoch == self.start_epoch or epoch + 1 == self.config.epochs or stopping
+                or self.eval_seconds <= self.config.eval_time_share * self.train_seconds):
+            started = time.perf_counter()
+            score()
+            self.eval_seconds += time.perf_counter() - started
 
 
 def epoch_record(epoch: int, means: dict[str, float], kl_per_dim: list[float] | None, kl_weight: float,
@@ -273,10 +291,10 @@ class Trainer:
         """Train from start_epoch to config.epochs; returns the full history (earlier runs included).
 
         Every epoch's training record reaches the callbacks; the test-set evaluation and the checkpoint
-        save come after the epochs scores_due() names."""
+        save come after the epochs ScoringCadence names."""
         last_good = _Snapshot(self.model, self.optimizer)
         self._saved_epoch = self.start_epoch
-        train_seconds = eval_seconds = 0.0
+        cadence = ScoringCadence(self.config, self.start_epoch)
         for epoch in range(self.start_epoch, self.config.epochs):
             record = self._train_epoch(epoch, last_good)
             if record is None:  # stopped by the user mid-epoch: back to the last whole epoch
@@ -285,11 +303,8 @@ class Trainer:
                 break
             last_good.take(self.model, self.optimizer)
             self.history.append(record)
-            train_seconds += record["seconds"]
-            if scores_due(self.config, epoch, self.start_epoch, self.stop_event.is_set(), eval_seconds, train_seconds):
-                started = time.perf_counter()
-                self._evaluate_and_save(epoch + 1)
-                eval_seconds += time.perf_counter() - started
+            cadence.after_epoch(epoch, record["seconds"], self.stop_event.is_set(),
+                                lambda: self._evaluate_and_save(epoch + 1))
             for cb in self.callbacks:
                 cb.on_epoch_end(self, record)
             if self.stop_event.is_set():
@@ -335,9 +350,7 @@ class Trainer:
                 mine, share = batch, 1.0
             mine, eps = mine.to(self.device), eps.to(self.device)
             x, y = self.x[mine], None if self.y is None else self.y[mine]
-            warmup = warmup_fraction(cfg, epoch, step / n_batches)
-            if cfg.compile:  # a tensor: a float changing with every step would recompile every step
-                warmup = torch.tensor(warmup, device=self.device)
+            warmup = step_warmup(cfg, epoch, step, n_batches, self.device)
             parts = self.forward_loss(x, y, eps, warmup)
             self.optimizer.zero_grad(set_to_none=True)
             (parts["loss"] * share if share != 1.0 else parts["loss"]).backward()
