@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages.ui import frame, other_checkpoints, show_images, sync_url, view, widget
-from vae_core.beta_sweep import beta_sweep, neighbours
+from vae_core.beta_sweep import MIN_POINTS, beta_sweep, neighbours
 
 handle = frame("choosing_beta")
 cfg = handle.config
@@ -20,7 +20,7 @@ st.caption("“Start with 1 and adjust while watching the balance between recons
 others = other_checkpoints(handle, lambda other: other.config.objective == "vae")
 handles = {**others, handle.name: handle}
 points = beta_sweep((handle.name, handle.ckpt), {name: model.ckpt for name, model in others.items()})
-if len(points) < 3:
+if len(points) < MIN_POINTS:
     st.info("This model has no β sweep beside it: the models folder needs the same recipe (data, architecture, "
             "latent size, epochs, seed) trained at other β. The shipped **mnist-vae** has one (beta-sweep/"
             "mnist-beta-0.1 … mnist-beta-8). For your own, train the same settings again with other values of β "

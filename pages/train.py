@@ -16,6 +16,7 @@ import streamlit as st
 
 from pages.ui import frame, session, shared_dataset, store, widget
 from pages.ui.state import TrainForm
+from vae_core.beta_sweep import MIN_POINTS
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
 from vae_core.config import TrainConfig
 from vae_core.datasets import DatasetError
@@ -134,6 +135,7 @@ def _start():
         train.error = str(exc)
         return
     train.job, train.sweep = ids[0], tuple(ids) if len(ids) > 1 else ()
+    train.shown_beta = None  # a new sweep opens on β = 1
     train.preset_applied = []
 
 
@@ -276,7 +278,8 @@ def sweep_line(views) -> str:
     """Where a β sweep stands, one word per run."""
     state = {"queued": "waiting", "running": "training", DONE: "done ✓", STOPPED: "stopped", DIVERGED: "diverged",
              FAILED: "failed"}
-    return "β sweep: " + " · ".join(f"β = {v.options.beta:g} {state.get(v.status, v.status)}" for v in views)
+    word = lambda v: "diverged" if v.active and v.error else state.get(v.status, v.status)  # noqa: E731
+    return "β sweep: " + " · ".join(f"β = {v.options.beta:g} {word(v)}" for v in views)
 
 
 @st.fragment(run_every=POLL_SECONDS if busy else None)
@@ -302,13 +305,15 @@ def job_panel():
         st.caption(sweep_line(views))
         st.segmented_control("Curves and pictures of", betas, format_func=lambda b: f"β = {b:g}",
                              **widget("train.shown_beta"), required=True)
-        if not any(v.active for v in views) and sum(v.checkpoint_path is not None for v in views) >= 3:
+        if not any(v.active for v in views) and sum(v.checkpoint_path is not None for v in views) >= MIN_POINTS:
             shown = view.checkpoint_name or next(v.checkpoint_name for v in views if v.checkpoint_name)
             if st.button("Compare them on Choosing β", key="train_compare", on_click=_open, args=(shown,)):
                 st.switch_page("pages/choosing_beta.py")
     if view.status == "queued":
         st.progress(0.0, text=f"Waiting in the queue: position {view.position} of {waiting} "
                               f"({running} run(s) training now)")
+    elif view.active and view.error:  # one β of a sweep diverged; the others train on
+        st.error(f"{view.error} The other βs train on; this one's last whole epoch is saved when they finish.")
     else:
         text = f"Epoch {view.epoch} of {view.total_epochs}"
         if view.seconds_per_epoch is not None:
@@ -347,8 +352,8 @@ def job_panel():
                              "two rows of samples from the prior (the same noise every epoch)")
     elif view.active:
         st.caption("Curves and pictures appear after the first epoch.")
-    if not any(v.active for v in views) and train.announced != view.id:
-        train.announced = view.id
+    if not any(v.active for v in views) and train.announced != train.job:
+        train.announced = train.job
         st.rerun()  # a full run: the sidebar picker lists the new model, and polling stops
 
 

@@ -262,32 +262,54 @@ def test_a_queued_sweep_leaves_the_queue_whole(make_queue):
 
 
 class PoisonBeta(SweepCallback):
-    """Turns a weight of the member at β into NaN after epoch 1, as an exploding step would."""
+    """Turns a weight of the member at β into NaN after epoch 2, as an exploding step would."""
 
     def __init__(self, beta: float):
         self.beta = beta
 
     def on_epoch_end(self, sweep, records):
-        if next(iter(records.values()))["epoch"] == 1:
+        if next(iter(records.values()))["epoch"] == 2:
             k = [sweep.members[i].beta for i in sweep.training].index(self.beta)
             with torch.no_grad():
                 sweep.engine.params[0][k].fill_(math.nan)  # digits MLPs: the stacked engine
 
 
-def test_one_beta_of_a_sweep_diverges_alone(make_queue, folder):
+def test_one_beta_of_a_sweep_diverges_alone_and_says_so_at_once(make_queue, folder):
+    sweeps = SweepStepper()
+
     def factory(*args, **kwargs):
-        sweep = SweepTrainer(*args, **kwargs)
-        sweep.callbacks.append(PoisonBeta(2.0))
+        sweep = sweeps(*args, **kwargs)
+        sweep.callbacks.insert(0, PoisonBeta(2.0))  # before the job's callback, which reports the epoch
         return sweep
 
     queue = make_queue(sweep_trainer_factory=factory)
-    ids = queue.submit_all([tiny(beta=b, epochs=3, name="sweep") for b in (0.5, 2.0)], owner="ann")
+    ids = queue.submit_all([tiny(beta=b, epochs=5, name="sweep") for b in (0.5, 2.0)], owner="ann")
+    for _ in range(3):
+        sweeps.wait_reached()
+        sweeps.go_on()
+    sweeps.wait_reached()  # after epoch 4: β = 2 diverged in epoch 3
+    good, bad = [queue.view(i, "ann") for i in ids]
+    assert (good.status, good.epoch, good.error) == (jobs.RUNNING, 4, None)
+    assert bad.status == jobs.RUNNING and bad.epoch == 2, "published with the others, when the sweep ends"
+    assert bad.error.startswith("Training diverged at epoch 3, step 1")
+    sweeps.run_freely()
     good, bad = [queue.wait(i, TIMEOUT) for i in ids]
-    assert good.status == jobs.DONE and good.epoch == 3
-    assert bad.status == jobs.DIVERGED and bad.error.startswith("Training diverged at epoch 2, step 1")
-    assert bad.error.endswith("The last good epoch (1) was saved.") and "β" not in bad.error
-    assert len(load_checkpoint(bad.checkpoint_path).history) == 1
+    assert good.status == jobs.DONE and good.epoch == 5
+    assert bad.status == jobs.DIVERGED and bad.error.startswith("Training diverged at epoch 3, step 1")
+    assert bad.error.endswith("The last good epoch (2) was saved.") and "β" not in bad.error
+    assert len(load_checkpoint(bad.checkpoint_path).history) == 2
     assert all(torch.isfinite(w).all() for w in load_checkpoint(bad.checkpoint_path).model.state_dict().values())
+
+
+def test_a_sweep_counts_as_one_of_a_persons_runs(make_queue):
+    sweeps = SweepStepper()
+    queue = make_queue(sweep_trainer_factory=sweeps, max_active_per_owner=2, max_concurrent=2)
+    queue.submit_all([tiny(beta=b) for b in (0.5, 1.0, 2.0)], owner="ann")
+    second = queue.submit(tiny(), owner="ann")
+    with pytest.raises(jobs.QueueError, match="already have a run"):
+        queue.submit(tiny(), owner="ann")
+    sweeps.run_freely()
+    assert queue.wait(second, TIMEOUT).status == jobs.DONE
 
 
 def test_two_at_a_time_when_configured(make_queue):

@@ -84,14 +84,14 @@ def test_auto_stacks_mlps_and_gpu_runs_and_loops_conv_nets_on_the_cpu():
 
 
 class Poison(SweepCallback):
-    """Sets one weight of the member at β to NaN after the first epoch, as an exploding step would."""
+    """Sets one weight of the member at β to NaN after epoch 2, as an exploding step would."""
 
     def __init__(self, beta: float):
         self.beta, self.records = beta, []
 
     def on_epoch_end(self, sweep, records):
         self.records.append(sorted(records))
-        if len(self.records) == 1:
+        if len(self.records) == 2:
             k = [sweep.members[i].beta for i in sweep.training].index(self.beta)
             with torch.no_grad():
                 if sweep.engine_name == "stacked":
@@ -104,19 +104,20 @@ class Poison(SweepCallback):
 def test_a_member_that_diverges_stops_with_its_reason_and_the_others_go_on(digits, tmp_path, engine):
     paths = [tmp_path / f"m-beta-{b:g}.safetensors" for b in BETAS]
     poison = Poison(1.0)
-    members = SweepTrainer(models(), digits, config(), checkpoint_paths=paths, callbacks=[poison],
-                           engine=engine).fit()
+    # Scored after the first and the last epoch only: epoch 2, its last whole one, is saved when it diverges.
+    members = SweepTrainer(models(), digits, config(epochs=4, eval_time_share=1e-9), checkpoint_paths=paths,
+                           callbacks=[poison], engine=engine).fit()
     bad = members[1]
-    assert bad.error.startswith("β = 1: training diverged at epoch 2, step 1: the loss became nan")
-    assert bad.error.endswith("its last whole epoch (1) was saved")
-    assert len(bad.history) == 1 and load_checkpoint(paths[1]).train_state["epoch"] == 1
+    assert bad.error.startswith("β = 1: training diverged at epoch 3, step 1: the loss became nan")
+    assert bad.error.endswith("its last whole epoch (2) was saved")
+    assert len(bad.history) == 2 and load_checkpoint(paths[1]).train_state["epoch"] == 2
     assert all(torch.isfinite(t).all() for t in load_checkpoint(paths[1]).model.state_dict().values())
-    assert poison.records == [list(BETAS), [0.5, 4.0], [0.5, 4.0]]
+    assert poison.records == [list(BETAS), list(BETAS), [0.5, 4.0], [0.5, 4.0]]
     # The others trained on, undisturbed: each where its separate run ends.
     for index in (0, 2):
         alone = models()[index]
-        separate_run(alone, digits, config())
-        assert members[index].error is None and load_checkpoint(paths[index]).train_state["epoch"] == 3
+        separate_run(alone, digits, config(epochs=4))
+        assert members[index].error is None and load_checkpoint(paths[index]).train_state["epoch"] == 4
         assert_same_weights(load_checkpoint(paths[index]).model, alone, STACKED_ATOL if engine == "stacked" else 0.0)
 
 
@@ -205,7 +206,8 @@ def test_the_cli_trains_a_sweep_into_one_checkpoint_per_beta(tmp_path, capsys):
     # Nothing is overwritten unasked, and what cannot be a sweep is refused in one line.
     assert main(argv) == 2 and "exist: pass --force to overwrite" in capsys.readouterr().err
     for extra, message in ((["--resume"], "--resume continues one run"),
-                           (["--objective", "ae", "--force"], "no KL term, so no β to sweep")):
+                           (["--objective", "ae", "--force"], "no KL term, so no β to sweep"),
+                           (["--beta", "1", "1.0000001", "--force"], "would share a file name")):
         assert main(argv + extra) == 2
         assert message in capsys.readouterr().err
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .checkpoint import Checkpoint
 
+MIN_POINTS = 3  # a curve needs three βs to be read as one
 # What must match for two checkpoints to be points of one sweep: everything but β.
 _SAME_CONFIG = ("input_shape", "latent_dim", "architecture", "hidden_sizes", "dense_sizes", "likelihood",
                 "obs_sigma", "objective", "num_classes")

@@ -254,6 +254,8 @@ def _train_sweep(args, out: Path, betas: list[float]) -> int:
     if recipe.objective == "ae":
         raise UsageError("an autoencoder (--objective ae) has no KL term, so no β to sweep: pass one --beta")
     outs = [out.with_name(f"{out.stem}-beta-{beta:g}{out.suffix}") for beta in betas]
+    if len(set(outs)) < len(outs):
+        raise UsageError("two of the βs print alike (to 6 digits) and would share a file name: pass distinct βs")
     existing = [str(path) for path in outs if path.exists()]
     if existing and not args.force:
         raise UsageError(f"{', '.join(existing)} exist{'s' if len(existing) == 1 else ''}: pass --force to overwrite")
@@ -284,7 +286,7 @@ def _train_sweep(args, out: Path, betas: list[float]) -> int:
         elif "test_elbo" in last:
             print(f"saved {member.checkpoint_path}: β = {member.beta:g}, test ELBO {last['test_elbo']:.2f} nats, "
                   f"KL {last['kl']:.2f}, active units {last.get('active_units', '?')}/{recipe.latent_dim}")
-    return 1 if any(member.error for member in members) else 0
+    return 2 if any(member.error for member in members) else 0
 
 
 def _open_model(args):

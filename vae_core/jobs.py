@@ -151,6 +151,10 @@ class _SweepJobCallback(SweepCallback):
         models = {member.beta: member.model for member in sweep.members}
         for beta, record in records.items():
             _record_epoch(self.queue, self.jobs[beta], record, preview_grid(models[beta], sweep.data))
+        with self.queue._lock:  # a β that diverged says so now; it is published with the others at the end
+            for member in sweep.members:
+                if member.diverged and self.jobs[member.beta].error is None:
+                    self.jobs[member.beta].error = _sentence(member.diverged)
 
 
 class JobQueue:
@@ -212,8 +216,8 @@ class JobQueue:
             if self._closed:
                 raise QueueError("the training queue is shut down")
             self._prune()
-            mine = [j for j in self._jobs.values() if j.owner == owner and j.status in ACTIVE]
-            if len(mine) >= self.max_active_per_owner:
+            mine = {j.members[0].id for j in self._jobs.values() if j.owner == owner and j.status in ACTIVE}
+            if len(mine) >= self.max_active_per_owner:  # a sweep is one run
                 raise QueueError("you already have a run queued or training: wait for it, or stop it first")
             if len(self._waiting) + 1 > self.max_waiting:
                 raise QueueError(f"the training queue is full ({len(self._waiting)} runs waiting); try again later")
@@ -420,12 +424,12 @@ class JobQueue:
         trainer = self.trainer_factory(model, data, opts.train_config(device=self.device), callbacks=[callback],
                                        checkpoint_path=temporary, stop_event=job.stop_event)
         self._started_training([job])
-        error = None
+        diverged = None
         try:
             trainer.fit()
         except TrainingDiverged as exc:
-            error = str(exc).split("; the checkpoint")[0]
-        return [self._outcome(opts, len(trainer.history), error, temporary, job.folder)]
+            diverged = str(exc).split("; the checkpoint")[0]
+        return [self._outcome(opts, len(trainer.history), diverged, temporary, job.folder)]
 
     def _train_sweep(self, jobs: list[Job], temporaries: list[Path]) -> list[tuple[str, str | None, Path | None]]:
         """_train for a β sweep's members, trained together: one outcome each, in β order."""
@@ -439,10 +443,13 @@ class JobQueue:
                                            checkpoint_paths=temporaries, callbacks=[callback],
                                            stop_event=jobs[0].stop_event)
         self._started_training(jobs)
-        members = sweep.fit()
-        return [self._outcome(options, len(member.history), member.error and member.error.split(": ", 1)[1].split("; ")[0],
-                              temporary, job.folder)
-                for options, member, temporary, job in zip(runs, members, temporaries, jobs)]
+        outcomes = []
+        for options, member, temporary, job in zip(runs, sweep.fit(), temporaries, jobs):
+            try:  # one β's publish failing costs that β alone
+                outcomes.append(self._outcome(options, len(member.history), member.diverged, temporary, job.folder))
+            except PublishError as exc:
+                outcomes.append((FAILED, str(exc), None))
+        return outcomes
 
     @staticmethod
     def _outcome(opts: Recipe, epochs_saved: int, diverged: str | None, temporary: Path,
@@ -452,11 +459,14 @@ class JobQueue:
         path = publish(temporary, opts.model_name, folder) if epochs_saved and temporary.exists() else None
         if diverged is None:
             return (DONE if epochs_saved >= opts.epochs else STOPPED), None, path
-        error = diverged.rstrip(".") + "."
-        error = error[:1].upper() + error[1:]
-        error += (f" The last good epoch ({epochs_saved}) was saved." if path else
-                  " No epoch had finished, so nothing was saved.")
-        return DIVERGED, error, path
+        return DIVERGED, _sentence(diverged) + (f" The last good epoch ({epochs_saved}) was saved." if path else
+                                                " No epoch had finished, so nothing was saved."), path
+
+
+def _sentence(diverged: str) -> str:
+    """How a run diverged ("training diverged at …"), as a sentence for the page."""
+    text = diverged.rstrip(".") + "."
+    return text[:1].upper() + text[1:]
 
 
 _seed_lock = threading.Lock()  # building a model seeds torch's global RNG: one run at a time, deterministic

@@ -13,7 +13,9 @@ Two engines take a step of every member:
   dominates, a small MLP or a GPU.
 * "looped": each member its own module and Adam, stepped one after another on the batch. On a CPU a
   conv net is compute-bound and vmap's batching rules (grouped convolutions) cost more than the loop.
-"auto" picks by that measurement (bench/train_bench.py --sections sweep).
+"auto" stacks MLPs and conv nets on a GPU and loops conv nets on the CPU: on the CPU measured with
+bench/train_bench.py --sections sweep; on a GPU, where vmap's batched kernels fill the device, expected
+and not measured here.
 """
 from __future__ import annotations
 
@@ -40,16 +42,25 @@ TERMS = ("loss", "recon", "kl")
 @dataclass
 class SweepMember:
     """One β of the sweep: its model (the weights of its last whole epoch between epochs), its history
-    and checkpoint, and why it stopped early, if it did."""
+    and checkpoint, and how it diverged, if it did."""
     model: VAE
     checkpoint_path: Path | None = None
     history: list[dict] = field(default_factory=list)
-    error: str | None = None
+    diverged: str | None = None  # "training diverged at epoch E, step S: …", as the Trainer says it
     saved_epoch: int = 0
 
     @property
     def beta(self) -> float:
         return self.model.config.beta
+
+    @property
+    def error(self) -> str | None:
+        """Why this β stopped early, and what of it was saved; None if it did not diverge."""
+        if self.diverged is None:
+            return None
+        saved = (f"its last whole epoch ({self.saved_epoch}) was saved" if self.saved_epoch else
+                 "no epoch had finished, so nothing was saved")
+        return f"β = {self.beta:g}: {self.diverged}" + (f"; {saved}" if self.checkpoint_path else "")
 
 
 class SweepCallback:
@@ -197,7 +208,7 @@ class SweepTrainer:
     @property
     def training(self) -> list[int]:
         """Indices of the members still training."""
-        return [i for i, m in enumerate(self.members) if m.error is None]
+        return [i for i, m in enumerate(self.members) if m.diverged is None]
 
     def fit(self) -> list[SweepMember]:
         """Train every member for config.epochs (fewer where stopped); returns the members, each with its
@@ -219,6 +230,8 @@ class SweepTrainer:
                 self.stopped = True
                 for i in self.training:
                     last_good[i].restore(self.members[i].model, self.optimizers[i])
+                break
+            if not means:  # every member diverged in this epoch
                 break
             live = self.training
             engine.write_to([self.members[i] for i in live], [self.optimizers[i] for i in live])
@@ -243,10 +256,6 @@ class SweepTrainer:
             # Stopped, or diverged (back at its last whole epoch), after an unsaved epoch.
             if member.history and member.history[-1]["epoch"] > member.saved_epoch:
                 self._score_and_save(member, optimizer, member.history[-1]["epoch"])
-            if member.error:
-                member.error += (f"; its last whole epoch ({member.saved_epoch}) was saved" if member.checkpoint_path
-                                 and member.saved_epoch else "; no epoch had finished, so nothing was saved"
-                                 if member.checkpoint_path else "")
             member.model.eval()
         return self.members
 
@@ -284,7 +293,7 @@ class SweepTrainer:
                     return {}
                 engine.keep(keep)
                 sums, kl_per_dim = sums[keep], kl_per_dim[keep]
-                # The step again without them: the stacks were rebuilt, and no NaN may reach a gradient.
+                # The step again without them (the stacked engine has new stacks): no NaN may reach a gradient.
                 parts = engine.forward_loss(x, y, eps, warmup)
             engine.step(parts["loss"], cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches))
             b = len(batch)
@@ -293,8 +302,8 @@ class SweepTrainer:
             kl_per_dim.add_(parts["kl_per_dim"], alpha=b)
             for cb in step_callbacks:
                 cb.on_step(self, step)
-        seconds = time.perf_counter() - started
         sums, kl_per_dim = (sums / count).cpu(), (kl_per_dim / count).cpu()
+        seconds = time.perf_counter() - started
         records = {i: epoch_record(epoch, dict(zip(TERMS, sums[k].tolist())), kl_per_dim[k].tolist(),
                                    kl_weight(self.members[i].model.config, cfg, epoch, 1.0), count, seconds)
                    for k, i in enumerate(live)}
@@ -306,5 +315,5 @@ class SweepTrainer:
     def _diverged(self, i: int, epoch: int, step: int, loss: float, last_good: _Snapshot) -> None:
         member = self.members[i]
         last_good.restore(member.model, self.optimizers[i])
-        member.error = (f"β = {member.beta:g}: training diverged at epoch {epoch + 1}, step {step + 1}: the loss "
-                        f"became {loss} (learning rate {self.config.lr:g} too high? try {self.config.lr / 10:g})")
+        member.diverged = (f"training diverged at epoch {epoch + 1}, step {step + 1}: the loss became {loss} "
+                           f"(learning rate {self.config.lr:g} too high? try {self.config.lr / 10:g})")

@@ -162,28 +162,26 @@ def compile_unavailable(device: torch.device) -> str | None:
 
 class CompiledStep:
     """torch.compile(eager) (AOTAutograd compiles its backward too). The first call pays the compile:
-    it is timed (`seconds`) and shown as such; a compile that fails leaves the run eager with a note in
-    `notes`, not broken."""
+    it is timed (`seconds`) and shown as such. A compile that fails, then or at a later recompile (new
+    shapes), leaves the run eager with a note in `notes`, not broken."""
 
     def __init__(self, eager, notes: list[str]):
         self.eager, self.notes, self.seconds = eager, notes, None
-        self._compiled = torch.compile(eager)
-        self._call = self._first
+        self.compiled = torch.compile(eager)
 
     def __call__(self, *args):
-        return self._call(*args)
-
-    def _first(self, *args):
+        if self.compiled is None:
+            return self.eager(*args)
         started = time.perf_counter()
         try:
-            result = self._compiled(*args)
-            self._call = self._compiled
+            result = self.compiled(*args)
         except Exception as exc:  # inductor's errors have no common base class beyond this
             self.notes.append(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}): "
                               "training eagerly")
-            self._call = self.eager
+            self.compiled = None
             result = self.eager(*args)
-        self.seconds = time.perf_counter() - started
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - started
         return result
 
 
