@@ -503,6 +503,19 @@ def test_the_umap_warm_up_starts_once_after_the_first_page(checkpoints, monkeypa
     pages.ui.warm_up.start_umap_warm_up.clear()
 
 
+def test_the_server_trims_its_heap_in_one_thread_from_its_first_page(checkpoints):
+    """app.py starts vae_core.heap's trimming with the first page drawn, once per server process."""
+    import pages.ui.warm_up
+
+    pages.ui.warm_up.start_heap_trimming.clear()
+    at = start()
+    assert not at.exception
+    thread = pages.ui.warm_up.start_heap_trimming()
+    assert thread.name == "heap-trim" and thread.daemon and thread.is_alive()
+    at.run()
+    assert pages.ui.warm_up.start_heap_trimming() is thread, "once per server"
+
+
 @pytest.mark.parametrize("name", ["mnist-vae", "shapes-vae"])
 def test_a_shared_conv_model_decodes_channels_last_and_gives_the_same_bits(name):
     import torch
