@@ -5,6 +5,7 @@ import streamlit as st
 import torch
 
 from pages.ui import frame, map_figure, show_images, sync_url, view, widget
+from pages.ui.view import View
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
 from vae_core.catalog import units_note
 from vae_core.images import ImageError, load_image
@@ -47,7 +48,10 @@ elif not low <= v.threshold <= high:
     st.warning(f"The threshold {v.threshold:g} lies outside this score's range ({low:g} … {high:g}): it was moved "
                "to the nearest end.", icon="🔗")
 v.normalise()  # as the link writes it, then within the slider's range
-v.threshold = min(high, max(low, v.threshold))
+# A threshold at an end of the range stays exactly there: rounded as the link writes it, the top could
+# fall just below the highest score and flag that image.
+ends = {View.as_linked("threshold", end): end for end in (low, high)}
+v.threshold = ends.get(v.threshold, min(high, max(low, v.threshold)))
 
 # The uploaded image is scored first (right column), so the histogram (left) can show where it falls.
 upload_score, upload_image, upload_label = None, None, None

@@ -393,10 +393,17 @@ class View:
         """Round every number to the precision its link writes, so that a reopened link shows exactly
         what this view shows (a slider's 0.35000000000000003 is 0.35)."""
         for spec in fields(self):
-            codec, value = spec.metadata.get("codec"), getattr(self, spec.name)
-            if value is not None and isinstance(codec, (Float, Floats)):
-                setattr(self, spec.name, codec.parse(codec.format(value)) if isinstance(codec, Floats)
-                        else round(float(value), codec.digits))
+            value = getattr(self, spec.name)
+            if value is not None:
+                setattr(self, spec.name, self.as_linked(spec.name, value))
+
+    @classmethod
+    def as_linked(cls, name: str, value):
+        """The value of field `name` as its link writes it: numbers rounded to the link's precision."""
+        codec = next(spec.metadata.get("codec") for spec in fields(cls) if spec.name == name)
+        if isinstance(codec, Floats):
+            return codec.parse(codec.format(value))
+        return round(float(value), codec.digits) if isinstance(codec, Float) else value
 
     # -- derived values ----------------------------------------------------------------------------
     def traversal_origin(self) -> tuple:
