@@ -258,6 +258,13 @@ class ModelRef:
         return "upload" if value.startswith("upload:") else value
 
 
+def _as_linked(codec, value):
+    """`value` as `codec` writes it in a link: numbers rounded to its precision, anything else as it is."""
+    if isinstance(codec, Floats):
+        return codec.parse(codec.format(value))
+    return round(float(value), codec.digits) if isinstance(codec, Float) else value
+
+
 def link(name: str, pages, codec, *, per_model: bool = False, default=None, factory=None):
     """A View field that links carry as `name=…` on `pages` (COMMON: every page).
     per_model: it refers to one model's data (indices, dimensions) and resets when the model changes."""
@@ -395,15 +402,12 @@ class View:
         for spec in fields(self):
             value = getattr(self, spec.name)
             if value is not None:
-                setattr(self, spec.name, self.as_linked(spec.name, value))
+                setattr(self, spec.name, _as_linked(spec.metadata.get("codec"), value))
 
     @classmethod
     def as_linked(cls, name: str, value):
         """The value of field `name` as its link writes it: numbers rounded to the link's precision."""
-        codec = next(spec.metadata.get("codec") for spec in fields(cls) if spec.name == name)
-        if isinstance(codec, Floats):
-            return codec.parse(codec.format(value))
-        return round(float(value), codec.digits) if isinstance(codec, Float) else value
+        return _as_linked(next(spec.metadata.get("codec") for spec in fields(cls) if spec.name == name), value)
 
     # -- derived values ----------------------------------------------------------------------------
     def traversal_origin(self) -> tuple:
