@@ -18,16 +18,16 @@ from pages.ui import frame, session, shared_dataset, store, widget
 from pages.ui.state import TrainForm
 from vae_core.beta_sweep import MIN_POINTS
 from vae_core.catalog import checkpoint_dir, unique_path, units_note
-from vae_core.config import TrainConfig
+from vae_core.config import LR_SCHEDULES, TrainConfig
 from vae_core.datasets import DatasetError
 from vae_core.datasets import available_datasets
 from vae_core.jobs import DIVERGED, DONE, FAILED, STOPPED, QueueError, shared_queue
-from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_LR, MAX_EPOCHS, Recipe, default_name
+from vae_core.recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_OPTIMISATION, MAX_EPOCHS, Recipe, default_name
 
 POLL_SECONDS = 1.0
 PAGE_MAX_EPOCHS = min(MAX_EPOCHS, 300)
 SWEEP_BETAS = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # the shipped sweep's (Choosing β)
-LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0]
+LEARNING_RATES = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 5e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 10.0]
 BATCH_SIZES = [16, 32, 64, 128, 256, 512, 1024]
 NO_HOLDOUT = TrainForm.holdout
 FORM_FIELDS = [f"train.form.{name}" for name in TrainForm.__dataclass_fields__]
@@ -48,9 +48,11 @@ def hidden_text(architecture: str) -> str:
 
 
 def _architecture_changed():
-    """The architecture's own defaults (hidden sizes, learning rate), when the radio or a preset sets it."""
+    """The architecture's own defaults (hidden sizes, learning rate, schedule, batch), when the radio or a
+    preset sets it."""
     form.hidden = hidden_text(form.architecture)
-    form.lr = DEFAULT_LR[form.architecture]
+    default = DEFAULT_OPTIMISATION[form.architecture]
+    form.lr, form.lr_schedule, form.batch_size = default.lr, default.lr_schedule, default.batch_size
 
 
 def apply_preset(preset: dict) -> list[str]:
@@ -109,7 +111,7 @@ def recipe_from_form() -> Recipe:
         dataset=form.dataset, architecture=form.architecture, latent_dim=int(form.latent_dim),
         hidden_sizes=parse_hidden(form.hidden), beta=float(form.beta), objective=form.objective,
         conditional=bool(form.conditional), epochs=int(form.epochs), lr=float(form.lr),
-        batch_size=int(form.batch_size), kl_warmup=int(form.kl_warmup),
+        lr_schedule=form.lr_schedule, batch_size=int(form.batch_size), kl_warmup=int(form.kl_warmup),
         holdout_class=None if form.holdout == NO_HOLDOUT else int(form.holdout), name=form.name.strip(),
         likelihood=form.likelihood, obs_sigma=float(form.obs_sigma),
     )
@@ -208,12 +210,15 @@ c3.selectbox("Leave out a class", [NO_HOLDOUT, *range(len(label_names))], **widg
 c4.text_input("Model name", **widget("train.form.name"), max_chars=64,
               placeholder=default_name(replace(planned, name="")) if planned else "")
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.number_input("Epochs", 1, PAGE_MAX_EPOCHS, **widget("train.form.epochs"))
 c2.select_slider("Learning rate", LEARNING_RATES, **widget("train.form.lr"),
-                 format_func=lambda v: f"{v:g}", help="Adam's step size. Too high and the loss blows up")
-c3.select_slider("Batch size", BATCH_SIZES, **widget("train.form.batch_size"))
-c4.number_input("KL warm-up (epochs)", 0, PAGE_MAX_EPOCHS, **widget("train.form.kl_warmup"), help="The KL weight ramps from 0 to β over these epochs: fewer collapsed "
+                 format_func=lambda v: f"{v:g}", help="Adam's step size (one-cycle's peak). Too high and the loss blows up")
+c3.selectbox("Schedule", LR_SCHEDULES, **widget("train.form.lr_schedule"),
+             help="one-cycle: the rate rises to its peak over the first 30% of the steps, then falls to almost "
+                  "nothing (Smith & Topin, 2019); fast progress, and a low end. constant: the same rate throughout")
+c4.select_slider("Batch size", BATCH_SIZES, **widget("train.form.batch_size"))
+c5.number_input("KL warm-up (epochs)", 0, PAGE_MAX_EPOCHS, **widget("train.form.kl_warmup"), help="The KL weight ramps from 0 to β over these epochs: fewer collapsed "
                                                 "dimensions")
 likelihood_label = form.likelihood
 if form.likelihood == "gaussian":

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from apptest_support import session_of, view_of
 from vae_core import jobs
 from vae_core.checkpoint import load_checkpoint
-from vae_core.recipe import DEFAULT_LR, MAX_EPOCHS, Recipe
+from vae_core.recipe import DEFAULT_OPTIMISATION, MAX_EPOCHS, Recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "pages/train.py"
@@ -100,15 +100,33 @@ def test_the_page_renders_the_form(checkpoints):
     assert not at.get("progress"), "no run, no progress bar"
 
 
-def test_switching_to_conv_proposes_conv_channels_and_the_conv_learning_rate(checkpoints):
+def optimisation_shown(at) -> tuple:
+    return (widget(at, "select_slider", "lr").value, widget(at, "selectbox", "lr_schedule").value,
+            widget(at, "select_slider", "batch_size").value)
+
+
+def test_switching_to_conv_proposes_conv_channels_and_the_conv_optimisation(checkpoints):
+    mlp, conv = DEFAULT_OPTIMISATION["mlp"], DEFAULT_OPTIMISATION["conv"]
     at = start()
-    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["mlp"]
+    assert optimisation_shown(at) == (mlp.lr, mlp.lr_schedule, mlp.batch_size)
     widget(at, "radio", "architecture").set_value("conv").run()
     assert_clean(at)
     assert widget(at, "text_input", "hidden").value == "32, 64"
-    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["conv"] != DEFAULT_LR["mlp"]
+    assert optimisation_shown(at) == (conv.lr, conv.lr_schedule, conv.batch_size)
+    assert (conv.lr, conv.batch_size) != (mlp.lr, mlp.batch_size)
     widget(at, "radio", "architecture").set_value("mlp").run()
-    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["mlp"]
+    assert optimisation_shown(at) == (mlp.lr, mlp.lr_schedule, mlp.batch_size)
+
+
+def test_the_schedule_chosen_is_the_one_trained(checkpoints):
+    at = start()
+    assert widget(at, "selectbox", "lr_schedule").value == "one-cycle"
+    configure_tiny(at, epochs=1, name="constant-rate")
+    widget(at, "selectbox", "lr_schedule").set_value("constant").run()
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    owner, job_id = session_of(at).train.owner, session_of(at).train.job
+    assert jobs.shared_queue().view(job_id, owner).options.lr_schedule == "constant"
 
 
 def test_bernoulli_is_the_default_likelihood_for_every_dataset_and_gaussian_stays_a_choice(checkpoints):
@@ -278,7 +296,7 @@ def test_a_preset_prefills_the_form(checkpoints):
     assert widget(at, "checkbox", "conditional").value is True
     assert widget(at, "radio", "architecture").value == "conv"
     assert widget(at, "text_input", "hidden").value == "32, 64"
-    assert widget(at, "select_slider", "lr").value == DEFAULT_LR["conv"]
+    assert widget(at, "select_slider", "lr").value == DEFAULT_OPTIMISATION["conv"].lr
     assert widget(at, "number_input", "latent_dim").value == 6
     assert widget(at, "number_input", "beta").value == 4.0
     assert widget(at, "selectbox", "holdout").value == 1

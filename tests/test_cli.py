@@ -244,7 +244,7 @@ def test_help_in_a_subprocess(runs):
 
 
 @pytest.mark.parametrize("command,expected", [
-    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "0.003 for mlp"]),
+    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "--lr-schedule", "for conv"]),
     ("eval", ["--iwae-k", "--limit"]),
     ("sample", ["--n", "--temperature", "--label", "--out"]),
     ("export-onnx", ["--out", "one-hot", "1e-4"]),
@@ -450,3 +450,16 @@ def test_map_prints_the_projections_progress(work, trained, tmp_path, monkeypatc
     steps = [int(n.replace(",", "")) for n in re.findall(rf"t-SNE: iteration ([\d,]+) of {total}", result.stdout)]
     assert len(steps) >= 2 and steps == sorted(steps) and steps[-1] > steps[0], result.stdout
     assert "left" in result.stdout
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_train_takes_its_architectures_optimisation_unless_told(architecture):
+    from vae_core.cli import _parser, _recipe
+    from vae_core.recipe import DEFAULT_OPTIMISATION
+    default = DEFAULT_OPTIMISATION[architecture]
+    recipe = _recipe(_parser().parse_args(["train", "--arch", architecture, "--out", "x.safetensors"]), 1.0)
+    assert (recipe.lr, recipe.lr_schedule, recipe.batch_size) == (default.lr, default.lr_schedule, default.batch_size)
+    told = _recipe(_parser().parse_args(["train", "--arch", architecture, "--lr", "2e-4", "--lr-schedule", "constant",
+                                         "--batch-size", "48", "--out", "x.safetensors"]), 1.0)
+    assert (told.lr, told.lr_schedule, told.batch_size) == (2e-4, "constant", 48)
+    assert told.train_config().lr_schedule == "constant" and told.train_config().batch_size == 48

@@ -8,7 +8,7 @@ from pathlib import Path
 from .config import LR_SCHEDULES, OBJECTIVES
 from .projection import METHODS, ProjectionParams
 from .external import DECODER_OUTPUTS, INPUT_RANGES
-from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_LR, Recipe
+from .recipe import ARCHITECTURES, DEFAULT_HIDDEN, DEFAULT_OPTIMISATION, Recipe
 
 EXAMPLES = """\
 examples:
@@ -91,12 +91,14 @@ def _parser() -> argparse.ArgumentParser:
                         "ae: a plain autoencoder to compare with (reconstruction only, no KL, no posterior)")
     t.add_argument("--conditional", action="store_true", help="condition encoder and decoder on the label (CVAE)")
     t.add_argument("--epochs", type=int, default=Recipe.epochs)
-    t.add_argument("--batch-size", type=int, default=Recipe.batch_size)
-    t.add_argument("--lr", type=float, default=argparse.SUPPRESS, help="Adam learning rate (default: "
-                   + ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
-    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=Recipe.lr_schedule,
+    # SUPPRESS: the defaults depend on --arch (Recipe fills them in), and --help shows them per architecture
+    t.add_argument("--batch-size", type=int, default=argparse.SUPPRESS,
+                   help=f"images per step (default: {_per_architecture('batch_size')})")
+    t.add_argument("--lr", type=float, default=argparse.SUPPRESS,
+                   help=f"Adam's learning rate, one-cycle's peak (default: {_per_architecture('lr')})")
+    t.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=argparse.SUPPRESS,
                    help="constant, or one-cycle: up to --lr over the first 30%% of the steps, then down (Smith & "
-                        "Topin, 2019)")
+                        f"Topin, 2019) (default: {_per_architecture('lr_schedule')})")
     t.add_argument("--compile", action="store_true", help="torch.compile the forward pass and loss; the first "
                    "step pays the compile (on a 2-core CPU it did not pay back: see the README)")
     t.add_argument("--kl-warmup", type=int, default=Recipe.kl_warmup,
@@ -226,13 +228,20 @@ def _report_compile(trainer) -> None:
         print(f"torch.compile: the first step took {trainer.compile_seconds:.1f} s, compiling", file=sys.stderr)
 
 
+def _per_architecture(field: str) -> str:
+    """A default of recipe.DEFAULT_OPTIMISATION for --help: "1e-2 for mlp, 5e-3 for conv"."""
+    return ", ".join(f"{getattr(o, field):g} for {arch}" if not isinstance(getattr(o, field), str)
+                     else f"{getattr(o, field)} for {arch}" for arch, o in DEFAULT_OPTIMISATION.items())
+
+
 def _recipe(args, beta: float) -> Recipe:
     try:
         return Recipe(dataset=args.dataset, holdout_class=args.holdout_class, architecture=args.arch,
                       latent_dim=args.latent_dim, hidden_sizes=args.hidden, dense_sizes=tuple(args.dense),
                       likelihood=args.likelihood, obs_sigma=args.obs_sigma, beta=beta, objective=args.objective,
-                      conditional=args.conditional, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=getattr(args, "lr", None), lr_schedule=args.lr_schedule, kl_warmup=args.kl_warmup, seed=args.seed)
+                      conditional=args.conditional, epochs=args.epochs,
+                      batch_size=getattr(args, "batch_size", None), lr=getattr(args, "lr", None),
+                      lr_schedule=getattr(args, "lr_schedule", None), kl_warmup=args.kl_warmup, seed=args.seed)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 

@@ -36,6 +36,7 @@ class TrainForm:
     name: str = QUICK.name
     epochs: int = QUICK.epochs
     lr: float = QUICK.lr
+    lr_schedule: str = QUICK.lr_schedule
     batch_size: int = QUICK.batch_size
     kl_warmup: int = QUICK.kl_warmup
     likelihood: str = QUICK.likelihood
