@@ -4,10 +4,13 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import ModelHandle, frame, other_checkpoints, shared_dataset, show_images, sync_url, view, widget
+from pages.ui import ModelHandle, frame, other_checkpoints, session, shared_dataset, show_images, sync_url, view, widget
 from vae_core.analysis import mutual_information_gap
+from vae_core.beta_sweep import DISENTANGLEMENT_BETAS, sweep_preset
 from vae_core.catalog import objective_label
+from vae_core.datasets import available_datasets
 from vae_core.latent import traversal_grid
+from vae_core.recipe import ARCHITECTURES
 
 handle = frame("disentanglement")
 v = view()
@@ -100,6 +103,13 @@ if v.compare is None:
 compare = st.multiselect("Side by side with", list(others), **widget("view.compare"), max_selections=MAX_COMPARED,
                          placeholder="nothing (this model only)",
                          help="other checkpoints trained on data with the same factors: β = 1, β-VAE, β-TCVAE")
+if handle.ckpt.dataset.get("name") in available_datasets() and handle.config.architecture in ARCHITECTURES:
+    betas = ", ".join(f"{b:g}" for b in DISENTANGLEMENT_BETAS)
+    if st.button(f"Train this recipe at β = {betas}", icon=":material/model_training:", key="train_beta_sweep",
+                 help="Opens the Train page with this model's data, network, objective and epochs, and a β sweep: "
+                      "every β trains in one run, one model each, to compare here when they are done"):
+        session().train.preset = sweep_preset(handle.ckpt)
+        st.switch_page("pages/train.py")
 panels = [(handle.name, handle)] + [(name, others[name]) for name in compare]
 for column, panel in zip(st.columns(len(panels)), panels):
     with column:

@@ -43,14 +43,30 @@ if not train.owner:
 datasets = available_datasets()
 
 
+def sizes_text(sizes) -> str:
+    return ", ".join(map(str, sizes))
+
+
 def hidden_text(architecture: str) -> str:
-    return ", ".join(map(str, DEFAULT_HIDDEN[architecture]))
+    return sizes_text(DEFAULT_HIDDEN[architecture])
+
+
+def parse_sizes(text: str, field: str = "hidden_sizes", empty_ok: bool = False) -> tuple[int, ...]:
+    """Widths written "256, 128" (or with spaces or semicolons); raises ValueError saying what to write."""
+    label, example = field.replace("_", " "), hidden_text("mlp") if field == "hidden_sizes" else "256"
+    try:
+        sizes = tuple(int(part) for part in str(text).replace(";", ",").replace(" ", ",").split(",") if part)
+    except ValueError:
+        raise ValueError(f"{label}: whole numbers separated by commas, e.g. {example}") from None
+    if not sizes and not empty_ok:
+        raise ValueError(f"{label}: at least one width, e.g. {example}")
+    return sizes
 
 
 def _architecture_changed():
-    """The architecture's own defaults (hidden sizes, learning rate, schedule, batch), when the radio or a
-    preset sets it."""
-    form.hidden = hidden_text(form.architecture)
+    """The architecture's own defaults (hidden sizes, no dense layers, learning rate, schedule, batch), when
+    the radio or a preset sets it."""
+    form.hidden, form.dense = hidden_text(form.architecture), ""
     default = DEFAULT_OPTIMISATION[form.architecture]
     form.lr, form.lr_schedule, form.batch_size = default.lr, default.lr_schedule, default.batch_size
 
@@ -71,15 +87,31 @@ def apply_preset(preset: dict) -> list[str]:
     if preset.get("architecture") in ARCHITECTURES:
         put("architecture", preset["architecture"], f"{preset['architecture']} architecture")
         _architecture_changed()
+    for field, key, label in (("hidden_sizes", "hidden", "hidden sizes"), ("dense_sizes", "dense", "dense sizes")):
+        if isinstance(preset.get(field), (list, tuple)):
+            try:
+                text = sizes_text(parse_sizes(sizes_text(preset[field]), field, empty_ok=field == "dense_sizes"))
+            except ValueError:
+                continue
+            put(key, text, f"{label} {text or 'none'}")
+    if preset.get("objective") in OBJECTIVE_LABELS:
+        put("objective", preset["objective"], f"objective {preset['objective']}")
+    if preset.get("likelihood") in ("bernoulli", "gaussian"):
+        put("likelihood", preset["likelihood"], f"likelihood {preset['likelihood']}")
     for field, key, low, high, kind in (("latent_dim", "latent_dim", 1, 64, int),
                                         ("beta", "beta", 0.0, 50.0, float),
-                                        ("epochs", "epochs", 1, PAGE_MAX_EPOCHS, int)):
+                                        ("obs_sigma", "obs_sigma", 0.01, 1.0, float),
+                                        ("epochs", "epochs", 1, PAGE_MAX_EPOCHS, int),
+                                        ("kl_warmup", "kl_warmup", 0, PAGE_MAX_EPOCHS, int)):
         try:
             value = kind(preset[field])
         except (KeyError, TypeError, ValueError, OverflowError):
             continue
         if math.isfinite(value):
             put(key, min(high, max(low, value)), f"{field.replace('_', ' ')} {value:g}")
+    if isinstance(preset.get("sweep"), (list, tuple)):
+        betas = tuple(b for b in SWEEP_BETAS if b in preset["sweep"] and b != form.beta)
+        put("sweep", betas, "β sweep " + ", ".join(f"{b:g}" for b in (form.beta, *betas)))
     if "holdout_class" in preset:
         holdout = preset["holdout_class"]
         if holdout is None or (isinstance(holdout, int) and holdout >= 0):
@@ -95,21 +127,13 @@ if form.dataset not in datasets:
     form.dataset = TrainForm.dataset
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(part) for part in str(text).replace(";", ",").replace(" ", ",").split(",") if part)
-    except ValueError:
-        raise ValueError(f"hidden sizes: whole numbers separated by commas, e.g. {hidden_text('mlp')}") from None
-    if not sizes:
-        raise ValueError(f"hidden sizes: at least one width, e.g. {hidden_text('mlp')}")
-    return sizes
-
-
 def recipe_from_form() -> Recipe:
     """The form as a Recipe; raises ValueError with what to fix."""
     return Recipe(
         dataset=form.dataset, architecture=form.architecture, latent_dim=int(form.latent_dim),
-        hidden_sizes=parse_hidden(form.hidden), beta=float(form.beta), objective=form.objective,
+        hidden_sizes=parse_sizes(form.hidden),
+        dense_sizes=parse_sizes(form.dense, "dense_sizes", empty_ok=True) if form.architecture == "conv" else (),
+        beta=float(form.beta), objective=form.objective,
         conditional=bool(form.conditional), epochs=int(form.epochs), lr=float(form.lr),
         lr_schedule=form.lr_schedule, batch_size=int(form.batch_size), kl_warmup=int(form.kl_warmup),
         holdout_class=None if form.holdout == NO_HOLDOUT else int(form.holdout), name=form.name.strip(),
@@ -163,7 +187,7 @@ if train.preset_applied:
 
 busy = any(view.active for view in my_runs())
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.selectbox("Dataset", datasets, **widget("train.form.dataset"),
              help="mnist-5k (real digits, 28×28), digits (8×8) and shapes (64×64) are built in; MNIST-style sets "
                   "appear when their files are on the server")
@@ -173,6 +197,9 @@ c3.number_input("Latent size", 1, 64, **widget("train.form.latent_dim"),
                 help="Dimensions of z. 2 can be plotted as it is")
 c4.text_input("Hidden sizes", **widget("train.form.hidden"),
               help="Widths of the MLP layers, or channels of each stride-2 conv layer, separated by commas")
+c5.text_input("Dense sizes", **widget("train.form.dense"), disabled=form.architecture != "conv", placeholder="none",
+              help="Conv nets only: widths of dense layers between the last conv layer and z, separated by commas "
+                   "(Burgess et al. (2018) use 256 for 64×64 images)")
 
 try:
     label_names = shared_dataset(form.dataset).label_names

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apptest_support import SHIPPED, assert_clean, image_urls, start
+from apptest_support import SHIPPED, assert_clean, image_urls, session_of, start
 
 FACTOR_MODELS = [m for m in SHIPPED if m.startswith("shapes")]
 def metrics(at) -> dict[str, str]:
@@ -135,6 +135,23 @@ def test_the_comparison_can_be_narrowed(checkpoints):
     at = start("pages/disentanglement.py", "shapes-tcvae")
     assert at.multiselect(key="view.compare").value == ["shapes-betavae", "shapes-vae"]
     assert [m.value for m in at.metric if m.label == "β"] == ["6", "6", "1"]
+
+
+def test_a_beta_sweep_of_the_open_models_recipe_is_one_click_from_training(checkpoints):
+    at = start("pages/disentanglement.py", "shapes-tcvae")
+    button = at.button(key="train_beta_sweep")
+    assert button.label == "Train this recipe at β = 1, 2, 4, 8"
+    button.click().run()
+    assert_clean(at)
+    assert [t.value for t in at.title] == ["Train"]
+    form = session_of(at).train.form
+    assert (form.dataset, form.architecture, form.hidden, form.dense, form.latent_dim) == \
+        ("shapes", "conv", "32, 32, 64, 64", "256", 10), "the network of the open model"
+    assert (form.objective, form.beta, tuple(form.sweep), form.epochs, form.kl_warmup) == \
+        ("beta-tcvae", 1.0, (2.0, 4.0, 8.0), 40, 0), "its objective, epochs and KL warm-up, at β = 1, 2, 4, 8"
+    assert at.text_input(key="train.form.dense").value == "256"
+    start_button = at.button(key="train_start")
+    assert start_button.label.startswith("Start") and not start_button.disabled, "the four runs fit the server's limits"
 
 
 def test_disentanglement_controls_change_the_traversals(checkpoints):

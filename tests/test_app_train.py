@@ -316,3 +316,21 @@ def test_a_partial_or_odd_preset_changes_only_what_it_can(checkpoints):
     assert widget(at, "radio", "architecture").value == "mlp"
     assert widget(at, "number_input", "latent_dim").value == 8
     assert widget(at, "number_input", "epochs").value == 300, "clamped to the page's limit"
+
+
+def test_dense_sizes_train_for_conv_nets_only(checkpoints):
+    at = start()
+    assert widget(at, "text_input", "dense").disabled, "an MLP has no conv body to put dense layers after"
+    widget(at, "radio", "architecture").set_value("conv").run()
+    widget(at, "text_input", "dense").set_value("12, x").run()
+    assert any("dense sizes: whole numbers separated by commas" in w.value for w in at.warning)
+    assert at.button(key="train_start").disabled
+    configure_tiny(at, epochs=1, name="with-dense")
+    widget(at, "text_input", "dense").set_value("12").run()
+    assert_clean(at)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    owner, job_id = session_of(at).train.owner, session_of(at).train.job
+    assert jobs.shared_queue().view(job_id, owner).options.dense_sizes == (12,)
+    widget(at, "radio", "architecture").set_value("mlp").run()
+    assert session_of(at).train.form.dense == "", "the architecture's defaults: no dense layers"

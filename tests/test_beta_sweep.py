@@ -1,11 +1,13 @@
 """Choosing β: which checkpoints form a sweep, and that the rate falls as β grows."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from vae_core.beta_sweep import beta_sweep, neighbours
-from vae_core.checkpoint import Checkpoint
+from vae_core.beta_sweep import DISENTANGLEMENT_BETAS, beta_sweep, neighbours, sweep_preset
+from vae_core.checkpoint import Checkpoint, load_checkpoint
 from vae_core.config import VAEConfig
 from vae_core.model import VAE
 from vae_core.recipe import Recipe
@@ -55,3 +57,23 @@ def test_the_rate_falls_and_the_distortion_rises_as_beta_grows():
     rates, distortions = zip(*(found[b] for b in sorted(found)))
     assert rates[0] > rates[1] > rates[2], found
     assert distortions[0] < distortions[1] < distortions[2], found
+
+
+@pytest.mark.parametrize("name", ["shapes-tcvae", "mnist-ae"])
+def test_a_sweep_preset_trains_the_checkpoints_network_at_each_beta(name):
+    ckpt = load_checkpoint(Path(__file__).resolve().parent.parent / "checkpoints" / f"{name}.safetensors")
+    preset = sweep_preset(ckpt)
+    cfg = ckpt.config
+    assert (preset["beta"], *preset["sweep"]) == DISENTANGLEMENT_BETAS
+    assert preset["epochs"] == ckpt.train_state["train_config"]["epochs"]
+    assert preset["kl_warmup"] == ckpt.train_state["train_config"]["kl_warmup_epochs"]
+    for beta in DISENTANGLEMENT_BETAS:
+        recipe = Recipe(dataset=preset["dataset"], architecture=preset["architecture"], latent_dim=preset["latent_dim"],
+                        hidden_sizes=preset["hidden_sizes"], dense_sizes=preset["dense_sizes"], beta=beta,
+                        likelihood=preset["likelihood"], obs_sigma=preset["obs_sigma"], objective=preset["objective"],
+                        conditional=preset["conditional"], epochs=preset["epochs"])
+        assert (recipe.architecture, recipe.hidden_sizes, recipe.dense_sizes, recipe.latent_dim, recipe.likelihood) == \
+            (cfg.architecture, cfg.hidden_sizes, cfg.dense_sizes, cfg.latent_dim, cfg.likelihood)
+        assert recipe.dataset == ckpt.dataset["name"] and not recipe.server_limits()
+    # An autoencoder has no β: its sweep is of VAEs of the same network.
+    assert preset["objective"] == ("vae" if cfg.objective == "ae" else cfg.objective)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from .checkpoint import Checkpoint
 
 MIN_POINTS = 3  # a curve needs three βs to be read as one
+DISENTANGLEMENT_BETAS = (1.0, 2.0, 4.0, 8.0)  # a sweep to compare MIG along (--beta 1 2 4 8)
 # What must match for two checkpoints to be points of one sweep: everything but β.
 _SAME_CONFIG = ("input_shape", "latent_dim", "architecture", "hidden_sizes", "dense_sizes", "likelihood",
                 "obs_sigma", "objective", "num_classes")
@@ -42,6 +43,25 @@ def _recipe(ckpt: Checkpoint) -> tuple:
     train.setdefault("lr_schedule", "constant")  # what every run trained with before schedules existed
     return (tuple(getattr(cfg, f) for f in _SAME_CONFIG), ckpt.dataset.get("name"),
             tuple(sorted((k, repr(v)) for k, v in train.items())))
+
+
+def sweep_preset(ckpt: Checkpoint, betas: tuple[float, ...] = DISENTANGLEMENT_BETAS) -> dict:
+    """The Train page's preset (pages/train.py, apply_preset) for the recipe `ckpt` was trained with, at each
+    of `betas` in one run: its data, network, likelihood, objective, epochs and KL warm-up. The optimisation
+    is left to the page's defaults."""
+    cfg = ckpt.config
+    preset = {"dataset": ckpt.dataset.get("name"), "architecture": cfg.architecture,
+              "hidden_sizes": list(cfg.hidden_sizes), "dense_sizes": list(cfg.dense_sizes),
+              "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood, "obs_sigma": cfg.obs_sigma,
+              "objective": "vae" if cfg.objective == "ae" else cfg.objective, "conditional": cfg.num_classes > 0,
+              "beta": betas[0], "sweep": list(betas[1:])}
+    train = ckpt.train_state.get("train_config", {})
+    epochs = train.get("epochs") or len(ckpt.history)
+    if epochs:
+        preset["epochs"] = epochs
+    if "kl_warmup_epochs" in train:
+        preset["kl_warmup"] = train["kl_warmup_epochs"]
+    return preset
 
 
 def beta_sweep(current: tuple[str, Checkpoint], others: dict[str, Checkpoint]) -> list[SweepPoint]:

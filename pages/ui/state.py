@@ -28,6 +28,7 @@ class TrainForm:
     architecture: str = QUICK.architecture
     latent_dim: int = QUICK.latent_dim
     hidden: str = ", ".join(map(str, QUICK.hidden_sizes))
+    dense: str = ", ".join(map(str, QUICK.dense_sizes))  # conv nets only: dense layers between the convs and z
     objective: str = QUICK.objective
     beta: float = QUICK.beta
     sweep: tuple[float, ...] = ()  # more β to train the same recipe at, together in one run
