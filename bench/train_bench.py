@@ -174,7 +174,7 @@ class Setup:
     dense: tuple[int, ...]
     latent: int
     epochs: int  # the peer's run in the time-to-quality race
-    race_epochs: int  # ours: the shortest tried whose run ended below the peer's final test −ELBO
+    race_epochs: int  # ours: picked from a few lengths tried, each ending below the peer's final test −ELBO
     sweep_epochs: int  # the sweep section's runs: about 2 s for one model
     train_limit: int | None = None  # a seeded subset of the training split
 
@@ -401,10 +401,14 @@ class Stopwatch(Callback):
         self.started = time.perf_counter()
 
 
-def race_ours(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
+def race_recipe(setup: Setup, args) -> Recipe:
     """The project's default recipe (Recipe's batch, learning rate and schedule; --race-lr sets another
     rate) for setup.race_epochs."""
-    recipe = Recipe(architecture=setup.architecture, epochs=setup.race_epochs, lr=args.race_lr)
+    return Recipe(architecture=setup.architecture, epochs=setup.race_epochs, lr=args.race_lr)
+
+
+def race_ours(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
+    recipe = race_recipe(setup, args)
     watch = Stopwatch(scorer)
     trainer = Trainer(make_model(), data, recipe.train_config(device="cpu"), callbacks=[watch])
     watch.started = time.perf_counter()
@@ -545,11 +549,11 @@ def main(argv=None) -> int:
               "| epochs | reaches it at | × sooner | its final test −ELBO, at |")
         print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
         for setup, n, peer, ours, level, peer_at, ours_at in race_rows:
-            recipe = Recipe(architecture=setup.architecture, lr=args.race_lr)
+            recipe = race_recipe(setup, args)
             sooner = f"{peer_at / ours_at:.2f}" if ours_at else "not reached"
             at = f"{ours_at:.1f} s" if ours_at else "–"
             print(f"| {setup.describe()} | {n:,} | {setup.epochs} | {level:.2f} nats, {peer_at:.1f} s "
-                  f"| batch {recipe.batch_size}, Adam {recipe.lr:g}, {recipe.lr_schedule} | {setup.race_epochs} | {at} | {sooner} "
+                  f"| batch {recipe.batch_size}, Adam {recipe.lr:g}, {recipe.lr_schedule} | {recipe.epochs} | {at} | {sooner} "
                   f"| {ours[-1][1]:.2f} nats, {ours[-1][0]:.1f} s |")
         print()
     print(f"**Command:** `{' '.join(sys.argv)}`")

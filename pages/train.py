@@ -3,8 +3,9 @@
 The form's values live in the session's TrainForm (pages/ui/state.py), so they survive page
 switches. A run is a job on the process-wide queue; this session holds its id and a random owner
 token, and a fragment polls the job every second while it is queued or training. Another page may
-prefill the form: it sets session().train.preset (dataset, conditional, architecture, latent_dim,
-beta, holdout_class, epochs) and switches here.
+prefill the form: it sets session().train.preset (dataset, conditional, architecture, hidden_sizes,
+dense_sizes, latent_dim, objective, likelihood, obs_sigma, beta, sweep, holdout_class, epochs, kl_warmup,
+lr, lr_schedule, batch_size; apply_preset takes what it can use) and switches here.
 """
 import math
 import secrets
@@ -90,14 +91,19 @@ def apply_preset(preset: dict) -> list[str]:
     for field, key, label in (("hidden_sizes", "hidden", "hidden sizes"), ("dense_sizes", "dense", "dense sizes")):
         if isinstance(preset.get(field), (list, tuple)):
             try:
-                text = sizes_text(parse_sizes(sizes_text(preset[field]), field, empty_ok=field == "dense_sizes"))
+                sizes = parse_sizes(sizes_text(preset[field]), field, empty_ok=field == "dense_sizes")
             except ValueError:
                 continue
-            put(key, text, f"{label} {text or 'none'}")
-    if preset.get("objective") in OBJECTIVE_LABELS:
-        put("objective", preset["objective"], f"objective {preset['objective']}")
-    if preset.get("likelihood") in ("bernoulli", "gaussian"):
-        put("likelihood", preset["likelihood"], f"likelihood {preset['likelihood']}")
+            if all(size >= 1 for size in sizes):
+                put(key, sizes_text(sizes), f"{label} {sizes_text(sizes) or 'none'}")
+    for key, choices in (("objective", OBJECTIVE_LABELS), ("likelihood", ("bernoulli", "gaussian")),
+                         ("lr_schedule", LR_SCHEDULES)):
+        if isinstance(preset.get(key), str) and preset[key] in choices:
+            put(key, preset[key], f"{key.replace('_', ' ')} {preset[key]}")
+    for key, choices, label in (("lr", LEARNING_RATES, "learning rate"), ("batch_size", BATCH_SIZES, "batch size")):
+        value = preset.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value in choices:
+            put(key, choices[choices.index(value)], f"{label} {value:g}")
     for field, key, low, high, kind in (("latent_dim", "latent_dim", 1, 64, int),
                                         ("beta", "beta", 0.0, 50.0, float),
                                         ("obs_sigma", "obs_sigma", 0.01, 1.0, float),
@@ -105,14 +111,15 @@ def apply_preset(preset: dict) -> list[str]:
                                         ("kl_warmup", "kl_warmup", 0, PAGE_MAX_EPOCHS, int)):
         try:
             value = kind(preset[field])
+            if not math.isfinite(value):  # an int beyond a float's range raises OverflowError here
+                continue
         except (KeyError, TypeError, ValueError, OverflowError):
             continue
-        if math.isfinite(value):
-            put(key, min(high, max(low, value)), f"{field.replace('_', ' ')} {value:g}")
+        put(key, min(high, max(low, value)), f"{field.replace('_', ' ')} {min(high, max(low, value)):g}")
     if isinstance(preset.get("sweep"), (list, tuple)):
         betas = tuple(b for b in SWEEP_BETAS if b in preset["sweep"] and b != form.beta)
         put("sweep", betas, "β sweep " + ", ".join(f"{b:g}" for b in (form.beta, *betas)))
-    if "holdout_class" in preset:
+    if "holdout_class" in preset:  # None: every class
         holdout = preset["holdout_class"]
         if holdout is None or (isinstance(holdout, int) and holdout >= 0):
             put("holdout", NO_HOLDOUT if holdout is None else holdout,

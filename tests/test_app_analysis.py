@@ -149,6 +149,8 @@ def test_a_beta_sweep_of_the_open_models_recipe_is_one_click_from_training(check
         ("shapes", "conv", "32, 32, 64, 64", "256", 10), "the network of the open model"
     assert (form.objective, form.beta, tuple(form.sweep), form.epochs, form.kl_warmup) == \
         ("beta-tcvae", 1.0, (2.0, 4.0, 8.0), 40, 0), "its objective, epochs and KL warm-up, at β = 1, 2, 4, 8"
+    assert (form.lr, form.lr_schedule, form.batch_size, form.holdout) == (1e-3, "constant", 64, -1), \
+        "how it trained (the shipped models: a constant rate), on every class"
     assert at.text_input(key="train.form.dense").value == "256"
     start_button = at.button(key="train_start")
     assert start_button.label.startswith("Start") and not start_button.disabled, "the four runs fit the server's limits"

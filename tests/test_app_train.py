@@ -309,8 +309,14 @@ def test_a_preset_prefills_the_form(checkpoints):
 
 def test_a_partial_or_odd_preset_changes_only_what_it_can(checkpoints):
     at = start({"conditional": True, "architecture": "external", "dataset": "folder:/etc",
-                             "latent_dim": "lots", "epochs": 10**9})
+                             "latent_dim": "lots", "epochs": 10**9, "kl_warmup": 10**400, "objective": ["vae"],
+                             "likelihood": {"gaussian": 1}, "hidden_sizes": [0, -3], "dense_sizes": "256",
+                             "sweep": [2.0, "x", 3.5]})
     assert_clean(at)
+    form = session_of(at).train.form
+    assert (form.hidden, form.dense, form.objective, form.likelihood, form.kl_warmup) == \
+        ("256, 128", "", "vae", "bernoulli", 10), "odd sizes, choices and numbers leave the form as it was"
+    assert form.sweep == (2.0,), "only the βs the sweep offers"
     assert widget(at, "checkbox", "conditional").value is True
     assert widget(at, "selectbox", "dataset").value == "digits"
     assert widget(at, "radio", "architecture").value == "mlp"

@@ -66,7 +66,9 @@ def test_a_sweep_preset_trains_the_checkpoints_network_at_each_beta(name):
     cfg = ckpt.config
     assert (preset["beta"], *preset["sweep"]) == DISENTANGLEMENT_BETAS
     assert preset["epochs"] == ckpt.train_state["train_config"]["epochs"]
-    assert preset["kl_warmup"] == ckpt.train_state["train_config"]["kl_warmup_epochs"]
+    saved = ckpt.train_state["train_config"]
+    assert (preset["kl_warmup"], preset["lr"], preset["batch_size"], preset["lr_schedule"]) == \
+        (saved["kl_warmup_epochs"], saved["lr"], saved["batch_size"], "constant"), "how it trained, schedules unsaved"
     for beta in DISENTANGLEMENT_BETAS:
         recipe = Recipe(dataset=preset["dataset"], architecture=preset["architecture"], latent_dim=preset["latent_dim"],
                         hidden_sizes=preset["hidden_sizes"], dense_sizes=preset["dense_sizes"], beta=beta,

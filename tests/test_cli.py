@@ -244,7 +244,7 @@ def test_help_in_a_subprocess(runs):
 
 
 @pytest.mark.parametrize("command,expected", [
-    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "--lr-schedule", "for conv"]),
+    ("train", ["--dataset", "--epochs", "--out", "--resume", "--force", "--kl-warmup", "--lr-schedule", "0.005 for conv", "32 for conv"]),
     ("eval", ["--iwae-k", "--limit"]),
     ("sample", ["--n", "--temperature", "--label", "--out"]),
     ("export-onnx", ["--out", "one-hot", "1e-4"]),
@@ -463,3 +463,21 @@ def test_train_takes_its_architectures_optimisation_unless_told(architecture):
                                          "--batch-size", "48", "--out", "x.safetensors"]), 1.0)
     assert (told.lr, told.lr_schedule, told.batch_size) == (2e-4, "constant", 48)
     assert told.train_config().lr_schedule == "constant" and told.train_config().batch_size == 48
+
+
+def test_a_resumed_run_keeps_its_own_batch_rate_and_schedule(work, capsys):
+    path = work / "kept.safetensors"
+    run = ["train", "--dataset", "digits", "--hidden", "32", "16", "--latent-dim", "3", "--out", path]
+    first = cli(capsys, *run, "--epochs", 1, "--lr", "2e-3", "--lr-schedule", "constant", "--batch-size", 64, "--quiet")
+    assert_ok(first)
+    resumed = cli(capsys, *run, "--epochs", 2, "--resume")
+    assert_ok(resumed)
+    saved = load_checkpoint(path).train_state["train_config"]
+    assert (saved["lr"], saved["lr_schedule"], saved["batch_size"], saved["epochs"]) == (2e-3, "constant", 64, 2)
+    assert "one-cycle" not in resumed.stderr
+    # A flag given on resume wins; one-cycle over a longer run says that its cycle changes.
+    again = cli(capsys, *run, "--epochs", 3, "--lr-schedule", "one-cycle", "--resume")
+    assert_ok(again)
+    assert "note: one-cycle spans the whole run" in again.stderr
+    saved = load_checkpoint(path).train_state["train_config"]
+    assert (saved["lr"], saved["lr_schedule"], saved["batch_size"]) == (2e-3, "one-cycle", 64)

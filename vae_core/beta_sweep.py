@@ -47,20 +47,24 @@ def _recipe(ckpt: Checkpoint) -> tuple:
 
 def sweep_preset(ckpt: Checkpoint, betas: tuple[float, ...] = DISENTANGLEMENT_BETAS) -> dict:
     """The Train page's preset (pages/train.py, apply_preset) for the recipe `ckpt` was trained with, at each
-    of `betas` in one run: its data, network, likelihood, objective, epochs and KL warm-up. The optimisation
-    is left to the page's defaults."""
+    of `betas` in one run: its data, network, likelihood, objective and, where it saved them, its epochs, KL
+    warm-up, batch and learning rate (a run saved before schedules existed trained at a constant rate), on
+    every class (checkpoints do not say which class a run left out)."""
     cfg = ckpt.config
     preset = {"dataset": ckpt.dataset.get("name"), "architecture": cfg.architecture,
               "hidden_sizes": list(cfg.hidden_sizes), "dense_sizes": list(cfg.dense_sizes),
               "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood, "obs_sigma": cfg.obs_sigma,
               "objective": "vae" if cfg.objective == "ae" else cfg.objective, "conditional": cfg.num_classes > 0,
-              "beta": betas[0], "sweep": list(betas[1:])}
+              "beta": betas[0], "sweep": list(betas[1:]), "holdout_class": None}
     train = ckpt.train_state.get("train_config", {})
     epochs = train.get("epochs") or len(ckpt.history)
     if epochs:
         preset["epochs"] = epochs
-    if "kl_warmup_epochs" in train:
-        preset["kl_warmup"] = train["kl_warmup_epochs"]
+    if train:
+        preset["lr_schedule"] = train.get("lr_schedule", "constant")
+    for name, saved in (("kl_warmup", "kl_warmup_epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
+        if saved in train:
+            preset[name] = train[saved]
     return preset
 
 

@@ -180,11 +180,13 @@ def _train(args) -> int:
         return _train_sweep(args, out, betas)
     if out.exists() and not (args.resume or args.force):
         raise UsageError(f"{out} exists: pass --resume to continue it or --force to overwrite")
+    resume = load_checkpoint(out) if args.resume and out.exists() else None
+    if resume:
+        _resume_settings(args, resume)
     recipe = _recipe(args, betas[0])
     data = recipe.load_data(root=args.data_root, download=args.download, image_size=args.image_size)
     train_config = recipe.train_config(device=args.device, save_optimizer=not args.no_optimizer_state,
                                        compile=args.compile)
-    resume = load_checkpoint(out) if args.resume and out.exists() else None
     model = resume.model if resume else recipe.build_model(data)
 
     class Progress(Callback):
@@ -228,10 +230,26 @@ def _report_compile(trainer) -> None:
         print(f"torch.compile: the first step took {trainer.compile_seconds:.1f} s, compiling", file=sys.stderr)
 
 
+def _resume_settings(args, resume) -> None:
+    """A resumed run goes on as it started unless told otherwise: the batch, rate and schedule it saved (a
+    run saved before schedules existed trained at a constant rate), not today's defaults for --arch."""
+    saved = resume.train_state.get("train_config", {})
+    for name, fallback in (("batch_size", None), ("lr", None), ("lr_schedule", "constant")):
+        if not hasattr(args, name) and saved.get(name, fallback) is not None:
+            setattr(args, name, saved.get(name, fallback))
+    if getattr(args, "lr_schedule", None) == "one-cycle" and saved.get("epochs", args.epochs) != args.epochs \
+            and not args.quiet:
+        print(f"note: one-cycle spans the whole run; this one was planned for {saved['epochs']} epochs and now for "
+              f"{args.epochs}, so the rate follows the new cycle from here", file=sys.stderr)
+
+
 def _per_architecture(field: str) -> str:
-    """A default of recipe.DEFAULT_OPTIMISATION for --help: "1e-2 for mlp, 5e-3 for conv"."""
-    return ", ".join(f"{getattr(o, field):g} for {arch}" if not isinstance(getattr(o, field), str)
-                     else f"{getattr(o, field)} for {arch}" for arch, o in DEFAULT_OPTIMISATION.items())
+    """A default of recipe.DEFAULT_OPTIMISATION for --help: "0.01 for mlp, 0.005 for conv", or the one value
+    when every architecture has it ("one-cycle")."""
+    values = {arch: getattr(o, field) for arch, o in DEFAULT_OPTIMISATION.items()}
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    return ", ".join(f"{value:g} for {arch}" for arch, value in values.items())
 
 
 def _recipe(args, beta: float) -> Recipe:

