@@ -105,8 +105,25 @@ def slider_panel():
     with right:
         show_images(handle.decode(v.z, label), 1, "decode(z)", height=220)
         show_on_map(v.z)
-    grid_section()
+    if v.grid_follows:
+        grid_section()
     sync_url()  # a fragment's run ends here, not in app.py
+
+
+@st.fragment
+def grid_panel():
+    """The grid on its own, when it does not follow the sliders: its own controls and button redraw it."""
+    grid_section()
+    st.button("Redraw the grid at the current z", key="grid_redraw", icon=":material/refresh:")
+
+
+def server_sliders():
+    st.toggle("Grid follows every move", **widget("view.grid_follows"),
+              help="On: each slider move redraws the traversal grid too. Off: the grid stays until you redraw it, "
+                   "and a move does half the work (the default on a classroom server)")
+    slider_panel()
+    if not v.grid_follows:
+        grid_panel()
 
 
 @st.fragment
@@ -128,16 +145,16 @@ def live_panel(onnx_model: bytes):
 onnx_model, export_problem = handle.browser_decoder()
 if onnx_model is None:
     st.caption(f"The sliders run on the server: {export_problem}.")
-    slider_panel()
+    server_sliders()
 elif unsupported_reason():
     st.info(f"This browser cannot run the live pad ({unsupported_reason()}), so the sliders run on the "
             "server: each move is sent there and the picture comes back.")
-    slider_panel()
+    server_sliders()
 elif st.toggle("Decode in this browser", **widget("view.live_pad"),
                help="On: the picture follows a dragged slider at the screen's frame rate (the decoder runs in "
                     "your browser). Off: each move goes to the server and the picture comes back."):
     live_panel(onnx_model)
 else:
-    slider_panel()
+    server_sliders()
 
 sync_url()  # the defaults this run chose join the link (app.py does it too, but not on a direct page run)

@@ -60,6 +60,40 @@ def test_moving_a_traversal_slider_changes_the_image(app_url, browser):
     page.close()
 
 
+def grid_image_src(page) -> str:
+    figure = page.locator('[data-testid="stImage"]', has_text="rows:")
+    figure.wait_for(timeout=30_000)
+    return figure.locator("img").evaluate("e => e.src")
+
+
+def test_a_grid_that_does_not_follow_the_sliders_waits_for_its_button(app_url, browser):
+    page = open_page(browser, f"{app_url}/traversal", "Traversal")
+    page.get_by_text("Decode in this browser", exact=True).click()  # the sliders that run on the server
+    wait_until_idle(page)
+    page.get_by_text("Grid follows every move", exact=True).click()
+    wait_until_idle(page)
+    grid, image = grid_image_src(page), decoded_image_src(page)
+    slider = page.get_by_role("slider").first
+    slider.focus()
+    for _ in range(20):
+        slider.press("ArrowRight")
+    page.wait_for_function(
+        "(old) => { const f = [...document.querySelectorAll('[data-testid=\"stImage\"]')]"
+        ".find(e => e.innerText.includes('decode(z)')); return f && f.querySelector('img').src !== old; }",
+        arg=image, timeout=30_000)
+    wait_until_idle(page)
+    assert grid_image_src(page) == grid, "a move redraws the picture, not the grid"
+    page.get_by_role("button", name="Redraw the grid at the current z").click()
+    page.wait_for_function(
+        "(old) => { const f = [...document.querySelectorAll('[data-testid=\"stImage\"]')]"
+        ".find(e => e.innerText.includes('rows:')); return f && f.querySelector('img').src !== old; }",
+        arg=grid, timeout=30_000)
+    wait_until_idle(page)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "traversal-grid-redraw.png"), full_page=True)
+    page.close()
+
+
 def test_a_corrupt_upload_shows_a_message_and_keeps_the_model(app_url, browser, tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")

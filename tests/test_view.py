@@ -2,7 +2,11 @@
 its link exactly, every bad value is refused with a notice, model limits are applied with one."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -187,3 +191,14 @@ def test_indices_are_written_as_ranges(indices, text):
     assert Indices(10**7).format(indices) == text
     if text:
         assert Indices(10**7).parse(text) == indices
+
+
+def test_a_classroom_server_leaves_the_traversal_grid_to_its_button():
+    """make serve sets LATENT_EXPLORER_CLASSROOM: a slider move there redraws the picture only."""
+    root = Path(__file__).resolve().parent.parent
+    code = "from pages.ui.view import View; print(View().grid_follows)"
+    env = {k: v for k, v in os.environ.items() if k != "LATENT_EXPLORER_CLASSROOM"}
+    alone = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True)
+    hall = subprocess.run([sys.executable, "-c", code], cwd=root, env={**env, "LATENT_EXPLORER_CLASSROOM": "1"},
+                          capture_output=True, text=True, check=True)
+    assert (alone.stdout.strip(), hall.stdout.strip()) == ("True", "False")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 
 import streamlit as st
@@ -15,9 +14,9 @@ from vae_core.external import DECODER_OUTPUTS, INPUT_RANGES, OwnModel
 from .models import ModelHandle, cli_model, default_model, external_key, model_choices, resolve, shared_dataset
 from .navigation import page_links
 from .state import notice, read_link, session, sync_url, view, widget
-from .view import NAMED_DATASETS
+from .view import CLASSROOM, NAMED_DATASETS
 
-LOCAL_CODE_ALLOWED = not os.environ.get("LATENT_EXPLORER_CLASSROOM")  # `make serve` turns it off
+LOCAL_CODE_ALLOWED = not CLASSROOM  # `make serve` turns it off
 
 
 def plain(text: str) -> str:

@@ -12,6 +12,7 @@ Model-dependent limits (how many test images, how many latent dimensions) are ap
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, replace
 
@@ -23,6 +24,8 @@ COMMON = "*"  # carried by every page's link
 MAP_PAGES = ("latent_map", "traversal", "interpolation", "anomalies")  # pages that draw the session's map
 NAMED_DATASETS = tuple(name for name in DATASETS if ":" not in name)  # not folder:/npz: paths on the server
 MAX_SEED = 10_000
+# A server for a class (`make serve` sets it): no local code, and the Traversal grid waits to be redrawn.
+CLASSROOM = bool(os.environ.get("LATENT_EXPLORER_CLASSROOM"))
 Z_RANGE = 4.0  # the traversal sliders' and the live pad's range for a VAE: ±4σ of the prior
 Z_LINK_LIMIT = 1000.0  # what a link's z may hold: an autoencoder's codes have no fixed scale (ModelHandle.z_range)
 
@@ -301,6 +304,9 @@ class View:
     grid_steps: int = link("columns", "traversal", Int(3, 15), default=9)
     gif_dim: int | None = local(per_model=True)
     live_pad: bool = local(True)  # decode in the browser (a preference of this browser, not of the view)
+    # The grid redrawn at every server-side slider move: over half of a move's work (bench/classroom.py), so
+    # a classroom server leaves it to a button.
+    grid_follows: bool = local(not CLASSROOM)
     # Interpolation
     ends: str = link("ends", "interpolation", Choice(("samples", "prior")), default="samples")
     pair_from: int | None = link("from", "interpolation", SAMPLE, per_model=True)  # None: from the selection
