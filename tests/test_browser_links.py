@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
 from bench.browser import MAP_FRAME, map_frame
 from streamlit_server import ARTIFACTS, open_page, streamlit_server, wait_until_idle
 from test_browser_live_pad import canvas_pixels, drag, live_pad_frame, server_pixels, wait_for_report
@@ -34,14 +36,21 @@ def number_input(page, label: str, value: int) -> None:
 
 def press_slider(page, label: str, key: str, times: int) -> None:
     """Move a Streamlit slider by keyboard steps, as a person tabbing to it would (one step at a time:
-    a step that lands while the page redraws the slider is lost, as it would be for the person)."""
+    a step that lands while the page redraws the slider is lost, and the person presses again)."""
     slider = page.locator('[data-testid="stSlider"]', has_text=label).get_by_role("slider")
     for _ in range(times):
         before = slider.get_attribute("aria-valuetext")
-        slider.focus()
-        slider.press(key)
-        page.wait_for_function("([e, v]) => e.getAttribute('aria-valuetext') !== v",
-                               arg=[slider.element_handle(), before], timeout=10_000)
+        for attempt in range(3):
+            slider.focus()
+            slider.press(key)
+            try:
+                page.wait_for_function("([e, v]) => e.getAttribute('aria-valuetext') !== v",
+                                       arg=[slider.element_handle(), before], timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2:
+                    raise
+                wait_until_idle(page)
     wait_until_idle(page)
 
 
