@@ -35,12 +35,11 @@ class SweepPoint:
 
 
 def _recipe(ckpt: Checkpoint) -> tuple:
-    cfg, train = ckpt.config, dict(ckpt.train_state.get("train_config", {}))
+    cfg, train = ckpt.config, ckpt.trained_with
     # Where it trained, whether Adam's moments were kept, how often it was scored and whether the step was
     # compiled do not change the model it made.
     for setting in ("device", "save_optimizer", "eval_time_share", "compile"):
         train.pop(setting, None)
-    train.setdefault("lr_schedule", "constant")  # what every run trained with before schedules existed
     return (tuple(getattr(cfg, f) for f in _SAME_CONFIG), ckpt.dataset.get("name"),
             tuple(sorted((k, repr(v)) for k, v in train.items())))
 
@@ -56,12 +55,12 @@ def sweep_preset(ckpt: Checkpoint, betas: tuple[float, ...] = DISENTANGLEMENT_BE
               "latent_dim": cfg.latent_dim, "likelihood": cfg.likelihood, "obs_sigma": cfg.obs_sigma,
               "objective": "vae" if cfg.objective == "ae" else cfg.objective, "conditional": cfg.num_classes > 0,
               "beta": betas[0], "sweep": list(betas[1:]), "holdout_class": None}
-    train = ckpt.train_state.get("train_config", {})
+    train = ckpt.trained_with
     epochs = train.get("epochs") or len(ckpt.history)
     if epochs:
         preset["epochs"] = epochs
-    if train:
-        preset["lr_schedule"] = train.get("lr_schedule", "constant")
+    if ckpt.train_state.get("train_config"):  # files without it (an ONNX pair) leave the form's schedule
+        preset["lr_schedule"] = train["lr_schedule"]
     for name, saved in (("kl_warmup", "kl_warmup_epochs"), ("batch_size", "batch_size"), ("lr", "lr")):
         if saved in train:
             preset[name] = train[saved]

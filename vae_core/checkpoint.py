@@ -57,6 +57,12 @@ class Checkpoint:
     def config(self) -> VAEConfig:
         return self.model.config
 
+    @property
+    def trained_with(self) -> dict:
+        """The TrainConfig fields the run saved, as a new dict. A run saved before schedules existed trained
+        at a constant rate, and says so here."""
+        return {"lr_schedule": "constant", **self.train_state.get("train_config", {})}
+
 
 def save_checkpoint(path, model: VAE, *, dataset: dict | None = None, history=None, metrics=None,
                     train_state=None, optimizer: torch.optim.Optimizer | None = None) -> Path:

@@ -233,10 +233,10 @@ def _report_compile(trainer) -> None:
 def _resume_settings(args, resume) -> None:
     """A resumed run goes on as it started unless told otherwise: the batch, rate and schedule it saved (a
     run saved before schedules existed trained at a constant rate), not today's defaults for --arch."""
-    saved = resume.train_state.get("train_config", {})
-    for name, fallback in (("batch_size", None), ("lr", None), ("lr_schedule", "constant")):
-        if not hasattr(args, name) and saved.get(name, fallback) is not None:
-            setattr(args, name, saved.get(name, fallback))
+    saved = resume.trained_with
+    for name in ("batch_size", "lr", "lr_schedule"):
+        if not hasattr(args, name) and saved.get(name) is not None:
+            setattr(args, name, saved[name])
     if getattr(args, "lr_schedule", None) == "one-cycle" and saved.get("epochs", args.epochs) != args.epochs \
             and not args.quiet:
         print(f"note: one-cycle spans the whole run; this one was planned for {saved['epochs']} epochs and now for "
