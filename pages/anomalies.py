@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages.ui import frame, map_figure, show_images, sync_url, view, widget
+from pages.ui import frame, map_figure, show_images, slider_widget, sync_url, view, widget
 from pages.ui.view import View
 from vae_core.analysis import SCORES, anomaly_scores, held_out_class, holdout_auc
 from vae_core.catalog import units_note
@@ -97,7 +97,7 @@ with right:
 with left:
     st.subheader(f"{SCORES[kind][0].upper()}{SCORES[kind][1:]} of every test image")
     threshold = st.slider("Threshold", low, high, step=(high - low) / 200 or 1.0, format=fmt,
-                          **widget("view.threshold"), help="images scoring above it are flagged")
+                          **slider_widget("view.threshold"), help="images scoring above it are flagged")
     figure = go.Figure()
     size = (high - low) / 50 or 1.0
     bins = dict(start=low, end=high + size / 2, size=size)  # the same bins for every trace
@@ -136,7 +136,7 @@ elif handle.ckpt.dataset.get("name"):
                "mnist-vae-no3) to see how well these scores find a class the model never saw.")
 
 st.subheader("The most anomalous test images")
-k = st.slider("How many", 4, 24, step=4, **widget("view.top_k"))
+k = st.slider("How many", 4, 24, step=4, **slider_widget("view.top_k"))
 top = np.argsort(-values, kind="stable")[:k]
 x = handle.images(top)
 recon = handle.reconstruct(x, handle.labels(top))

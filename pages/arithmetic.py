@@ -2,7 +2,7 @@
 import streamlit as st
 import torch
 
-from pages.ui import frame, show_images, sync_url, view, widget
+from pages.ui import frame, show_images, slider_widget, sync_url, view, widget
 from pages.ui.view import Operand
 from vae_core.generate import attribute_vectors
 from vae_core.images import make_grid, png_bytes, upscale_factor
@@ -90,7 +90,7 @@ columns = st.columns(3)
 operands = {o: operand(o, column) for o, column in zip(OPERANDS, columns)}
 
 s1, s2 = st.columns([3, 1])
-scale = s1.slider("Scale s of the added vector (a − b)", -2.0, 3.0, step=0.1, **widget("view.scale"),
+scale = s1.slider("Scale s of the added vector (a − b)", -2.0, 3.0, step=0.1, **slider_widget("view.scale"),
                   help="0 gives c back; 1 the plain analogy; more exaggerates it; negative goes the other way")
 label = None
 if cfg.conditional:

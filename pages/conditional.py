@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from pages.ui import frame, session, show_images, sync_url, view, widget
+from pages.ui import frame, session, show_images, slider_widget, sync_url, view, widget
 from pages.ui.view import MAX_SEED
 from vae_core.catalog import safe_name
 from vae_core.generate import (UNLABELLED, class_grid, image_from_upload, npz_bytes, png_zip_bytes, style_code,
@@ -74,8 +74,8 @@ c1, c2, c3, c4 = st.columns([4, 1, 1, 1])
 if v.classes is None:
     v.classes = tuple(range(cfg.num_classes))
 classes = c1.multiselect("Classes (rows)", list(range(cfg.num_classes)), format_func=name_of, **widget("view.classes"))
-n = c2.slider("Samples (columns)", 1, 16, **widget("view.per_class"))
-temperature = c3.slider("Temperature", 0.0, 2.0, step=0.1, **widget("view.temperature"),
+n = c2.slider("Samples (columns)", 1, 16, **slider_widget("view.per_class"))
+temperature = c3.slider("Temperature", 0.0, 2.0, step=0.1, **slider_widget("view.temperature"),
                         help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
 seed = int(c4.number_input("Seed", 0, MAX_SEED, **widget("view.seed")))
 if classes:

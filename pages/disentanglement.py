@@ -4,7 +4,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import ModelHandle, frame, other_checkpoints, session, shared_dataset, show_images, sync_url, view, widget
+from pages.ui import ModelHandle, frame, other_checkpoints, session, shared_dataset, show_images, slider_widget, sync_url, view, widget
 from vae_core.analysis import mutual_information_gap
 from vae_core.beta_sweep import DISENTANGLEMENT_BETAS, sweep_preset
 from vae_core.catalog import objective_label
@@ -90,8 +90,8 @@ def _panel(title: str, model: ModelHandle) -> None:
 c1, c2, c3 = st.columns([2, 1, 1])
 c1.radio("Traversals start from", ["zero", "sample"], horizontal=True, **widget("view.mig_base"),
          format_func={"zero": "the origin", "sample": f"test image #{v.sample}'s μ"}.get)
-span = c2.slider("Span ±", 0.5, 4.0, step=0.5, **widget("view.mig_span"))
-steps = c3.slider("Columns", 3, 13, step=2, **widget("view.mig_steps"))
+span = c2.slider("Span ±", 0.5, 4.0, step=0.5, **slider_widget("view.mig_span"))
+steps = c3.slider("Columns", 3, 13, step=2, **slider_widget("view.mig_steps"))
 
 others = other_checkpoints(handle, lambda other: bool(other.dataset.get("factor_names")))  # data with factors
 if v.compare is not None and not set(v.compare) <= set(others):

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import frame, show_images, sync_url, view, widget
+from pages.ui import frame, show_images, slider_widget, sync_url, view, widget
 from pages.ui.view import MAX_SEED
 from vae_core.analysis import impute, masked_mse, random_mask, rectangle_mask
 
@@ -33,17 +33,17 @@ with c1:
 with c2:
     r1, r2 = st.columns(2)
     if kind == "rectangle":
-        top = r1.slider("Top", 0, height - 1, **widget("view.box.0"))
-        left = r2.slider("Left", 0, width - 1, **widget("view.box.1"))
-        box_h = r1.slider("Height", 1, height, **widget("view.box.2"))
-        box_w = r2.slider("Width", 1, width, **widget("view.box.3"))
+        top = r1.slider("Top", 0, height - 1, **slider_widget("view.box.0"))
+        left = r2.slider("Left", 0, width - 1, **slider_widget("view.box.1"))
+        box_h = r1.slider("Height", 1, height, **slider_widget("view.box.2"))
+        box_w = r2.slider("Width", 1, width, **slider_widget("view.box.3"))
         mask = rectangle_mask(height, width, top, left, box_h, box_w)
     else:
-        fraction = r1.slider("Missing fraction", 0.05, 0.95, step=0.05, **widget("view.fraction"))
+        fraction = r1.slider("Missing fraction", 0.05, 0.95, step=0.05, **slider_widget("view.fraction"))
         seed = r2.number_input("Seed", 0, MAX_SEED, **widget("view.mask_seed"))
         mask = random_mask(height, width, fraction, int(seed))
 with c3:
-    iterations = st.slider("Iterations", 1, 50, **widget("view.rounds"))
+    iterations = st.slider("Iterations", 1, 50, **slider_widget("view.rounds"))
     fill_kind = st.radio("Hidden pixels start as", ["zero", "mean"], horizontal=True, **widget("view.fill"),
                          format_func={"zero": "black (0)", "mean": "the training mean image"}.get)
     if not cfg.probabilistic and v.round_mode == "gibbs":

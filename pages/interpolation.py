@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import frame, map_figure, session, show_images, sync_url, view, widget
+from pages.ui import frame, map_figure, session, show_images, slider_widget, sync_url, view, widget
 from pages.ui.live_pad import live_pad, unsupported_reason
 from pages.ui.view import MAX_SEED
 from vae_core.images import gif_bytes, make_grid, png_bytes, upscale_factor
@@ -52,7 +52,7 @@ else:
 if cfg.conditional:
     label = st.selectbox("Class", range(cfg.num_classes), index=label, format_func=handle.label_name)
 
-steps = st.slider("Steps", 3, 20, **widget("view.steps"))
+steps = st.slider("Steps", 3, 20, **slider_widget("view.steps"))
 paths = {"lerp": lerp(a, b, steps), "slerp": slerp(a, b, steps)}
 decoded = {name: handle.decode(path, label) for name, path in paths.items()}
 
@@ -77,7 +77,7 @@ else:
     @st.fragment
     def server_scrubber():
         left, right = st.columns([3, 1])
-        t = left.slider("t", 0.0, 1.0, step=0.01, **widget("view.scrub_t"))
+        t = left.slider("t", 0.0, 1.0, step=0.01, **slider_widget("view.scrub_t"))
         mode = left.radio("Path", ["slerp", "lerp"], horizontal=True, **widget("view.scrub_path"))
         z = (slerp_at if mode == "slerp" else lerp_at)(a, b, t)
         with right:

@@ -5,7 +5,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
-from pages.ui import frame, show_images, widget
+from pages.ui import frame, show_images, slider_widget, widget
 from pages.ui.view import MAX_SEED
 from vae_core.catalog import model_card, units_note
 from vae_core.metrics import ACTIVE_UNIT_THRESHOLD
@@ -39,7 +39,7 @@ with left:
 with right:
     st.subheader("Samples from the prior")
     c1, c2 = st.columns(2)
-    temperature = c1.slider("Temperature", 0.0, 2.0, step=0.1, **widget("view.temperature"),
+    temperature = c1.slider("Temperature", 0.0, 2.0, step=0.1, **slider_widget("view.temperature"),
                             help="z ~ N(0, t²I): below 1 is safer and blander, above 1 stranger")
     seed = c2.number_input("Seed", 0, MAX_SEED, **widget("view.seed"))
     samples = handle.decode(handle.prior(24, seed, temperature), torch.arange(24) % cfg.num_classes if cfg.conditional else None)

@@ -3,7 +3,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages.ui import frame, map_figure, show_images, sync_url, view, widget
+from pages.ui import frame, map_figure, show_images, slider_widget, sync_url, view, widget
 from pages.ui.live_pad import live_pad, unsupported_reason
 from pages.ui.view import MAX_SEED
 from vae_core.images import gif_bytes, upscale_factor
@@ -69,8 +69,8 @@ def grid_section() -> None:
         v.grid_rows = tuple([d for d in order if d not in dead][:8] or order[:8])
     rows = g1.multiselect("Dimensions (rows)", order, format_func=lambda d: f"z{d}", **widget("view.grid_rows"))
     unit = "σ" if cfg.probabilistic else ""  # the prior's σ; an autoencoder's codes have their own scale
-    span = g2.slider(f"Span ±k{unit}", 0.5, 4.0, step=0.5, **widget("view.grid_span"))
-    steps = g3.slider("Columns", 3, 15, step=2, **widget("view.grid_steps"))
+    span = g2.slider(f"Span ±k{unit}", 0.5, 4.0, step=0.5, **slider_widget("view.grid_span"))
+    steps = g3.slider("Columns", 3, 15, step=2, **slider_widget("view.grid_steps"))
     if rows:
         start = torch.tensor(v.z, dtype=torch.float32)
         grid_images = handle.decode(traversal_grid(start, rows, span, steps), label)
@@ -95,14 +95,12 @@ def grid_section() -> None:
 @st.fragment
 def slider_panel():
     """Server-side sliders: only this panel reruns when one moves: one decode, one picture."""
-    left, right = st.columns([3, 2])
-    with left:
-        columns = st.columns(2)
-        for i, d in enumerate(order):
-            status = " · inactive" if d in dead else ""
-            columns[i % 2].slider(f"z{d} · {handle.order_by} {kl[d]:.2f}{status}", -handle.z_range, handle.z_range, step=0.05,
-                                  **widget(f"view.z.{d}"))
-    with right:
+    *slider_columns, picture = st.columns([3, 3, 4])  # one row of three: each block is a message on every move
+    for i, d in enumerate(order):
+        status = " · inactive" if d in dead else ""
+        slider_columns[i % 2].slider(f"z{d} · {handle.order_by} {kl[d]:.2f}{status}", -handle.z_range, handle.z_range,
+                                     step=0.05, **slider_widget(f"view.z.{d}"))
+    with picture:
         show_images(handle.decode(v.z, label), 1, "decode(z)", height=220)
         show_on_map(v.z)
     if v.grid_follows:

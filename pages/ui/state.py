@@ -136,6 +136,17 @@ def widget(path: str, on_change: Callable[[], None] | None = None) -> dict:
     return {"key": path, "on_change": _store, "args": (path, on_change)}
 
 
+def slider_widget(path: str, on_change: Callable[[], None] | None = None) -> dict:
+    """widget() for st.slider, with the field's value passed as the slider's value too. Given no
+    value, st.slider reads the whole of session state on every call to learn whether it is a range
+    slider (streamlit 1.67, elements/widgets/slider.py): 9% of a server's Python time when a class
+    moves Traversal's 16 latent sliders (py-spy --gil). The slider still shows the field, which
+    _show put in its state; .streamlit/config.toml turns off the log line about a value given both ways."""
+    kwargs = widget(path, on_change)
+    value = _get(path)
+    return {**kwargs, "value": list(value) if isinstance(value, tuple) else value}
+
+
 def _show(path: str) -> None:
     """Put the field's value in the widget's state before the widget is drawn."""
     value = _get(path)
