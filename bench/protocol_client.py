@@ -10,8 +10,8 @@ Each session opens /traversal?sample=k (k its own test image), turns "Decode in 
 the server decodes, and then moves one latent slider (the i-th, cycling) by one step, back and forth,
 every 0.5-1 s (seeded), timing each move from sending it to the server's `script_finished`. A move
 must bring a new picture; an `exception` element, a closed socket or a run over STEP_TIMEOUT_S is an
-error. At the end a full rerun checks the session's own state: its test image, its slider where it
-left it, and its share link.
+error. When every student has stopped moving, a full rerun checks each session's own state: its test
+image, its slider where it left it, and its share link.
 
 `churn` repeats a class (N students connecting, moving sliders, leaving) with the server left idle
 past Streamlit's disconnected-session TTL after each: what the server's memory does over a day of
@@ -160,8 +160,12 @@ class StreamlitSession:
                 return Run(time.perf_counter() - start, pictures, exceptions, received)
 
 
-async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyncio.Event | None = None) -> None:
-    """One student's session (module doc); everything it saw goes into s."""
+async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyncio.Event | None = None,
+                  slid: Arrivals | None = None) -> None:
+    """One student's session (module doc); everything it saw goes into s. With `slid`, the student's
+    final whole-page check waits until every student has stopped moving, as the Chromium mode's
+    barrier does: 100 whole-page runs at once are not slider moves, and they delayed the last moves
+    of the students still sliding (median 925 ms in the phase's last second, 30 ms before it)."""
     session = StreamlitSession(base_url, PAGE, f"sample={s.k}")
     rng = random.Random(s.seed)
     try:
@@ -200,6 +204,8 @@ async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyn
             s.errors += run.exceptions
             if not run.pictures:
                 s.errors.append("a slider move brought no picture")
+        if slid is not None:
+            await slid.arrive_and_wait()
         run = await session.rerun(timeout=OPEN_TIMEOUT_S)  # the whole page again: is it still this student's?
         s.bytes += run.bytes
         s.errors += run.exceptions
@@ -213,7 +219,30 @@ async def student(base_url: str, s: ProtocolStudent, seconds: float, ready: asyn
     except Exception as exc:  # noqa: BLE001 - a closed socket, a timeout: the student's error, reported
         s.errors.append(f"{type(exc).__name__}: {exc}")
     finally:
+        if slid is not None:
+            slid.leave()  # a student that failed early holds nobody up
         await session.close()
+
+
+class Arrivals:
+    """A barrier for `n` students that a student who failed can leave (asyncio.Barrier cannot)."""
+
+    def __init__(self, n: int):
+        self.waiting_for, self.arrived, self.all_in = n, set(), asyncio.Event()
+
+    def _mark(self) -> None:
+        me = asyncio.current_task()
+        if me not in self.arrived:
+            self.arrived.add(me)
+            if len(self.arrived) >= self.waiting_for:
+                self.all_in.set()
+
+    async def arrive_and_wait(self) -> None:
+        self._mark()
+        await self.all_in.wait()
+
+    def leave(self) -> None:
+        self._mark()
 
 
 async def count_test_images(base_url: str) -> int:
@@ -233,7 +262,8 @@ async def protocol_round(base_url: str, pids: list[int], n: int, seconds: float,
     ready, rss, stop = asyncio.Event(), [], asyncio.Event()
     sampler = asyncio.create_task(sample_rss(pids, rss, stop))
     rss_start = server_rss(pids)
-    tasks = [asyncio.create_task(student(base_url, s, seconds, ready)) for s in students]
+    slid = Arrivals(n)
+    tasks = [asyncio.create_task(student(base_url, s, seconds, ready, slid)) for s in students]
     opened = [asyncio.create_task(_until_sliding(s)) for s in students]
     await asyncio.wait(opened, timeout=OPEN_TIMEOUT_S)
     cpu0, t0 = server_cpu(pids), time.perf_counter()

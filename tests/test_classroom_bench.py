@@ -62,3 +62,38 @@ def test_the_tracemalloc_report_names_the_line_whose_memory_grew(tmp_path):
     top = next(line for line in report.splitlines() if line.startswith("| +"))
     assert "test_classroom_bench.py" in top and int(top.split("|")[1].strip().lstrip("+")) >= 2000, report
     assert "snapshot-01.trace to snapshot-02.trace" in report and len(kept) == 32
+
+
+def test_the_final_check_waits_for_every_student_and_a_failed_one_holds_nobody_up():
+    """Arrivals: students' whole-page checks start only once all have stopped moving; a student that
+    failed before arriving leaves, and the others go on."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from protocol_client import Arrivals
+
+    async def main():
+        gate, order = Arrivals(3), []
+
+        async def slider_phase(name: str, seconds: float, fails: bool = False):
+            try:
+                await asyncio.sleep(seconds)
+                if fails:
+                    raise RuntimeError("socket closed")
+                order.append(f"{name} stopped")
+                await gate.arrive_and_wait()
+                order.append(f"{name} checks")
+            except RuntimeError:
+                pass
+            finally:
+                gate.leave()
+
+        await asyncio.wait_for(asyncio.gather(slider_phase("a", 0.0), slider_phase("b", 0.05),
+                                              slider_phase("c", 0.02, fails=True)), timeout=5)
+        return order
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:  # its own thread: a browser test's event loop may be running in this one
+        order = pool.submit(asyncio.run, main()).result()
+    assert order[:2] == ["a stopped", "b stopped"] and sorted(order[2:]) == ["a checks", "b checks"], order
