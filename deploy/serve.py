@@ -6,11 +6,13 @@ it while the machine's other cores idle (bench/classroom.py --clients protocol).
 `streamlit run app.py` workers on loopback ports and Debian's nginx in front of them on HOST:PORT.
 
 - Sticky sessions: a Streamlit session lives in the process that holds its WebSocket, and the
-  files a session serves (downloads) live there too. nginx hashes a cookie, `le_worker`, onto the
-  workers; a browser without it is hashed on the request's id, and the response sets the cookie to
-  that id, so everything after the first request goes to the same worker. `hash ... consistent`
-  moves only the dead worker's students when one stops; their browsers reconnect, and the page
-  rebuilds their view from its URL.
+  files a session serves (downloads) live there too. A browser without the `le_worker` cookie goes
+  to the worker with the fewest open connections (`least_conn`: the WebSockets of the students it
+  holds), and the response sets the cookie to that worker's name, so everything after goes there.
+  Hashing a random id instead split a class by chance: 58 of 100 students on one worker in one run
+  of bench/classroom.py --clients protocol. A cookie that names no worker counts as none. When a
+  worker stops, its students' requests fail over to the least busy live worker, which their
+  cookie then names; their browsers reconnect, and the page rebuilds their view from its URL.
 - WebSockets: HTTP/1.1 upgrade passed through, no buffering, hour-long timeouts.
 - One cookie secret for every worker (a random one per start), so any worker accepts the XSRF
   cookie another one set.
@@ -53,15 +55,35 @@ http {{
   scgi_temp_path {run}/scgi;
   client_max_body_size 64m;  # .streamlit/config.toml: maxUploadSize
   map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-  map $cookie_le_worker $le_worker {{ "" $request_id; default $cookie_le_worker; }}
+  # The worker a browser's cookie names; without one (or with one naming no worker): the least busy.
+  map $cookie_le_worker $le_worker {{
+    default latent_explorer;
+{cookie_to_worker}
+  }}
+  # The worker that answered (the last one nginx tried), named for the cookie.
+  map $upstream_addr $le_answered {{
+    default "";
+{answered_to_cookie}
+  }}
   upstream latent_explorer {{
-    hash $le_worker consistent;
+    least_conn;
 {servers}
   }}
   server {{
     listen {host}:{port};
     location / {{
+      proxy_pass http://$le_worker;
+      error_page 502 504 = @least_busy;  # the cookie's worker is gone: on to a live one
+{proxy}
+    }}
+    location @least_busy {{
       proxy_pass http://latent_explorer;
+{proxy}
+    }}
+  }}
+}}
+"""
+PROXY = """\
       proxy_http_version 1.1;
       proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection $connection_upgrade;
@@ -70,17 +92,16 @@ http {{
       proxy_read_timeout 1h;
       proxy_send_timeout 1h;
       proxy_next_upstream error timeout;
-      add_header Set-Cookie "le_worker=$le_worker; Path=/; HttpOnly; SameSite=Lax" always;
-      add_header X-Latent-Explorer-Worker $upstream_addr always;  # which worker answered: for the tests
-    }}
-  }}
-}}
-"""
+      add_header Set-Cookie "le_worker=$le_answered; Path=/; HttpOnly; SameSite=Lax" always;
+      add_header X-Latent-Explorer-Worker $upstream_addr always;  # which worker answered: for the tests"""
 
 
 def nginx_config(host: str, port: int, worker_ports: list[int], run: Path) -> str:
     servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in worker_ports)
-    return CONFIG.format(workers=len(worker_ports), run=run, host=host, port=port, servers=servers)
+    cookie_to_worker = "\n".join(f"    w{i} 127.0.0.1:{p};" for i, p in enumerate(worker_ports))
+    answered_to_cookie = "\n".join(f'    "~127\\.0\\.0\\.1:{p}$" w{i};' for i, p in enumerate(worker_ports))
+    return CONFIG.format(workers=len(worker_ports), run=run, host=host, port=port, servers=servers, proxy=PROXY,
+                         cookie_to_worker=cookie_to_worker, answered_to_cookie=answered_to_cookie)
 
 
 def default_workers() -> int:

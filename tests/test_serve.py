@@ -67,6 +67,34 @@ def test_nginx_spreads_new_browsers_over_the_workers_and_keeps_each_on_its_own(t
     assert {_worker(url, cookie)[0] for _ in range(10)} == {worker}, "a browser's cookie keeps it on its worker"
 
 
+def test_a_class_arriving_together_is_split_evenly_over_the_workers(two_workers):
+    """Students connect one after another, each holding its WebSocket open (no cookie yet, as a student's
+    first connection): nginx sends each to the worker holding fewer, so 12 students are 6 and 6. A
+    hash of a random id splits them by chance (exactly even one time in four)."""
+    import websockets
+
+    url, _ = two_workers
+    stream = url.replace("http://", "ws://") + "/_stcore/stream"
+
+    async def arrive(n: int) -> list[str]:
+        sockets, workers = [], []
+        try:
+            for _ in range(n):
+                ws = await websockets.connect(stream, subprotocols=["streamlit"], open_timeout=30)
+                sockets.append(ws)
+                workers.append(ws.response.headers["X-Latent-Explorer-Worker"].split(" ")[-1])
+        finally:
+            for ws in sockets:
+                await ws.close()
+        return workers
+
+    result = []
+    worker = threading.Thread(target=lambda: result.extend(asyncio.run(arrive(12))))
+    worker.start()
+    worker.join(120)
+    assert sorted(result.count(w) for w in set(result)) == [6, 6], result
+
+
 # -- faults, with real browsers: the proxy restarted, a worker killed while students are connected ----------
 LINK = "/interpolation?model=file:mnist-vae&from=3&to=5"
 
