@@ -94,6 +94,54 @@ def test_a_grid_that_does_not_follow_the_sliders_waits_for_its_button(app_url, b
     page.close()
 
 
+def test_each_server_slider_redraws_the_one_picture_and_the_maps_point(app_url, browser):
+    """With the grid waiting for its button, each latent slider is a fragment of its own that redraws the
+    picture and the map beside it: moves on either slider change the one decode(z) picture and put the
+    2-D map's "current z" where the sliders say; nothing is drawn twice, and a whole-page run (a new
+    test image) still draws one of each."""
+    from test_browser_links import press_slider
+
+    page = open_page(browser, f"{app_url}/traversal?model=file:mnist-vae-2d&sample=4", "Traversal", height=1400)
+    page.get_by_text("Decode in this browser", exact=True).click()
+    wait_until_idle(page)
+    page.get_by_text("Grid follows every move", exact=True).click()
+    wait_until_idle(page)
+
+    # the "current z" point as plotly holds it (numpy arrays travel typed: {dtype, bdata, _inputArray})
+    current_z_js = ("() => { const t = document.querySelector('.js-plotly-plot').data"
+                    ".find(t => (t.name || '').startsWith('current z')); const first = a => (a._inputArray || a)[0];"
+                    " return [first(t.x), first(t.y)]; }")
+
+    def current_z() -> list[float]:
+        return page.evaluate(current_z_js)
+
+    def slider_values() -> list[float]:
+        return [float(page.locator('[data-testid="stSlider"]', has_text=f"z{d} ·").get_by_role("slider")
+                      .get_attribute("aria-valuetext")) for d in (0, 1)]
+
+    seen = [decoded_image_src(page)]
+    for label, key in (("z0 ·", "ArrowRight"), ("z1 ·", "ArrowLeft"), ("z0 ·", "ArrowLeft")):
+        press_slider(page, label, key, 2)
+        page.wait_for_function(f"(v) => {{ const z = ({current_z_js})(); return Math.abs(z[0] - v[0]) < 1e-3 "
+                               "&& Math.abs(z[1] - v[1]) < 1e-3; }", arg=slider_values(), timeout=30_000)
+        seen.append(decoded_image_src(page))
+        assert page.locator('[data-testid="stImage"]', has_text="decode(z)").count() == 1
+        assert page.locator(".js-plotly-plot").count() == 1
+    assert len(set(seen)) == len(seen), "every move brought a new picture"
+    assert current_z() == pytest.approx(slider_values(), abs=1e-3)
+    field = page.locator('[data-testid="stNumberInput"]', has_text="Test image #").locator("input").first
+    field.fill("9")
+    field.press("Enter")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('sample') === '9'", timeout=30_000)
+    wait_until_idle(page)
+    assert decoded_image_src(page) != seen[-1]
+    assert page.locator('[data-testid="stImage"]', has_text="decode(z)").count() == 1
+    assert page.locator(".js-plotly-plot").count() == 1 and current_z() == pytest.approx(slider_values(), abs=1e-3)
+    assert page.locator('[data-testid="stException"]').count() == 0
+    page.screenshot(path=str(ARTIFACTS / "traversal-server-sliders-2d.png"), full_page=True)
+    page.close()
+
+
 def test_a_corrupt_upload_shows_a_message_and_keeps_the_model(app_url, browser, tmp_path):
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")

@@ -20,7 +20,7 @@ gc.freeze()
 from .figures import map_figure, show_images  # noqa: E402
 from .models import ModelHandle, file_checkpoint, other_checkpoints, shared_dataset  # noqa: E402
 from .sidebar import frame  # noqa: E402
-from .state import form_widget, notice, session, slider_widget, store, sync_url, view, widget  # noqa: E402
+from .state import form_widget, in_fragment_rerun, notice, session, slider_widget, store, sync_url, view, widget  # noqa: E402
 
-__all__ = ["ModelHandle", "file_checkpoint", "other_checkpoints", "form_widget", "frame", "map_figure", "notice", "session",
-           "shared_dataset", "show_images", "slider_widget", "store", "sync_url", "view", "widget"]
+__all__ = ["ModelHandle", "file_checkpoint", "other_checkpoints", "form_widget", "frame", "in_fragment_rerun", "map_figure",
+           "notice", "session", "shared_dataset", "show_images", "slider_widget", "store", "sync_url", "view", "widget"]

@@ -189,6 +189,14 @@ def read_link(page: str) -> bool:
     return True
 
 
+def in_fragment_rerun() -> bool:
+    """True while Streamlit reruns fragments on their own (a widget inside one changed), not the page."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return bool(ctx is not None and ctx.fragment_ids_this_run)
+
+
 def sync_url() -> None:
     """Make the URL name what is on screen (only its changes are sent to the browser)."""
     state = session()
