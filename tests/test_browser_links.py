@@ -28,9 +28,14 @@ def query(page) -> dict[str, list[str]]:
 
 
 def number_input(page, label: str, value: int) -> None:
+    """Type a new value and press Enter; return once the link has changed (the run that took the value
+    reached its end) and the script is idle. Idle alone was not enough: on a busy machine the run
+    could start after wait_until_idle's first look, and the test read the pictures of the run before."""
+    link = page.url
     field = page.locator('[data-testid="stNumberInput"]', has_text=label).locator("input").first
     field.fill(str(value))
     field.press("Enter")
+    page.wait_for_function("(link) => location.href !== link", arg=link, timeout=60_000)
     wait_until_idle(page)
 
 
@@ -125,7 +130,8 @@ def test_interpolation_link_keeps_both_endpoints(app_url, browser):
 
 def test_autoencoder_or_vae_link_keeps_the_pair_the_ends_and_the_draws(app_url, browser):
     page = open_page(browser, f"{app_url}/ae_vs_vae?model=file:mnist-vae", "Autoencoder or VAE?", height=1400)
-    assert page.get_by_text("Autoencoder · mnist-ae", exact=False).count() > 0, "the shipped pair, side by side"
+    # the shipped pair, side by side (waited for: the page loads the autoencoder after its title is up)
+    page.get_by_text("Autoencoder · mnist-ae", exact=False).first.wait_for(timeout=60_000)
     drawn = "n => document.querySelectorAll('[data-testid=stMain] [data-testid=stImage] img').length >= n"
     page.wait_for_function(drawn, arg=12, timeout=60_000)  # 3 + 2 + 2 + 5 rows, and the variance map
     before = pictures(page)
