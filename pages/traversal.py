@@ -117,6 +117,15 @@ def slider_panel():
     sync_url()  # a fragment's run ends here, not in app.py
 
 
+def show_in_slots(picture_slot, map_slot) -> None:
+    """decode(z) and, when there is a map, z on it, each in its one-element slot."""
+    with picture_slot:
+        show_decoded_z()
+    if show_map:
+        with map_slot.container():
+            show_on_map(v.z)
+
+
 @st.fragment
 def slider_alone(d: int, picture_slot, map_slot) -> None:
     """One latent slider as a fragment of its own (the grid waits for its button): a move reruns this
@@ -125,11 +134,7 @@ def slider_alone(d: int, picture_slot, map_slot) -> None:
     server's Python time under a class's moves."""
     z_slider(d)
     if in_fragment_rerun():
-        with picture_slot:
-            show_decoded_z()
-        if show_map:
-            with map_slot.container():
-                show_on_map(v.z)
+        show_in_slots(picture_slot, map_slot)
         sync_url()  # a fragment's run ends here, not in app.py
     else:  # a whole-page run draws the picture once (sliders_alone); each slider reserves its place in the slots
         picture_slot.empty()
@@ -143,11 +148,7 @@ def sliders_alone() -> None:
     for i, d in enumerate(order):
         with slider_columns[i % 2]:
             slider_alone(d, picture_slot, map_slot)
-    with picture_slot:
-        show_decoded_z()
-    if show_map:
-        with map_slot.container():
-            show_on_map(v.z)
+    show_in_slots(picture_slot, map_slot)
 
 
 @st.fragment

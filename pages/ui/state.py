@@ -142,15 +142,18 @@ def slider_widget(path: str, on_change: Callable[[], None] | None = None) -> dic
     slider (streamlit 1.67, elements/widgets/slider.py): 9% of a server's Python time when a class
     moves Traversal's 16 latent sliders (py-spy --gil). The slider still shows the field, which
     _show put in its state; .streamlit/config.toml turns off the log line about a value given both ways."""
-    kwargs = widget(path, on_change)
+    return {**widget(path, on_change), "value": _widget_value(path)}
+
+
+def _widget_value(path: str) -> Any:
+    """The field at path as a widget holds it: multiselects and range sliders hold lists."""
     value = _get(path)
-    return {**kwargs, "value": list(value) if isinstance(value, tuple) else value}
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _show(path: str) -> None:
     """Put the field's value in the widget's state before the widget is drawn."""
-    value = _get(path)
-    st.session_state[path] = list(value) if isinstance(value, tuple) else value  # multiselects hold lists
+    st.session_state[path] = _widget_value(path)
 
 
 def _store(path: str, then: Callable[[], None] | None) -> None:
