@@ -410,3 +410,58 @@ def test_conv_models_train_channels_last_on_the_cpu_and_save_plain_tensors(tmp_p
     # Resuming from it (Adam's moments stored contiguous, the weights channels-last again) trains on.
     more = Trainer(saved.model, data, config(epochs=3), resume=saved).fit()
     assert len(more) == 3 and math.isfinite(more[-1]["loss"])
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_adam_step_updates_exactly_as_torchs_fused_adam(architecture):
+    """AdamStep calls torch's fused kernel itself: the weights and moments must match optimizer.step()
+    bit for bit, through a change of learning rate, a state cleared (a stop restores a run that had not
+    stepped) and a state loaded from a checkpoint."""
+    from vae_core.trainer import AdamStep, _adam
+
+    config = VAEConfig(input_shape=(1, 8, 8), latent_dim=3, architecture=architecture, hidden_sizes=(8,))
+    torch.manual_seed(0)
+    ours, theirs = VAE(config), VAE(config)
+    theirs.load_state_dict(ours.state_dict())
+    if architecture == "conv":  # as the Trainer keeps them on the CPU
+        ours.to(memory_format=torch.channels_last), theirs.to(memory_format=torch.channels_last)
+    our_adam, their_adam = _adam(ours.parameters(), 1e-2), _adam(theirs.parameters(), 1e-2)
+    step = AdamStep(our_adam)
+    assert step.direct
+    x = torch.rand(16, 1, 8, 8)
+    eps = torch.randn(16, 3)
+    saved = None
+    for i in range(8):
+        for model, adam in ((ours, our_adam), (theirs, their_adam)):
+            adam.zero_grad(set_to_none=True)
+            model.loss(x, eps=eps * (i + 1))["loss"].backward()
+            adam.param_groups[0]["lr"] = 1e-2 / (i + 1)
+        step()
+        their_adam.step()
+        if i == 2:
+            our_adam.state.clear(), their_adam.state.clear()
+        if i == 4:
+            saved = copy.deepcopy(their_adam.state_dict())
+        if i == 5:
+            our_adam.load_state_dict(copy.deepcopy(saved)), their_adam.load_state_dict(saved)
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(a, b), f"step {i}"
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        for name in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(our_adam.state[a][name], their_adam.state[b][name])
+    assert step.states and all(s is our_adam.state[p] for p, s in zip(step.params, step.states)), \
+        "after the loaded state, AdamStep went on with the kernel on that state's lists"
+
+
+def test_adam_step_leaves_other_optimisers_to_their_own_step():
+    from vae_core.trainer import AdamStep
+
+    w = torch.nn.Parameter(torch.ones(3))
+    for optimizer in (torch.optim.Adam([w], lr=0.1, amsgrad=True, fused=True), torch.optim.Adam([w], lr=0.1),
+                      torch.optim.SGD([w], lr=0.1)):
+        step = AdamStep(optimizer)
+        assert not step.direct
+        w.grad = torch.ones(3)
+        before = w.detach().clone()
+        step()
+        assert not torch.equal(w, before)

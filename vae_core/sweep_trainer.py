@@ -32,8 +32,8 @@ import torch
 from .config import TrainConfig
 from .datasets import ImageDataset
 from .model import VAE
-from .trainer import (ScoringCadence, _adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record, kl_weight,
-                      prefer_channels_last, resolve_device, save_run, step_warmup, test_metrics)
+from .trainer import (AdamStep, ScoringCadence, _adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record,
+                      kl_weight, prefer_channels_last, resolve_device, save_run, step_warmup, test_metrics)
 
 ENGINES = ("auto", "stacked", "looped")
 TERMS = ("loss", "recon", "kl")
@@ -91,6 +91,7 @@ class _Stacked:
         self.names, self.params = list(params), list(params.values())
         self.betas = torch.tensor([m.config.beta for m in models], device=self.params[0].device)
         self.optimizer = _adam(self.params, lr)
+        self.adam_step = AdamStep(self.optimizer)
         template = copy.deepcopy(models[0]).to("meta")  # the code of the model, without weights of its own
 
         def member_loss(params, buffers, beta, x, y, eps, warmup):
@@ -106,10 +107,10 @@ class _Stacked:
         return self._loss(self.params, self.buffers, self.betas, x, y, eps, warmup)
 
     def step(self, losses: torch.Tensor, lr: float) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        self.adam_step.zero_grad()
         losses.sum().backward()  # member i's weights get the gradient of member i's loss alone
         self.optimizer.param_groups[0]["lr"] = lr
-        self.optimizer.step()
+        self.adam_step()
 
     def keep(self, keep: list[int]) -> None:
         """Go on with these members only (indices into the current stacks)."""
@@ -123,6 +124,7 @@ class _Stacked:
             state["state"] = {k: {name: v[index] if name != "step" else v for name, v in s.items()}
                               for k, s in state["state"].items()}
             self.optimizer.load_state_dict(state)
+        self.adam_step = AdamStep(self.optimizer)
 
     @torch.no_grad()
     def write_to(self, members: list[SweepMember], optimizers: list[torch.optim.Optimizer]) -> None:
@@ -141,6 +143,7 @@ class _Looped:
 
     def __init__(self, models: list[VAE], optimizers: list[torch.optim.Optimizer], dataset_size: int):
         self.models, self.optimizers, self.dataset_size = models, optimizers, dataset_size
+        self.adam_steps = [AdamStep(optimizer) for optimizer in optimizers]
 
     def forward_loss(self, x, y, eps, warmup: float) -> dict[str, torch.Tensor]:
         parts = [m.loss_terms(x, *m(x, y, eps), eps=eps, dataset_size=self.dataset_size, kl_weight=warmup)
@@ -148,16 +151,17 @@ class _Looped:
         return {t: torch.stack([p[t] for p in parts]) for t in (*TERMS, "kl_per_dim")}
 
     def step(self, losses: torch.Tensor, lr: float) -> None:
-        for optimizer in self.optimizers:
-            optimizer.zero_grad(set_to_none=True)
+        for adam_step in self.adam_steps:
+            adam_step.zero_grad()
         losses.sum().backward()
-        for optimizer in self.optimizers:
+        for optimizer, adam_step in zip(self.optimizers, self.adam_steps):
             optimizer.param_groups[0]["lr"] = lr
-            optimizer.step()
+            adam_step()
 
     def keep(self, keep: list[int]) -> None:
         self.models = [self.models[i] for i in keep]
         self.optimizers = [self.optimizers[i] for i in keep]
+        self.adam_steps = [self.adam_steps[i] for i in keep]
 
     def write_to(self, members, optimizers) -> None:
         """The members' own modules and Adams are the ones trained."""
@@ -279,7 +283,7 @@ class SweepTrainer:
             if self.stop_event.is_set():
                 return None
             batch, eps = batch.to(self.device), eps.to(self.device)
-            x, y = self.x[batch], None if self.y is None else self.y[batch]
+            x, y = self.x.index_select(0, batch), None if self.y is None else self.y.index_select(0, batch)
             warmup = step_warmup(cfg, epoch, step, n_batches, self.device)
             parts = engine.forward_loss(x, y, eps, warmup)
             finite = torch.isfinite(parts["loss"]).tolist()  # the one host sync of the step, as in Trainer
@@ -298,8 +302,9 @@ class SweepTrainer:
             engine.step(parts["loss"], cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches))
             b = len(batch)
             count += b
-            sums.add_(torch.stack([parts[t] for t in TERMS], 1).detach(), alpha=b)
-            kl_per_dim.add_(parts["kl_per_dim"], alpha=b)
+            with torch.no_grad():  # no graph for the sums
+                sums.add_(torch.stack([parts[t] for t in TERMS], 1), alpha=b)
+                kl_per_dim.add_(parts["kl_per_dim"], alpha=b)
             for cb in step_callbacks:
                 cb.on_step(self, step)
         sums, kl_per_dim = (sums / count).cpu(), (kl_per_dim / count).cpu()
