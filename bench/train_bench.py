@@ -7,7 +7,8 @@ setting for a training run:
 
 1. Samples per second ("speed") at the same model, batch (128) and Adam learning rate (1e-3):
    * "vae_core Trainer": vae_core.trainer.Trainer.fit(), batches sliced from tensors in memory, fused
-     Adam, channels-last conv weights on the CPU; its test-set scoring is left out (NoEvalTrainer).
+     Adam, channels-last conv weights and kept freed memory (vae_core.allocator) on the CPU; its
+     test-set scoring is left out (NoEvalTrainer).
    * "DataLoader loop": the training loop of pytorch/examples vae/main.py: a TensorDataset in a
      DataLoader(shuffle=True, batch_size=B), then per batch zero_grad, forward + loss, backward,
      loss.item(), Adam step (torch's default Adam).
@@ -15,7 +16,7 @@ setting for a training run:
      and learning rate) on a pythae VAE whose encoder and decoder are the same networks; it runs whole
      epochs, so its rate is epochs x N over the wall time of train() (its checkpoint writes included).
    --repeat-seconds of training from fresh weights per repeat, the trainers interleaved, median of
-   --repeats. The roofline columns: FLOPs of one training step (forward + backward, counted by
+   --repeats. The peers train in a process of their own (PeerProcess), with glibc's malloc as it comes. The roofline columns: FLOPs of one training step (forward + backward, counted by
    torch.utils.flop_counter) over the measured step time, against this machine's float32 matrix
    multiply on the same threads (1024x1024 sgemm): how close to the machine's limit each one runs.
 2. The step's variants ("variants"): one fused-Adam step of the plain model, of its channels-last
@@ -420,6 +421,51 @@ def reached(curve: list[tuple[float, float]], level: float) -> float | None:
     return next((seconds for seconds, score in curve if score <= level), None)
 
 
+# -- the peers' own process -------------------------------------------------------------------------
+_PEER = None  # in the peer process: (setup, data, make_model)
+
+
+def _peer_start(setup_name: str, args, threads: int) -> None:
+    global _PEER
+    torch.set_num_threads(threads)
+    setup = SETUPS[setup_name]
+    _PEER = (setup, *load_setup(setup, args))
+
+
+def _peer_speed(runner: str, args, seconds: float) -> tuple[float, int | None, int]:
+    setup, data, make_model = _PEER
+    _, elapsed, steps, samples = ({**RUNNERS, PYTHAE: run_pythae}[runner])(make_model, data, args, torch.device("cpu"),
+                                                                           seconds=seconds)
+    return elapsed, steps, samples
+
+
+def _peer_race(args) -> list[tuple[float, float]]:
+    setup, data, make_model = _PEER
+    return race_peer(make_model, data, args, setup, Scorer(data))
+
+
+class PeerProcess:
+    """The peers (the DataLoader loop, pythae, the race's pytorch/examples recipe) train in a process of
+    their own that never makes a vae_core Trainer: a Trainer sets the process's malloc thresholds
+    (vae_core.allocator), which cannot be put back, and the peers are measured as people run them."""
+
+    def __init__(self, setup: Setup, args):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_peer_start,
+                                        initargs=(setup.dataset, args, args.threads))
+
+    def speed(self, runner: str, args, seconds: float) -> tuple[float, int | None, int]:
+        return self.pool.submit(_peer_speed, runner, args, seconds).result()
+
+    def race(self, args) -> list[tuple[float, float]]:
+        return self.pool.submit(_peer_race, args).result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
 # -- the run -----------------------------------------------------------------------------------------
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -446,27 +492,35 @@ def main(argv=None) -> int:
     load_at_start = load_average()
     try:
         import pythae  # noqa: F401 (only whether it imports)
-        runners = {**RUNNERS, PYTHAE: run_pythae}
+        runners = [*RUNNERS, PYTHAE]
     except Exception as error:  # noqa: BLE001 - any import failure leaves the row out
         log(f"pythae does not import ({type(error).__name__}: {error}): its rows are left out")
-        runners = dict(RUNNERS)
+        runners = list(RUNNERS)
     peak = sgemm_flops_per_second()
     speed_rows, variant_rows, sweep_rows, race_rows = [], [], [], []
     for name in setups:
         setup = SETUPS[name]
         data, make_model = load_setup(setup, args)
+        peers = PeerProcess(setup, args) if {"speed", "race"} & set(sections) else None
         if "speed" in sections:
             log(f"{setup.describe()}: samples/s ...")
             args.pythae_rate_guess = 1.0
-            for runner in RUNNERS.values():  # warm-up
-                runner(make_model, data, args, device, seconds=0.5)
+
+            def rate(runner: str, seconds: float) -> float:
+                if runner == OURS:
+                    _, elapsed, _, samples = run_trainer(make_model, data, args, device, seconds=seconds)
+                else:
+                    elapsed, _, samples = peers.speed(runner, args, seconds)
+                return samples / elapsed
+
+            for runner in RUNNERS:  # warm-up
+                rate(runner, 0.5)
             flops = step_flops(make_model, data, args.batch_size)
             rates = {runner: [] for runner in runners}
             for r in range(args.repeats):
-                for runner in (list(runners) if r % 2 == 0 else list(reversed(runners))):
+                for runner in (runners if r % 2 == 0 else runners[::-1]):
                     args.pythae_rate_guess = statistics.fmean(rates[BASELINE]) if rates[BASELINE] else 1000.0
-                    _, seconds, _, samples = runners[runner](make_model, data, args, device, seconds=args.repeat_seconds)
-                    rates[runner].append(samples / seconds)
+                    rates[runner].append(rate(runner, args.repeat_seconds))
             for runner, values in rates.items():
                 rate = statistics.median(values)
                 ratio = statistics.median(a / b for a, b in zip(values, rates[BASELINE]))
@@ -491,11 +545,13 @@ def main(argv=None) -> int:
         if "race" in sections:
             scorer = Scorer(data)
             log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
-            peer = race_peer(make_model, data, args, setup, scorer)
+            peer = peers.race(args)
             log(f"{setup.describe()}: the default recipe, {setup.race_epochs} epochs ...")
             ours = race_ours(make_model, data, args, setup, scorer)
             level = peer[-1][1]
             race_rows.append((setup, len(data.x_train), peer, ours, level, reached(peer, level), reached(ours, level)))
+        if peers:
+            peers.close()
 
     loads = (load_at_start, load_average())
     print(machine_line(device, loads))

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .allocator import keep_freed_memory
 from .config import TrainConfig
 from .datasets import ImageDataset
 from .model import VAE
@@ -188,6 +189,8 @@ class SweepTrainer:
         self.stop_event = stop_event or threading.Event()
         self.device = resolve_device(config.device)
         self.engine_name = choose_engine(engine, first.architecture, self.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # the members' activations keep their pages from step to step
         torch.manual_seed(config.seed)
         for model in models:
             model.to(self.device).train()

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from .allocator import keep_freed_memory
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import ImageDataset
@@ -300,6 +301,8 @@ class Trainer:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         else:
             self.device = resolve_device(config.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # a step's activations keep their pages for the next step
         self.model = model.to(self.device)
         prefer_channels_last(self.model, self.device)
         self.model.train()
