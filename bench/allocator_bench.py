@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A conv net's training step with glibc's own malloc thresholds against vae_core.allocator's.
+"""A conv net's training step with glibc's own malloc thresholds against vae_core.heap's.
 
 Each row is a fresh process (the thresholds cannot be put back once set): the setup's net (channels-last
 weights, fused Adam, one torch thread, as the Trainer trains it on the CPU) takes --warmup steps, then
@@ -33,7 +33,7 @@ from train_bench import load_average, machine_line  # noqa: E402
 def child(setup_name: str, batch: int, kept: bool, thread: bool, warmup: int, steps: int) -> dict:
     """One row, measured in this process."""
     from train_bench import SETUPS, load_setup
-    from vae_core.allocator import keep_freed_memory
+    from vae_core.heap import keep_freed_memory
     from vae_core.trainer import AdamStep, _adam, prefer_channels_last
 
     torch.set_num_threads(1)
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     print(machine_line(torch.device("cpu"), (load_at_start, load_average())))
     print()
     print("| setup | batch | thread | glibc's thresholds: ms per step | faults per step | max RSS "
-          "| kept (vae_core.allocator): ms per step | faults per step | max RSS | × faster |")
+          "| kept (vae_core.heap): ms per step | faults per step | max RSS | × faster |")
     print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for setup, batch, thread, found in rows:
         base, kept = found[False], found[True]

@@ -7,7 +7,7 @@ setting for a training run:
 
 1. Samples per second ("speed") at the same model, batch (128) and Adam learning rate (1e-3):
    * "vae_core Trainer": vae_core.trainer.Trainer.fit(), batches sliced from tensors in memory, fused
-     Adam, channels-last conv weights and kept freed memory (vae_core.allocator) on the CPU; its
+     Adam, channels-last conv weights and kept freed memory (vae_core.heap) on the CPU; its
      test-set scoring is left out (NoEvalTrainer).
    * "DataLoader loop": the training loop of pytorch/examples vae/main.py: a TensorDataset in a
      DataLoader(shuffle=True, batch_size=B), then per batch zero_grad, forward + loss, backward,
@@ -447,7 +447,7 @@ def _peer_race(args) -> list[tuple[float, float]]:
 class PeerProcess:
     """The peers (the DataLoader loop, pythae, the race's pytorch/examples recipe) train in a process of
     their own that never makes a vae_core Trainer: a Trainer sets the process's malloc thresholds
-    (vae_core.allocator), which cannot be put back, and the peers are measured as people run them."""
+    (vae_core.heap), which cannot be put back, and the peers are measured as people run them."""
 
     def __init__(self, setup: Setup, args):
         import multiprocessing

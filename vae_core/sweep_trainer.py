@@ -29,9 +29,9 @@ from pathlib import Path
 
 import torch
 
-from .allocator import keep_freed_memory
 from .config import TrainConfig
 from .datasets import ImageDataset
+from .heap import keep_freed_memory
 from .model import VAE
 from .trainer import (AdamStep, ScoringCadence, _adam, _Snapshot, compiled_or_eager, epoch_batches, epoch_record,
                       kl_weight, prefer_channels_last, resolve_device, save_run, step_warmup, test_metrics)

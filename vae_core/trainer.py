@@ -13,10 +13,10 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from .allocator import keep_freed_memory
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import ImageDataset
+from .heap import keep_freed_memory
 from .model import VAE
 
 EVAL_LIMIT = 2000  # test samples scored per epoch: enough for a stable curve, cheap on CPU
