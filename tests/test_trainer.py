@@ -202,13 +202,14 @@ def test_divergence_mid_run_keeps_the_last_good_epoch_and_its_checkpoint(digits,
     assert max_difference(weights(saved.model), seen["good"]) == 0
 
 
-def test_resume_continues_exactly_where_the_run_stopped(digits, tmp_path):
-    straight = small_vae()
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])  # conv: channels-last weights, contiguous saved moments
+def test_resume_continues_exactly_where_the_run_stopped(digits, tmp_path, architecture):
+    straight = small_vae(architecture=architecture)
     init = weights(straight)
     full_history = Trainer(straight, digits, config(epochs=4, kl_warmup_epochs=3)).fit()
 
     path = tmp_path / "half.safetensors"
-    first = small_vae()
+    first = small_vae(architecture=architecture)
     assert max_difference(weights(first), init) == 0
     Trainer(first, digits, config(epochs=2, kl_warmup_epochs=3), checkpoint_path=path).fit()
     half_way = path.read_bytes()
@@ -427,7 +428,6 @@ def test_adam_step_updates_exactly_as_torchs_fused_adam(architecture):
         ours.to(memory_format=torch.channels_last), theirs.to(memory_format=torch.channels_last)
     our_adam, their_adam = _adam(ours.parameters(), 1e-2), _adam(theirs.parameters(), 1e-2)
     step = AdamStep(our_adam)
-    assert step.direct
     x = torch.rand(16, 1, 8, 8)
     eps = torch.randn(16, 3)
     saved = None
@@ -460,8 +460,24 @@ def test_adam_step_leaves_other_optimisers_to_their_own_step():
     for optimizer in (torch.optim.Adam([w], lr=0.1, amsgrad=True, fused=True), torch.optim.Adam([w], lr=0.1),
                       torch.optim.SGD([w], lr=0.1)):
         step = AdamStep(optimizer)
-        assert not step.direct
+        for _ in range(2):
+            w.grad = torch.ones(3)
+            before = w.detach().clone()
+            step()
+            assert not torch.equal(w, before)
+        assert not step.states, "no lists taken: every step was torch's"
+    # A fused Adam that loads the state of one that was not fused is not fused any more (torch takes the
+    # group's settings from the state): its next steps are torch's again.
+    fused = torch.optim.Adam([w], lr=0.1, fused=True)
+    step = AdamStep(fused)
+    for _ in range(2):
         w.grad = torch.ones(3)
-        before = w.detach().clone()
         step()
-        assert not torch.equal(w, before)
+    assert step.states
+    plain = torch.optim.Adam([w], lr=0.1)
+    w.grad = torch.ones(3)
+    plain.step()
+    fused.load_state_dict(plain.state_dict())
+    w.grad = torch.ones(3)
+    step()
+    assert not step.states

@@ -13,6 +13,11 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+try:  # hooks torch runs around every optimiser's step: AdamStep leaves the step to torch while any are set
+    from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
+except ImportError:
+    _global_optimizer_pre_hooks = _global_optimizer_post_hooks = {}
+
 from .checkpoint import Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .datasets import ImageDataset
@@ -63,48 +68,77 @@ class AdamStep:
     device and dtype before the one kernel call; on the digits MLP that was 140 us of a 1.1 ms step, the
     kernel 28 us. This makes the same two calls torch's fused Adam makes (the step counts + 1, then
     torch._fused_adam_ with the group's current lr), so the update is identical (tests/test_trainer.py).
-    Anything else (not fused, several groups, amsgrad and the like, a missing gradient, state not yet
-    made, or made anew by load_state_dict or a clear) goes through optimizer.step()."""
+    Anything else goes through optimizer.step(): not fused, several groups or devices, amsgrad and the
+    like, step hooks, a missing gradient, and the first step after the state or the group was made
+    anew (the first step of all, load_state_dict, a clear), after which the lists are taken again."""
 
     def __init__(self, optimizer: torch.optim.Optimizer):
         self.optimizer = optimizer
-        group = optimizer.param_groups[0]
-        self.direct = (isinstance(optimizer, torch.optim.Adam) and len(optimizer.param_groups) == 1
-                       and hasattr(torch, "_fused_adam_") and bool(group.get("fused"))
-                       and not any(group.get(k) for k in ("amsgrad", "maximize", "differentiable", "capturable",
-                                                          "weight_decay", "decoupled_weight_decay"))
-                       and not torch.is_tensor(group["lr"]))
         self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.states: list[dict] = []  # the state dicts the lists below were taken from
+        # What the lists were taken from: the group and each parameter's state dict ([]: not taken).
+        self.group: dict | None = None
+        self.states: list[dict] = []
+        self.exp_avgs: list[torch.Tensor] = []
+        self.exp_avg_sqs: list[torch.Tensor] = []
+        self.steps: list[torch.Tensor] = []
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
-    def __call__(self) -> None:
-        if not self.direct:
-            self.optimizer.step()
-            return
+    def _direct(self) -> bool:
+        """Is one call of the fused kernel what optimizer.step() would do now?"""
+        optimizer, group = self.optimizer, self.optimizer.param_groups[0]
+        return (isinstance(optimizer, torch.optim.Adam) and len(optimizer.param_groups) == 1
+                and hasattr(torch, "_fused_adam_") and bool(group.get("fused"))
+                and not any(group.get(k) for k in ("amsgrad", "maximize", "differentiable", "capturable",
+                                                   "weight_decay", "decoupled_weight_decay"))
+                and not torch.is_tensor(group["lr"])
+                and len({(p.device, p.dtype) for p in self.params}) == 1
+                and not getattr(optimizer, "_optimizer_step_pre_hooks", None)
+                and not getattr(optimizer, "_optimizer_step_post_hooks", None)
+                and not _global_optimizer_pre_hooks and not _global_optimizer_post_hooks)
+
+    def _take_lists(self) -> None:
         state = self.optimizer.state
-        if len(self.states) != len(self.params) or any(state.get(p) is not s for p, s in zip(self.params, self.states)):
-            self.optimizer.step()  # makes the state on the first step; then take the lists from it
-            self.states = [state.get(p) for p in self.params]
-            if all(s is not None for s in self.states):
-                self.exp_avgs = [s["exp_avg"] for s in self.states]
-                self.exp_avg_sqs = [s["exp_avg_sq"] for s in self.states]
-                self.steps = [s["step"] for s in self.states]
+        states = [state.get(p) for p in self.params]
+        if not self._direct() or any(s is None for s in states):
+            self.states = []
+            return
+        self.group, self.states = self.optimizer.param_groups[0], states
+        self.exp_avgs = [s["exp_avg"] for s in states]
+        self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
+        self.steps = [s["step"] for s in states]
+
+    def __call__(self) -> None:
+        state = self.optimizer.state
+        if (not self.states or self.optimizer.param_groups[0] is not self.group
+                or any(state.get(p) is not s for p, s in zip(self.params, self.states))):
+            self.optimizer.step()  # makes the state on the first step
+            self._take_lists()
             return
         grads = [p.grad for p in self.params]
         if any(g is None for g in grads):
             self.optimizer.step()
             return
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
+        beta1, beta2 = self.group["betas"]
         with torch.no_grad():
             torch._foreach_add_(self.steps, 1)
             torch._fused_adam_(self.params, grads, self.exp_avgs, self.exp_avg_sqs, [], self.steps,
-                               lr=group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"],
+                               lr=self.group["lr"], beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.group["eps"],
                                amsgrad=False, maximize=False, grad_scale=None, found_inf=None)
+
+
+def moments_like_weights(optimizer: torch.optim.Optimizer) -> None:
+    """Adam's moments in the memory layout of their weights. A checkpoint holds them contiguous, and
+    load_state_dict keeps that: against channels-last conv weights, torch's fused Adam (one pass over
+    the raw memory of weight, gradient and moments alike) would pair the wrong elements."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            slots = optimizer.state.get(p, {})
+            for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
+                if name in slots and slots[name].stride() != p.stride():
+                    slots[name] = torch.empty_like(p).copy_(slots[name])
 
 
 def epoch_batches(config: TrainConfig, epoch: int, n: int, latent_dim: int):
@@ -195,7 +229,8 @@ def save_run(path: Path, model: VAE, data: ImageDataset, history: list[dict], co
 
 def prefer_channels_last(model: VAE, device: torch.device) -> None:
     """A conv net on the CPU trains on NHWC weights: oneDNN's convolutions run faster on them, most for the
-    64x64 shapes net (bench/train_bench.py --sections variants). Saved checkpoints are plain contiguous."""
+    64x64 shapes net (bench/train_bench.py --sections variants: 1.19x a step with glibc's own malloc
+    thresholds, 1.04x with the freed memory kept). Saved checkpoints are plain contiguous."""
     if model.config.architecture == "conv" and device.type == "cpu":
         model.to(memory_format=torch.channels_last)
 
@@ -321,6 +356,7 @@ class Trainer:
             self.start_epoch = int(resume.train_state.get("epoch", len(self.history)))
             if resume.optimizer_state:
                 self.optimizer.load_state_dict(resume.optimizer_state)
+                moments_like_weights(self.optimizer)
                 for group in self.optimizer.param_groups:
                     group["lr"] = config.lr
         self.x = data.x_train.to(self.device)
