@@ -38,7 +38,7 @@ setting for a training run:
 shapes trains on a seeded subset of --shapes-train images (the whole split is 58,982 and an epoch of
 the 64x64 net takes minutes on one thread).
 
-Usage (from the repository root; about 25 minutes on this 2-core machine):
+Usage (from the repository root; about 20 minutes on this 2-core machine):
     .venv/bin/python bench/train_bench.py
     .venv/bin/python bench/train_bench.py --setups digits --repeats 3
 """
@@ -62,6 +62,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 from vae_core.config import TrainConfig, VAEConfig  # noqa: E402
 from vae_core.datasets import load_dataset  # noqa: E402
+from vae_core.heap import keep_freed_memory  # noqa: E402
 from vae_core.metrics import evaluate  # noqa: E402
 from vae_core.model import VAE  # noqa: E402
 from vae_core.recipe import Recipe  # noqa: E402
@@ -305,7 +306,9 @@ def adam_step(parameters, loss):
 # -- the step's variants: memory format and torch.compile ----------------------------------------------
 def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str, tuple[float, float]]:
     """{variant: (seconds of its first two steps, seconds per step after them)} for one fused-Adam step
-    of the plain model, of its channels-last weights (conv nets) and of torch.compile(model.loss)."""
+    of the plain model, of its channels-last weights (conv nets) and of torch.compile(model.loss), each
+    with the freed memory kept as the Trainer keeps it (whichever sections ran before)."""
+    keep_freed_memory()
     x, eps = fixed_batch(make_model, data, batch_size)
     variants = {"eager": (False, False), "torch.compile": (False, True)}
     if make_model().config.architecture == "conv":
@@ -434,11 +437,11 @@ def _peer_start(setup_name: str, args, threads: int) -> None:
     _PEER = (setup, *load_setup(setup, args))
 
 
-def _peer_speed(runner: str, args, seconds: float) -> tuple[float, int | None, int]:
-    setup, data, make_model = _PEER
-    _, elapsed, steps, samples = ({**RUNNERS, PYTHAE: run_pythae}[runner])(make_model, data, args, torch.device("cpu"),
-                                                                           seconds=seconds)
-    return elapsed, steps, samples
+def _peer_speed(runner: str, args, seconds: float) -> tuple[float, int]:
+    _, data, make_model = _PEER
+    _, elapsed, _, samples = ({**RUNNERS, PYTHAE: run_pythae}[runner])(make_model, data, args, torch.device("cpu"),
+                                                                       seconds=seconds)
+    return elapsed, samples
 
 
 def _peer_race(args) -> list[tuple[float, float]]:
@@ -451,20 +454,23 @@ class PeerProcess:
     their own that never makes a vae_core Trainer: a Trainer sets the process's malloc thresholds
     (vae_core.heap), which cannot be put back, and the peers are measured as people run them."""
 
-    def __init__(self, setup: Setup, args):
+    def __init__(self, setup_name: str, args):
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_peer_start,
-                                        initargs=(setup.dataset, args, args.threads))
+                                        initargs=(setup_name, args, args.threads))
 
-    def speed(self, runner: str, args, seconds: float) -> tuple[float, int | None, int]:
+    def speed(self, runner: str, args, seconds: float) -> tuple[float, int]:
         return self.pool.submit(_peer_speed, runner, args, seconds).result()
 
     def race(self, args) -> list[tuple[float, float]]:
         return self.pool.submit(_peer_race, args).result()
 
-    def close(self) -> None:
+    def __enter__(self) -> "PeerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
         self.pool.shutdown()
 
 
@@ -503,57 +509,56 @@ def main(argv=None) -> int:
     for name in setups:
         setup = SETUPS[name]
         data, make_model = load_setup(setup, args)
-        peers = PeerProcess(setup, args) if {"speed", "race"} & set(sections) else None
-        if "speed" in sections:
-            log(f"{setup.describe()}: samples/s ...")
-            args.pythae_rate_guess = 1.0
+        peers = PeerProcess(name, args) if {"speed", "race"} & set(sections) else contextlib.nullcontext()
+        with peers:
+            if "speed" in sections:
+                log(f"{setup.describe()}: samples/s ...")
+                args.pythae_rate_guess = 1.0
 
-            def rate(runner: str, seconds: float) -> float:
-                if runner == OURS:
-                    _, elapsed, _, samples = run_trainer(make_model, data, args, device, seconds=seconds)
-                else:
-                    elapsed, _, samples = peers.speed(runner, args, seconds)
-                return samples / elapsed
+                def samples_per_second(runner: str, seconds: float) -> float:
+                    if runner == OURS:
+                        _, elapsed, _, samples = run_trainer(make_model, data, args, device, seconds=seconds)
+                    else:
+                        elapsed, samples = peers.speed(runner, args, seconds)
+                    return samples / elapsed
 
-            for runner in RUNNERS:  # warm-up
-                rate(runner, 0.5)
-            flops = step_flops(make_model, data, args.batch_size)
-            rates = {runner: [] for runner in runners}
-            for r in range(args.repeats):
-                for runner in (runners if r % 2 == 0 else runners[::-1]):
-                    args.pythae_rate_guess = statistics.fmean(rates[BASELINE]) if rates[BASELINE] else 1000.0
-                    rates[runner].append(rate(runner, args.repeat_seconds))
-            for runner, values in rates.items():
-                rate = statistics.median(values)
-                ratio = statistics.median(a / b for a, b in zip(values, rates[BASELINE]))
-                achieved = flops * rate / args.batch_size
-                speed_rows.append((setup.describe(), runner, rate, ratio, flops, achieved, achieved / peak))
-        if "variants" in sections:
-            log(f"{setup.describe()}: the step's variants ...")
-            variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
-        if "sweep" in sections:
-            log(f"{setup.describe()}: a sweep of {len(SWEEP_BETAS)} βs, {setup.sweep_epochs} epoch(s) ...")
-            engines = [(None, False), ("stacked", False), ("looped", False)]
-            if setup.architecture == "mlp":  # the stacked engine alone compiles, and conv nets loop on the CPU
-                engines.append(("stacked", True))
-            times = {engine: [] for engine in engines}
-            for r in range(args.sweep_repeats):
-                for engine in (engines if r % 2 == 0 else engines[::-1]):
-                    times[engine].append(sweep_seconds(make_model, data, setup, *engine))
-            # (median seconds after the compile, the compile): only the process's first compiled run
-            # compiles; the later ones find the compiled step in dynamo's cache
-            sweep_rows.append((setup, {engine: (statistics.median(t - c for t, c in runs), max(c for _, c in runs))
-                                       for engine, runs in times.items()}))
-        if "race" in sections:
-            scorer = Scorer(data)
-            log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
-            peer = peers.race(args)
-            log(f"{setup.describe()}: the default recipe, {setup.race_epochs} epochs ...")
-            ours = race_ours(make_model, data, args, setup, scorer)
-            level = peer[-1][1]
-            race_rows.append((setup, len(data.x_train), peer, ours, level, reached(peer, level), reached(ours, level)))
-        if peers:
-            peers.close()
+                for runner in RUNNERS:  # warm-up
+                    samples_per_second(runner, 0.5)
+                flops = step_flops(make_model, data, args.batch_size)
+                rates = {runner: [] for runner in runners}
+                for r in range(args.repeats):
+                    for runner in (runners if r % 2 == 0 else runners[::-1]):
+                        args.pythae_rate_guess = statistics.fmean(rates[BASELINE]) if rates[BASELINE] else 1000.0
+                        rates[runner].append(samples_per_second(runner, args.repeat_seconds))
+                for runner, values in rates.items():
+                    rate = statistics.median(values)
+                    ratio = statistics.median(a / b for a, b in zip(values, rates[BASELINE]))
+                    achieved = flops * rate / args.batch_size
+                    speed_rows.append((setup.describe(), runner, rate, ratio, flops, achieved, achieved / peak))
+            if "variants" in sections:
+                log(f"{setup.describe()}: the step's variants ...")
+                variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
+            if "sweep" in sections:
+                log(f"{setup.describe()}: a sweep of {len(SWEEP_BETAS)} βs, {setup.sweep_epochs} epoch(s) ...")
+                engines = [(None, False), ("stacked", False), ("looped", False)]
+                if setup.architecture == "mlp":  # the stacked engine alone compiles, and conv nets loop on the CPU
+                    engines.append(("stacked", True))
+                times = {engine: [] for engine in engines}
+                for r in range(args.sweep_repeats):
+                    for engine in (engines if r % 2 == 0 else engines[::-1]):
+                        times[engine].append(sweep_seconds(make_model, data, setup, *engine))
+                # (median seconds after the compile, the compile): only the process's first compiled run
+                # compiles; the later ones find the compiled step in dynamo's cache
+                sweep_rows.append((setup, {engine: (statistics.median(t - c for t, c in runs), max(c for _, c in runs))
+                                           for engine, runs in times.items()}))
+            if "race" in sections:
+                scorer = Scorer(data)
+                log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
+                peer = peers.race(args)
+                log(f"{setup.describe()}: the default recipe, {setup.race_epochs} epochs ...")
+                ours = race_ours(make_model, data, args, setup, scorer)
+                level = peer[-1][1]
+                race_rows.append((setup, len(data.x_train), peer, ours, level, reached(peer, level), reached(ours, level)))
 
     loads = (load_at_start, load_average())
     print(machine_line(device, loads))

@@ -107,3 +107,15 @@ def test_the_trainers_set_the_thresholds_when_they_train_on_the_cpu(monkeypatch)
     sweep_trainer.SweepTrainer([VAE(config), VAE(dataclasses.replace(config, beta=2.0))], data,
                                TrainConfig(epochs=1, device="cpu"))
     assert calls == ["trainer", "sweep"]
+
+
+def test_without_mallopt_nothing_is_set_and_it_says_so(monkeypatch):
+    from vae_core import heap
+
+    monkeypatch.setattr(heap, "_libc_function", lambda name, argtypes: None)  # macOS's libc, say
+    heap.keep_freed_memory.cache_clear()
+    try:
+        assert heap.keep_freed_memory() is False
+        assert heap.trim() is False
+    finally:
+        heap.keep_freed_memory.cache_clear()

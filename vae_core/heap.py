@@ -18,8 +18,8 @@ step at batch 32, its default recipe's, and 32,120 at batch 128. Fixed threshold
 (38.5 against 49.8 and 151.3 against 202.9 in a worker thread, as in the app's server). The 28x28
 mnist-5k net frees less and did not fault with glibc's own thresholds either (bench/allocator_bench.py).
 
-The cost: the process keeps up to TRIM_THRESHOLD of freed memory at the top of its heap instead of
-returning it, after the run too; in a server, the trimming thread above still returns it every few
+The cost: each of the process's malloc arenas (the main thread's, and one per few other threads) keeps
+up to TRIM_THRESHOLD of freed memory at its top instead of returning it, after the run too; in a server, the trimming thread above still returns it every few
 seconds (a step after each trim faults its pages in again). The maximum RSS grew by 4 MiB for the
 shapes net with its data (2,045 MiB) and by 9-49 MiB for the mnist-5k net's (750-795 MiB).
 """
@@ -41,11 +41,20 @@ TRIM_THRESHOLD = 256 << 20  # more than one step of the shapes net at batch 128 
 
 
 @functools.cache
-def _libc_function(name: str, argtypes: tuple):
-    """A function of glibc's malloc, or None (another C library, or no C library found)."""
+def _libc():
+    """The C library, or None where none is found (find_library runs a compiler or ldconfig: once)."""
     try:
-        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+@functools.cache
+def _libc_function(name: str, argtypes: tuple):
+    """The C library's function `name`, returning an int; None where it has none (malloc_trim and mallopt
+    are glibc's: macOS's libc has neither)."""
+    function = getattr(_libc(), name, None)
+    if function is None:
         return None
     function.argtypes, function.restype = list(argtypes), ctypes.c_int
     return function
