@@ -110,8 +110,7 @@ class _Stacked:
     def step(self, losses: torch.Tensor, lr: float) -> None:
         self.adam_step.zero_grad()
         losses.sum().backward()  # member i's weights get the gradient of member i's loss alone
-        self.optimizer.param_groups[0]["lr"] = lr
-        self.adam_step()
+        self.adam_step(lr)
 
     def keep(self, keep: list[int]) -> None:
         """Go on with these members only (indices into the current stacks)."""
@@ -143,7 +142,7 @@ class _Looped:
     """Each member its own module and Adam, stepped one after another."""
 
     def __init__(self, models: list[VAE], optimizers: list[torch.optim.Optimizer], dataset_size: int):
-        self.models, self.optimizers, self.dataset_size = models, optimizers, dataset_size
+        self.models, self.dataset_size = models, dataset_size
         self.adam_steps = [AdamStep(optimizer) for optimizer in optimizers]
 
     def forward_loss(self, x, y, eps, warmup: float) -> dict[str, torch.Tensor]:
@@ -155,13 +154,11 @@ class _Looped:
         for adam_step in self.adam_steps:
             adam_step.zero_grad()
         losses.sum().backward()
-        for optimizer, adam_step in zip(self.optimizers, self.adam_steps):
-            optimizer.param_groups[0]["lr"] = lr
-            adam_step()
+        for adam_step in self.adam_steps:
+            adam_step(lr)
 
     def keep(self, keep: list[int]) -> None:
         self.models = [self.models[i] for i in keep]
-        self.optimizers = [self.optimizers[i] for i in keep]
         self.adam_steps = [self.adam_steps[i] for i in keep]
 
     def write_to(self, members, optimizers) -> None:

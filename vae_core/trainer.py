@@ -110,7 +110,11 @@ class AdamStep:
         self.exp_avg_sqs = [s["exp_avg_sq"] for s in states]
         self.steps = [s["step"] for s in states]
 
-    def __call__(self) -> None:
+    def __call__(self, lr: float | None = None) -> None:
+        """One step; with `lr`, at that learning rate (every group's, from now on)."""
+        if lr is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         state = self.optimizer.state
         if (not self.states or self.optimizer.param_groups[0] is not self.group
                 or any(state.get(p) is not s for p, s in zip(self.params, self.states))):
@@ -453,10 +457,7 @@ class Trainer:
                     f"training diverged at epoch {epoch + 1}, step {step + 1}: the loss became "
                     f"{parts['loss'].item()} (learning rate {cfg.lr:g} too high? try {cfg.lr / 10:g}){kept}"
                 )
-            if scheduled:
-                for group in self.optimizer.param_groups:
-                    group["lr"] = cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches)
-            self.adam_step()
+            self.adam_step(cfg.lr_at(epoch * n_batches + step, cfg.epochs * n_batches) if scheduled else None)
             b = len(mine)
             count += b
             with torch.no_grad():  # no graph for the sums: in float64, on the device
