@@ -16,15 +16,19 @@ setting for a training run:
      and learning rate) on a pythae VAE whose encoder and decoder are the same networks; it runs whole
      epochs, so its rate is epochs x N over the wall time of train() (its checkpoint writes included).
    --repeat-seconds of training from fresh weights per repeat, the trainers interleaved, median of
-   --repeats. The peers train in a process of their own (PeerProcess), with glibc's malloc as it comes. The roofline columns: FLOPs of one training step (forward + backward, counted by
+   --repeats. The peers train in a process of their own (PeerProcess), with glibc's malloc as it comes.
+   The roofline columns: FLOPs of one training step (forward + backward, counted by
    torch.utils.flop_counter) over the measured step time, against this machine's float32 matrix
-   multiply on the same threads (1024x1024 sgemm): how close to the machine's limit each one runs.
+   multiply on the same threads (1024x1024 sgemm): how close to the machine's limit each one runs,
+   and below the table the ceiling, how many times the loop's rate a step at that peak would run.
 2. The step's variants ("variants"): one fused-Adam step of the plain model, of its channels-last
    weights (conv nets) and of torch.compile(model.loss): the first two steps' time (the compile) and the
    time per step after them.
 3. A β sweep in one run ("sweep"): vae_core.sweep_trainer.SweepTrainer training 4 βs of the default
    recipe with each engine (stacked and vmap'd; looped per member), against the plain Trainer training
-   one, the whole run timed (test scoring included), --sweep-repeats runs each, interleaved.
+   one, the whole run timed (test scoring included), --sweep-repeats runs each, interleaved. The
+   floor: the sweep's FLOPs (the members' count times one run's, counted by torch.utils.flop_counter)
+   at the sgemm peak, over one run's time; no engine can beat it on the same threads.
 4. Time to quality ("race"): the pytorch/examples recipe (the loop above, batch 128, Adam 1e-3 constant, its
    test() on the first EVAL_LIMIT test images after every epoch, as the example does) trains for the
    setup's epochs; its final test ELBO is the level to reach. Then the project's default recipe
@@ -352,6 +356,16 @@ def sweep_seconds(make_model, data, setup: Setup, engine: str | None, compile: b
     return time.perf_counter() - started, trainer.compile_seconds or 0.0
 
 
+def run_flops(make_model, data, setup: Setup) -> int:
+    """FLOPs of one plain run of sweep_seconds (training and test scoring), counted by torch.utils.flop_counter:
+    a sweep of k members does k times this work, whatever its engine, as no two members share a weight."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        sweep_seconds(make_model, data, setup, None)
+    return counter.get_total_flops()
+
+
 # -- time to quality ---------------------------------------------------------------------------------
 class Scorer:
     """One scorer for every run, outside their clocks: −ELBO on the first EVAL_LIMIT test images, 3 seeds."""
@@ -550,7 +564,7 @@ def main(argv=None) -> int:
                 # (median seconds after the compile, the compile): only the process's first compiled run
                 # compiles; the later ones find the compiled step in dynamo's cache
                 sweep_rows.append((setup, {engine: (statistics.median(t - c for t, c in runs), max(c for _, c in runs))
-                                           for engine, runs in times.items()}))
+                                           for engine, runs in times.items()}, run_flops(make_model, data, setup)))
             if "race" in sections:
                 scorer = Scorer(data)
                 log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
@@ -575,6 +589,10 @@ def main(argv=None) -> int:
             print(f"| {describe} | {runner} | {rate:,.0f} | {ratio:.2f} | {flops / 1e6:,.1f} M | {achieved / 1e9:.1f} "
                   f"| {share:.0%} |")
         print()
+        for describe, runner, *_, share in speed_rows:
+            if runner == BASELINE:
+                print(f"- {describe}: a step at the sgemm peak would run {1 / share:.2f}× the loop.")
+        print()
     if variant_rows:
         print(f"### One fused-Adam step, batch {args.batch_size}: memory format and torch.compile")
         print()
@@ -592,10 +610,13 @@ def main(argv=None) -> int:
               "Compiled: the run without its compile, which only the first compiled run of the process pays "
               "(its time in brackets; inductor's on-disk cache may be warm from earlier runs).")
         print()
+        print(f"The floor: {len(SWEEP_BETAS)} runs' FLOPs (counted in one run, scoring included) at the sgemm peak "
+              "above, against one run's time: no engine on these threads can take less.")
+        print()
         print("| setup | epochs | one run | stacked (vmap) | × one | looped | × one | stacked, torch.compile "
-              "| × one | auto picks |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        for setup, median in sweep_rows:
+              "| × one | auto picks | floor, × one |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
+        for setup, median, flops in sweep_rows:
             one = median[None, False][0]
             stacked, looped = median["stacked", False][0], median["looped", False][0]
             compiled = median.get(("stacked", True))
@@ -603,7 +624,8 @@ def main(argv=None) -> int:
                               if compiled else "– | –")
             print(f"| {setup.describe()} | {setup.sweep_epochs} | {one:.2f} s | {stacked:.2f} s | {stacked / one:.2f} "
                   f"| {looped:.2f} s | {looped / one:.2f} | {compiled_cells} "
-                  f"| {choose_engine('auto', setup.architecture, torch.device('cpu'))} |")
+                  f"| {choose_engine('auto', setup.architecture, torch.device('cpu'))} "
+                  f"| {len(SWEEP_BETAS) * flops / peak / one:.2f} |")
         print()
     if race_rows:
         print("### Time to quality: the pytorch/examples recipe (batch 128, Adam 1e-3) against the default recipe")
