@@ -3,7 +3,7 @@
 the digits MLP, the mnist-5k conv net (28x28) and the shapes conv net (64x64), all rows from one run.
 
 Per setup (--setups) and section (--sections), one torch thread by default (--threads), the app's
-setting for a training run:
+setting for a training run, on the CPU or, with --device cuda, on a GPU (every trainer, peers included):
 
 1. Samples per second ("speed") at the same model, batch (128) and Adam learning rate (1e-3):
    * "vae_core Trainer": vae_core.trainer.Trainer.fit(), batches sliced from tensors in memory, fused
@@ -132,6 +132,7 @@ def run_dataloader(make_model, data, args, device, *, seconds):
         model.train()
         train_loss = 0.0  # the example's running loss: one .item() per step, as Trainer also does
         for x, in train_loader:
+            x = x.to(device)
             optimizer.zero_grad()
             loss = model.loss(x)["loss"]
             loss.backward()
@@ -271,28 +272,39 @@ def step_flops(make_model, data, batch_size: int) -> int:
     return counter.get_total_flops()
 
 
-def seconds_per_call(call, seconds: float) -> float:
-    """Calls `call` for about `seconds` (already warm); the mean seconds per call."""
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a GPU's kernels run after the call that queued them returns)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(call, seconds: float, device: torch.device = torch.device("cpu")) -> float:
+    """Calls `call` for about `seconds` (already warm); the mean seconds per call, its work on `device` done."""
+    synchronize(device)
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < seconds:
         call()
         count += 1
+        if count % 8 == 0:  # a GPU's queue is not let run ahead of the clock by more than a few calls
+            synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - started) / count
 
 
-def sgemm_flops_per_second(size: int = 1024, seconds: float = 1.0, windows: int = 5) -> float:
-    """The machine's float32 matrix multiply: the best of `windows` timings of `seconds` / `windows` each
+def sgemm_flops_per_second(device: torch.device, size: int = 1024, seconds: float = 1.0, windows: int = 5) -> float:
+    """The device's float32 matrix multiply: the best of `windows` timings of `seconds` / `windows` each
     (a peak; one 1 s mean read 91 and 160 GFLOP/s in two runs of this bench on the same machine)."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     for _ in range(3):
         a @ b
-    return max(2 * size ** 3 / seconds_per_call(lambda: a @ b, seconds / windows) for _ in range(windows))
+    return max(2 * size ** 3 / seconds_per_call(lambda: a @ b, seconds / windows, device) for _ in range(windows))
 
 
-def fixed_batch(make_model, data, batch_size: int):
-    """(x, eps): one training batch and its posterior noise, the same for every variant timed."""
+def fixed_batch(make_model, data, batch_size: int, device: torch.device):
+    """(x, eps): one training batch and its posterior noise on `device`, the same for every variant timed."""
     x = data.x_train[:batch_size]
-    return x, torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(len(x), make_model().config.latent_dim, generator=torch.Generator().manual_seed(0))
+    return x.to(device), eps.to(device)
 
 
 def adam_step(parameters, loss):
@@ -308,18 +320,19 @@ def adam_step(parameters, loss):
 
 
 # -- the step's variants: memory format and torch.compile ----------------------------------------------
-def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str, tuple[float, float]]:
+def step_variants(make_model, data, batch_size: int, seconds: float,
+                  device: torch.device) -> dict[str, tuple[float, float]]:
     """{variant: (seconds of its first two steps, seconds per step after them)} for one fused-Adam step
     of the plain model, of its channels-last weights (conv nets) and of torch.compile(model.loss), each
     with the freed memory kept as the Trainer keeps it (whichever sections ran before)."""
     keep_freed_memory()
-    x, eps = fixed_batch(make_model, data, batch_size)
+    x, eps = fixed_batch(make_model, data, batch_size, device)
     variants = {"eager": (False, False), "torch.compile": (False, True)}
     if make_model().config.architecture == "conv":
         variants["eager, channels-last"] = (True, False)
     found = {}
     for name, (channels_last, compiled) in variants.items():
-        model = make_model()
+        model = make_model().to(device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
         loss = (lambda: model.loss(x, eps=eps)["loss"])
@@ -327,10 +340,12 @@ def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str
             torch._dynamo.reset()  # every setup pays its own compile
             loss = torch.compile(loss)
         step = adam_step(model.parameters(), loss)
+        synchronize(device)
         started = time.perf_counter()
         step()
         step()
-        found[name] = (time.perf_counter() - started, seconds_per_call(step, seconds))
+        synchronize(device)
+        found[name] = (time.perf_counter() - started, seconds_per_call(step, seconds, device))
     return found
 
 
@@ -338,12 +353,13 @@ def step_variants(make_model, data, batch_size: int, seconds: float) -> dict[str
 SWEEP_BETAS = (1.0, 2.0, 4.0, 8.0)
 
 
-def sweep_seconds(make_model, data, setup: Setup, engine: str | None, compile: bool = False) -> tuple[float, float]:
+def sweep_seconds(make_model, data, setup: Setup, device: torch.device, engine: str | None,
+                  compile: bool = False) -> tuple[float, float]:
     """(wall seconds, of which compiling) of one run of the default recipe for setup.sweep_epochs: the plain
     Trainer at β = 1 (engine None), or vae_core's SweepTrainer training SWEEP_BETAS with that engine (and
     its step through torch.compile). Both score the test set and keep their checkpoints' state as they do
     for a user (no files are written)."""
-    config = Recipe(architecture=setup.architecture, epochs=setup.sweep_epochs).train_config(device="cpu",
+    config = Recipe(architecture=setup.architecture, epochs=setup.sweep_epochs).train_config(device=str(device),
                                                                                              compile=compile)
     template = make_model().config
     models = []
@@ -356,13 +372,13 @@ def sweep_seconds(make_model, data, setup: Setup, engine: str | None, compile: b
     return time.perf_counter() - started, trainer.compile_seconds or 0.0
 
 
-def run_flops(make_model, data, setup: Setup) -> int:
+def run_flops(make_model, data, setup: Setup, device: torch.device) -> int:
     """FLOPs of one plain run of sweep_seconds (training and test scoring), counted by torch.utils.flop_counter:
     a sweep of k members does k times this work, whatever its engine, as no two members share a weight."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
-        sweep_seconds(make_model, data, setup, None)
+        sweep_seconds(make_model, data, setup, device, None)
     return counter.get_total_flops()
 
 
@@ -384,7 +400,8 @@ class Scorer:
 
 def race_peer(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
     """The pytorch/examples recipe for setup.epochs: [(seconds on its clock, score)] after every epoch."""
-    model = make_model()
+    device = torch.device(args.device)
+    model = make_model().to(device)
     torch.manual_seed(args.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     loader = DataLoader(TensorDataset(data.x_train), batch_size=128, shuffle=True)
@@ -394,6 +411,7 @@ def race_peer(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tupl
         started = time.perf_counter()
         model.train()
         for (x,) in loader:
+            x = x.to(device)
             optimizer.zero_grad()
             loss = model.loss(x)["loss"]
             loss.backward()
@@ -430,7 +448,7 @@ def race_recipe(setup: Setup, args) -> Recipe:
 def race_ours(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
     recipe = race_recipe(setup, args)
     watch = Stopwatch(scorer)
-    trainer = Trainer(make_model(), data, recipe.train_config(device="cpu"), callbacks=[watch])
+    trainer = Trainer(make_model(), data, recipe.train_config(device=args.device), callbacks=[watch])
     watch.started = time.perf_counter()
     trainer.fit()
     return watch.curve
@@ -453,8 +471,8 @@ def _peer_start(setup_name: str, args, threads: int) -> None:
 
 def _peer_speed(runner: str, args, seconds: float) -> tuple[float, int]:
     _, data, make_model = _PEER
-    _, elapsed, _, samples = ({**RUNNERS, PYTHAE: run_pythae}[runner])(make_model, data, args, torch.device("cpu"),
-                                                                       seconds=seconds)
+    _, elapsed, _, samples = ({**RUNNERS, PYTHAE: run_pythae}[runner])(make_model, data, args,
+                                                                       torch.device(args.device), seconds=seconds)
     return elapsed, samples
 
 
@@ -499,6 +517,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=1e-3, help="the throughput comparison's learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    p.add_argument("--device", default="cpu", help="where every trainer trains: cpu, or cuda for a GPU's rows")
     p.add_argument("--sweep-repeats", type=int, default=3, help="runs per engine in the sweep section (median)")
     p.add_argument("--race-lr", type=float, help="the race's learning rate instead of the default recipe's")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
@@ -509,8 +528,14 @@ def main(argv=None) -> int:
     unknown = [name for name in setups if name not in SETUPS] + [name for name in sections if name not in SECTIONS]
     if unknown or args.repeats < 1:
         p.error(f"unknown setups or sections {unknown}; --repeats must be positive")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as error:
+        p.error(f"--device {args.device}: {error}")
+    if device.type not in ("cpu", "cuda") or (device.type == "cuda" and not torch.cuda.is_available()):
+        p.error(f"--device {args.device}: this bench trains on cpu, or on cuda where torch sees a GPU "
+                f"(torch.cuda.is_available() is {torch.cuda.is_available()} here)")
     torch.set_num_threads(args.threads)
-    device = torch.device("cpu")
     load_at_start = load_average()
     try:
         import pythae  # noqa: F401 (only whether it imports)
@@ -518,7 +543,7 @@ def main(argv=None) -> int:
     except Exception as error:  # noqa: BLE001 - any import failure leaves the row out
         log(f"pythae does not import ({type(error).__name__}: {error}): its rows are left out")
         runners = list(RUNNERS)
-    peak = sgemm_flops_per_second()
+    peak = sgemm_flops_per_second(device)
     speed_rows, variant_rows, sweep_rows, race_rows = [], [], [], []
     for name in setups:
         setup = SETUPS[name]
@@ -551,7 +576,8 @@ def main(argv=None) -> int:
                     speed_rows.append((setup.describe(), runner, rate, ratio, flops, achieved, achieved / peak))
             if "variants" in sections:
                 log(f"{setup.describe()}: the step's variants ...")
-                variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size, args.repeat_seconds)))
+                variant_rows.append((setup.describe(), step_variants(make_model, data, args.batch_size,
+                                                                     args.repeat_seconds, device)))
             if "sweep" in sections:
                 log(f"{setup.describe()}: a sweep of {len(SWEEP_BETAS)} βs, {setup.sweep_epochs} epoch(s) ...")
                 engines = [(None, False), ("stacked", False), ("looped", False)]
@@ -560,11 +586,11 @@ def main(argv=None) -> int:
                 times = {engine: [] for engine in engines}
                 for r in range(args.sweep_repeats):
                     for engine in (engines if r % 2 == 0 else engines[::-1]):
-                        times[engine].append(sweep_seconds(make_model, data, setup, *engine))
+                        times[engine].append(sweep_seconds(make_model, data, setup, device, *engine))
                 # (median seconds after the compile, the compile): only the process's first compiled run
                 # compiles; the later ones find the compiled step in dynamo's cache
                 sweep_rows.append((setup, {engine: (statistics.median(t - c for t, c in runs), max(c for _, c in runs))
-                                           for engine, runs in times.items()}, run_flops(make_model, data, setup)))
+                                           for engine, runs in times.items()}, run_flops(make_model, data, setup, device)))
             if "race" in sections:
                 scorer = Scorer(data)
                 log(f"{setup.describe()}: the peer's recipe, {setup.epochs} epochs ...")
@@ -624,7 +650,7 @@ def main(argv=None) -> int:
                               if compiled else "– | –")
             print(f"| {setup.describe()} | {setup.sweep_epochs} | {one:.2f} s | {stacked:.2f} s | {stacked / one:.2f} "
                   f"| {looped:.2f} s | {looped / one:.2f} | {compiled_cells} "
-                  f"| {choose_engine('auto', setup.architecture, torch.device('cpu'))} "
+                  f"| {choose_engine('auto', setup.architecture, device)} "
                   f"| {len(SWEEP_BETAS) * flops / peak / one:.2f} |")
         print()
     if race_rows:

@@ -1,0 +1,39 @@
+"""bench/train_bench.py run as a person runs it: its device check, and the sweep's floor against the
+engines' measured times."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "bench/train_bench.py", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("device", ["mps", "bogus", *([] if torch.cuda.is_available() else ["cuda"])])
+def test_a_device_it_cannot_train_on_is_refused_in_one_line(device):
+    done = _bench("--device", device)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1].startswith(f"train_bench.py: error: --device {device}:"), done.stderr
+
+
+@pytest.mark.slow
+def test_no_engine_beats_the_sweeps_floor():
+    """The floor is 4 runs' counted FLOPs at the measured sgemm peak: every engine's time, as a multiple of
+    one run, is at or above it (a floor counted from the wrong run, or a peak taken too low, breaks this)."""
+    done = _bench("--setups", "digits", "--sections", "sweep", "--sweep-repeats", "1", timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    header = next(line for line in done.stdout.splitlines() if line.startswith("| setup | epochs |"))
+    row = next(line for line in done.stdout.splitlines() if line.startswith("| digits,"))
+    names = [cell.strip() for cell in header.strip("|").split("|")]
+    values = [cell.strip() for cell in row.strip("|").split("|")]
+    floor = float(values[names.index("floor, × one")])
+    ratios = [float(value) for name, value in zip(names, values) if name == "× one"]
+    assert len(ratios) == 3 and 0 < floor <= min(ratios), row
