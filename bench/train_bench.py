@@ -119,33 +119,41 @@ def run_trainer(make_model, data, args, device, *, seconds):
     return trainer.model, time.perf_counter() - started, budget.steps, budget.samples
 
 
-def examples_loader_options(device: torch.device) -> dict:
-    """The DataLoader options pytorch/examples vae/main.py adds on a GPU: one worker, pinned memory."""
-    return {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+def examples_training(make_model, data, seed: int, lr: float, batch_size: int, device: torch.device):
+    """(model, optimizer, loader) as pytorch/examples vae/main.py makes them: the model on the device,
+    torch's default Adam, a shuffled DataLoader (on a GPU with its one worker and pinned memory)."""
+    model = make_model().to(device)
+    torch.manual_seed(seed)  # the DataLoader's shuffle and randn_like draw from the global RNG
+    options = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
+    loader = DataLoader(TensorDataset(data.x_train), batch_size=batch_size, shuffle=True, **options)
+    return model, torch.optim.Adam(model.parameters(), lr=lr), loader
+
+
+def examples_epoch(model, optimizer, loader, device: torch.device):
+    """One epoch of pytorch/examples vae/main.py's train(): per batch, to the device, zero_grad, forward +
+    loss, backward, loss.item() (its running loss: one host sync a step, as the Trainer's), Adam step.
+    Yields each batch's size after its step."""
+    model.train()
+    for x, in loader:
+        x = x.to(device)
+        optimizer.zero_grad()
+        loss = model.loss(x)["loss"]
+        loss.backward()
+        loss.item()
+        optimizer.step()
+        yield len(x)
 
 
 def run_dataloader(make_model, data, args, device, *, seconds):
     """The pytorch/examples vae/main.py loop; same stopping rules as run_trainer."""
-    model = make_model().to(device)
-    torch.manual_seed(args.seed)  # the DataLoader's shuffle and randn_like draw from the global RNG
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    train_loader = DataLoader(TensorDataset(data.x_train), batch_size=args.batch_size, shuffle=True,
-                              **examples_loader_options(device))
+    model, optimizer, loader = examples_training(make_model, data, args.seed, args.lr, args.batch_size, device)
     budget = Budget(seconds)
     steps = samples = 0
     budget.start = started = time.perf_counter()
     while not budget.over():
-        model.train()
-        train_loss = 0.0  # the example's running loss: one .item() per step, as Trainer also does
-        for x, in train_loader:
-            x = x.to(device)
-            optimizer.zero_grad()
-            loss = model.loss(x)["loss"]
-            loss.backward()
-            train_loss += loss.item()
-            optimizer.step()
+        for size in examples_epoch(model, optimizer, loader, device):
             steps += 1
-            samples += len(x)
+            samples += size
             if budget.over():
                 break
     return model, time.perf_counter() - started, steps, samples
@@ -425,23 +433,13 @@ class Scorer:
 def race_peer(make_model, data, args, setup: Setup, scorer: Scorer) -> list[tuple[float, float]]:
     """The pytorch/examples recipe for setup.epochs: [(seconds on its clock, score)] after every epoch."""
     device = torch.device(args.device)
-    model = make_model().to(device)
-    torch.manual_seed(args.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(TensorDataset(data.x_train), batch_size=128, shuffle=True,
-                        **examples_loader_options(device))
+    model, optimizer, loader = examples_training(make_model, data, args.seed, 1e-3, 128, device)
     x_eval, y_eval = data.x_test[:EVAL_LIMIT], data.y_test[:EVAL_LIMIT]
     clock, curve = 0.0, []
     for epoch in range(setup.epochs):
         started = time.perf_counter()
-        model.train()
-        for (x,) in loader:
-            x = x.to(device)
-            optimizer.zero_grad()
-            loss = model.loss(x)["loss"]
-            loss.backward()
-            loss.item()
-            optimizer.step()
+        for _ in examples_epoch(model, optimizer, loader, device):
+            pass
         model.eval()  # the example's test() after every epoch, on its clock
         with torch.inference_mode():
             evaluate(model, x_eval, y_eval, seed=0)
