@@ -52,13 +52,22 @@ if not show_map and cfg.latent_dim > 3:
     st.caption("Compute a map on the Latent map page to see the current point on it here.")
 
 
+def z_on_map(z, height: int = 300) -> None:
+    """The map with z on it: one element (a slot's whole content)."""
+    coords, _, labels = handle.latent_map(v)
+    here = handle.place_on_map(v, [z])
+    st.plotly_chart(map_figure(coords, labels, handle.label_names, [("current z", here, "#FF4B4B", "markers")],
+                               height=height), key="traversal_map")
+
+
+def placed_by_caption(where=st) -> None:
+    where.caption(f"The current z is placed by {handle.placed_by(v)}.")
+
+
 def show_on_map(z, height: int = 300) -> None:
     if show_map:
-        coords, _, labels = handle.latent_map(v)
-        here = handle.place_on_map(v, [z])
-        st.plotly_chart(map_figure(coords, labels, handle.label_names, [("current z", here, "#FF4B4B", "markers")],
-                                   height=height), key="traversal_map")
-        st.caption(f"The current z is placed by {handle.placed_by(v)}.")
+        z_on_map(z, height)
+        placed_by_caption()
 
 
 def grid_section() -> None:
@@ -118,37 +127,46 @@ def slider_panel():
 
 
 def show_in_slots(picture_slot, map_slot) -> None:
-    """decode(z) and, when there is a map, z on it, each in its one-element slot."""
+    """decode(z) and, when there is a map, z on it, each one element in its slot."""
     with picture_slot:
         show_decoded_z()
     if show_map:
-        with map_slot.container():
-            show_on_map(v.z)
+        with map_slot:
+            z_on_map(v.z)
 
 
 @st.fragment
-def slider_alone(d: int, picture_slot, map_slot) -> None:
+def slider_alone(d: int, picture_slot, map_slot, draws: bool) -> None:
     """One latent slider as a fragment of its own (the grid waits for its button): a move reruns this
     slider only and redraws the picture and the map in their slots, beside it in the row. A move is 9
     messages, not the 27 of a panel that redraws all 16 sliders; py-spy put the 16 at 22% of the
-    server's Python time under a class's moves."""
+    server's Python time under a class's moves.
+
+    On a whole-page run each slider reserves its place in the slots (Streamlit wraps a fragment's
+    writes there in a block of its own) and the last one draws. Only sliders write the slots, one
+    element each. Drawn by the page, with the map's caption in a container, the page went blank in
+    Chromium ("Bad delta path index 1"): the server's queue, merging writes to one path, sent the
+    container's second child before the container (tests/apptest_support.py assert_browser_accepts).
+    A map the page drew alone in its slot stayed on screen beside the next one a slider drew."""
     z_slider(d)
-    if in_fragment_rerun():
+    if draws or in_fragment_rerun():
         show_in_slots(picture_slot, map_slot)
-        sync_url()  # a fragment's run ends here, not in app.py
-    else:  # a whole-page run draws the picture once (sliders_alone); each slider reserves its place in the slots
+    else:
         picture_slot.empty()
         if show_map:
             map_slot.empty()
+    if in_fragment_rerun():
+        sync_url()  # a fragment's run ends here, not in app.py
 
 
 def sliders_alone() -> None:
     *slider_columns, picture = st.columns([3, 3, 4])
     picture_slot, map_slot = picture.empty(), picture.empty()  # one element each: the last drawn replaces the rest
+    if show_map:
+        placed_by_caption(picture)  # it does not move with z
     for i, d in enumerate(order):
         with slider_columns[i % 2]:
-            slider_alone(d, picture_slot, map_slot)
-    show_in_slots(picture_slot, map_slot)
+            slider_alone(d, picture_slot, map_slot, draws=d == order[-1])
 
 
 @st.fragment

@@ -73,3 +73,52 @@ def plotly_values(x):
     import numpy as np
 
     return np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]) if isinstance(x, dict) else np.asarray(x)
+
+
+# -- the page as the browser builds it --------------------------------------------------------------
+class BrowserRejects(AssertionError):
+    """A delta the browser's element tree refuses: the app goes blank with this error in the console."""
+
+
+class _Node:
+    """A node of the browser's element tree: a block (its type, children) or an element (block None)."""
+
+    def __init__(self, block: str | None = None, children: list | None = None):
+        self.block, self.children = block, children or []
+
+
+def _set_node(parent: _Node, path: list[int], node: _Node, full_path: list[int]) -> None:
+    """The frontend's setNodeAtPath (AppRoot's SetNodeAtPathVisitor), its three refusals included."""
+    index, rest = path[0], path[1:]
+    if not 0 <= index <= len(parent.children):
+        raise BrowserRejects(f"{full_path}: Bad delta path index {index} (should be between [0, {len(parent.children)}])")
+    if index == len(parent.children):
+        if rest:
+            raise BrowserRejects(f"{full_path}: Cannot set a node at a delta path")
+        parent.children.append(node)
+    elif not rest:
+        old = parent.children[index]
+        if node.block is not None and old.block == node.block:
+            node.children = old.children  # addBlock keeps a same-typed block's children
+        parent.children[index] = node
+    elif parent.children[index].block is None:
+        raise BrowserRejects(f"{full_path}: 'setIn' cannot be called on an ElementNode")
+    else:
+        _set_node(parent.children[index], rest, node, full_path)
+
+
+def assert_browser_accepts(messages) -> None:
+    """Build a fresh page from one run's ForwardMsgs as the browser does, and fail where it would fail.
+
+    AppTest hands over its queue unflushed, so the server's coalescing (a later delta at a path that an
+    earlier one in the queue wrote takes that earlier one's place) is applied in full: the order a
+    browser receives when no flush falls inside the run, which on a busy server is a matter of chance."""
+    root = _Node("root", [_Node("main"), _Node("sidebar"), _Node("event"), _Node("bottom")])
+    for msg in messages:
+        if not msg.HasField("delta"):
+            continue
+        kind, path = msg.delta.WhichOneof("type"), list(msg.metadata.delta_path)
+        if kind == "add_block":
+            _set_node(root, path, _Node(msg.delta.add_block.WhichOneof("type") or "vertical"), path)
+        elif kind == "new_element":
+            _set_node(root, path, _Node(), path)

@@ -102,3 +102,20 @@ def vanilla_vae(tmp_path_factory):
     import vanilla_vae
 
     return vanilla_vae.write(tmp_path_factory.mktemp("vanilla"))
+
+
+@pytest.fixture(autouse=True)
+def every_apptest_run_is_a_page_the_browser_accepts(monkeypatch):
+    """Each AppTest run's messages, coalesced as the server's queue coalesces a run that no flush
+    interrupts, must build a page the browser accepts (apptest_support.assert_browser_accepts)."""
+    from streamlit.testing.v1 import local_script_runner
+
+    from apptest_support import assert_browser_accepts
+
+    parse = local_script_runner.parse_tree_from_messages
+
+    def checked(messages):
+        assert_browser_accepts(messages)
+        return parse(messages)
+
+    monkeypatch.setattr(local_script_runner, "parse_tree_from_messages", checked)

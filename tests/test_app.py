@@ -43,6 +43,21 @@ def test_traversal_slider_changes_the_decoded_image(checkpoints):
     assert query(at, "z").startswith(f"{slider.value:.2f},")
 
 
+def test_traversal_with_the_grid_waiting_builds_a_page_the_browser_accepts(checkpoints):
+    """The classroom's layout: each latent slider a fragment that also writes the picture's and the map's
+    slots. conftest builds every run's page as the browser would, from the server's coalesced queue: a
+    slot holding a container (the map and its caption) blanked the page in one run out of a few."""
+    at = start("pages/traversal.py", model="file:mnist-vae-2d", sample=4)
+    at.toggle(key="view.live_pad").set_value(False).run()
+    at.toggle(key="view.grid_follows").set_value(False).run()
+    for sample in (4, 9):
+        at.number_input(key="view.sample").set_value(sample).run()
+        assert_clean(at)
+        assert [i.caption for e in at.get("image") for i in e.proto.imgs].count("decode(z)") == 1
+        assert len(at.get("plotly_chart")) == 1
+        assert any(c.value.startswith("The current z is placed by") for c in at.caption)
+
+
 def test_traversal_base_choices_give_different_starts(checkpoints):
     at = start("pages/traversal.py")
     from_sample = list(list(view_of(at).z))
