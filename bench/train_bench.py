@@ -292,7 +292,7 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def seconds_per_call(call, seconds: float, device: torch.device = torch.device("cpu")) -> float:
+def seconds_per_call(call, seconds: float, device: torch.device) -> float:
     """Calls `call` for about `seconds` (already warm); the mean seconds per call, its work on `device` done."""
     synchronize(device)
     count, started = 0, time.perf_counter()
